@@ -1,0 +1,38 @@
+"""How the names of a spec are spelled in a generated Python module.
+
+Owns the mapping from a spec name to Python: model-held names become
+`self.<name>`, step values stay plain locals, constants stay themselves; and
+fresh local names for what the backend adds (gradients, variable lists) that
+can never collide with a spec's own names.
+"""
+
+from __future__ import annotations
+
+from stepc.plan import ModelPlan, StepPlan
+
+_CONSTANTS = {"True", "False", "None", "self"}
+
+
+class Names:
+    def __init__(self, model: ModelPlan):
+        held = [p.name for p in model.init] + [p.name for p in model.compile or ()]
+        held += [d.name for d in model.metrics] + [d.name for d in model.losses]
+        self.attributes = set(held)
+        if model.compile is None:
+            self.attributes.add("optimizer")
+        self.taken: set[str] = set()
+
+    def enter(self, step: StepPlan) -> None:
+        self.taken = set(step.taken)
+
+    def python(self, name: str) -> str:
+        if name in self.attributes:
+            return f"self.{name}"
+        return name
+
+    def fresh(self, base: str) -> str:
+        name, counter = base, 2
+        while name in self.taken:
+            name, counter = f"{base}_{counter}", counter + 1
+        self.taken.add(name)
+        return name

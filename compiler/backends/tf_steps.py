@@ -1,0 +1,268 @@
+"""The TensorFlow spelling of one step: `train_step`, `test_step` or `predict_step`.
+
+Owns the lines of a step method: unpacking and trace-time checks of the
+batch, each planned statement with the spec line it came from, gradient
+regions as `tf.GradientTape` blocks, gradients applied with `optimizer.apply`,
+and the returned logs. Expressions are spelled here too (`self.` for
+model-held names, `ops.` and `keras.random.` for operations).
+"""
+
+from __future__ import annotations
+
+from stepc import ir
+from stepc.backends.names import Names
+from stepc.builtins import COMPILED_LOSS, OPS
+from stepc.plan import (
+    SCALE,
+    UNSCALE,
+    ApplyGradients,
+    Compute,
+    GradientRegion,
+    ModelPlan,
+    StepPlan,
+)
+from stepc.pyexpr import (
+    INDENT,
+    Rendered,
+    Text,
+    atom,
+    binary,
+    call,
+    flat,
+    layout,
+    negate,
+    sequence,
+    string_literal,
+)
+from stepc.pyexpr import subscript as subscript_doc
+
+_METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
+_ROLES = ("x", "y", "sample_weight")
+
+
+class StepWriter:
+    def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
+        self.spec_name = spec_name
+        self.model = model
+        self.step = step
+        self.names = names
+        self.used: set[str] = used
+        names.enter(step)
+        self.training = step.kind is ir.StepKind.TRAIN
+        self.lines: list[str] = []
+
+    def run(self) -> list[str]:
+        method = _METHODS.get(self.step.kind, "predict_step")
+        self.lines.append(f"{INDENT}def {method}(self, data):")
+        depth = 2
+        if self.step.derived:
+            self.emit(depth, "# evaluate(): the train step below without its weight updates,")
+            self.emit(depth, "# in inference mode (the spec has no test step of its own).")
+        self._unpack(depth)
+        for item in self.step.items:
+            self._item(item, depth)
+        self._returns(depth)
+        return self.lines
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append(INDENT * depth + text)
+
+    def comment(self, depth: int, span: ir.Span, what: str = "") -> None:
+        text = f"# {self.spec_name}:{span.line}"
+        self.emit(depth, f"{text}  {what}" if what else text)
+
+    # ---------------------------------------------------------------- data
+
+    def _unpack(self, depth: int) -> None:
+        data = self.step.data
+        targets = ", ".join(name or "_" for name in data.roles)
+        self.comment(depth, data.span, data.written)
+        self.emit(depth, f"{targets} = keras.utils.unpack_x_y_sample_weight(data)")
+        present = ", ".join(n for n in data.roles if n and n not in data.required)
+        for name in data.required:
+            role = _ROLES[data.roles.index(name)]
+            message = (
+                f"{self.spec_name}:{data.span.line}: {data.written} expects every batch to "
+                f"hold {_role(role, name)}, but this batch has only {present}: pass it to "
+                f"{'fit' if self.training else 'evaluate'}() or remove it from the spec's data line"
+            )
+            self.emit(depth, f"if {name} is None:")
+            raise_call = call("ValueError", [Text(message)])
+            self.lines += layout("raise ", raise_call.doc, INDENT * (depth + 1))
+
+    # ---------------------------------------------------------------- items
+
+    def _item(self, item, depth: int) -> None:
+        if isinstance(item, Compute):
+            self._compute(item, depth)
+        elif isinstance(item, GradientRegion):
+            self._region(item, depth)
+        elif isinstance(item, ApplyGradients):
+            self._apply(item, depth)
+
+    def _compute(self, item: Compute, depth: int) -> None:
+        statement = item.statement
+        self.comment(depth, statement.span)
+        if isinstance(statement, ir.Assign):
+            self._assign(statement, depth)
+            if item.tracks_compiled_loss:
+                self._track_compiled_loss(statement.targets[0].id, statement.span, depth)
+        else:
+            self._update(statement, depth)
+
+    def _assign(self, statement: ir.Assign, depth: int) -> None:
+        targets = ", ".join(t.id for t in statement.targets)
+        value = statement.value
+        if isinstance(value, ir.Call) and value.func.id == COMPILED_LOSS:
+            rendered = self._compiled_loss(value)
+        else:
+            rendered = self.expr(value)
+        self.lines += layout(f"{targets} = ", rendered.doc, INDENT * depth)
+
+    def _track_compiled_loss(self, loss: str, span: ir.Span, depth: int) -> None:
+        self.used.add("unscale")
+        x = self.step.data.roles[0]
+        self.emit(depth, "# Keras's loss tracker, weighted by batch size as in Keras's own step.")
+        args = [f"_unscale_for_distribution({loss})", f"sample_weight=ops.shape({x})[0]"]
+        self.lines += layout("", call("self._loss_tracker.update_state", args).doc, INDENT * depth)
+
+    def _update(self, statement: ir.Update, depth: int) -> None:
+        args = [self.expr(a).doc for a in statement.args]
+        args += [_keyword(k.name, self.expr(k.value).doc) for k in statement.keywords]
+        if statement.metric.id == "compiled_metrics":
+            self.emit(depth, "if self._compile_metrics is not None:  # compile(metrics=...)")
+            rendered = call("self._compile_metrics.update_state", args)
+            self.lines += layout("", rendered.doc, INDENT * (depth + 1))
+            return
+        rendered = call(f"self.{statement.metric.id}.update_state", args)
+        self.lines += layout("", rendered.doc, INDENT * depth)
+
+    def _region(self, region: GradientRegion, depth: int) -> None:
+        self.comment(depth, region.span, "the recorded computation of the loss")
+        tapes = ", ".join(f"tf.GradientTape() as {name}" for name in region.recorders)
+        self.emit(depth, f"with {tapes}:")
+        for item in region.body:
+            self._compute(item, depth + 1)
+        for loss in region.losses:
+            optimizer = self.names.python(loss.optimizer)
+            self.emit(depth + 1, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
+            rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
+            self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * (depth + 1))
+
+    def _apply(self, apply: ApplyGradients, depth: int) -> None:
+        self.comment(depth, apply.statement.span, _minimize_text(apply.statement))
+        variables, grads = self.names.fresh("variables"), self.names.fresh("grads")
+        self.names.taken -= {variables, grads}  # reused by the next apply
+        sources = " + ".join(variables_of(t) for t in apply.targets)
+        self.lines += layout(f"{variables} = ", sources, INDENT * depth)
+        self.emit(depth, f"{grads} = {apply.recorder}.gradient({apply.loss_name}, {variables})")
+        optimizer = self.names.python(apply.optimizer)
+        self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
+
+    # ---------------------------------------------------------------- returns
+
+    def _returns(self, depth: int) -> None:
+        plan = self.step.returns
+        if plan is None:
+            self.emit(depth, "return self.get_metrics_result()")
+            return
+        self.comment(depth, plan.span)
+        if plan.bare:
+            self.lines += layout("return ", self.expr(plan.values[0].value).doc, INDENT * depth)
+            return
+        entries = []
+        for value in plan.values:
+            doc = f"self.{value.metric}.result()" if value.metric else self.expr(value.value).doc
+            entries.append(_entry(string_literal(value.key), doc))
+        self.lines += layout("return ", sequence("{", entries, "}").doc, INDENT * depth)
+
+    # ---------------------------------------------------------------- expressions
+
+    def expr(self, node) -> Rendered:
+        if isinstance(node, ir.Name):
+            return atom(self.names.python(node.id))
+        if isinstance(node, ir.Number):
+            return atom(node.text)
+        if isinstance(node, ir.String):
+            return atom(string_literal(node.value))
+        if isinstance(node, ir.BinaryOp):
+            return binary(node.op, self.expr(node.left), self.expr(node.right))
+        if isinstance(node, ir.Negate):
+            return negate(self.expr(node.operand))
+        if isinstance(node, ir.Subscript):
+            return subscript_doc(self.expr(node.value), self._index(node.index))
+        if isinstance(node, ir.TupleExpr):
+            return sequence("(", [self.expr(i).doc for i in node.items], ")")
+        if isinstance(node, ir.ListExpr):
+            return sequence("[", [self.expr(i).doc for i in node.items], "]")
+        return self._call(node)
+
+    def _index(self, index) -> str:
+        if not isinstance(index, ir.Slice):
+            return flat(self.expr(index).doc)
+        bounds = [
+            flat(self.expr(b).doc) if b is not None else "" for b in (index.start, index.stop)
+        ]
+        simple = all(b.replace("_", "").isalnum() or not b for b in bounds)
+        return (":" if simple else " : ").join(bounds)
+
+    def _call(self, node: ir.Call) -> Rendered:
+        name = node.func.id
+        args = [self.expr(a).doc for a in node.args]
+        keywords = {k.name: self.expr(k.value).doc for k in node.keywords}
+        if name in (SCALE, UNSCALE):
+            self.used.add("scale" if name == SCALE else "unscale")
+            helper = "_scale_for_distribution" if name == SCALE else "_unscale_for_distribution"
+            return call(helper, args)
+        if name in OPS:
+            return self._op(name, args, keywords)
+        if name == "self" or self._is_model(name):
+            keywords.setdefault("training", "True" if self.training else "False")
+        func = "self" if name == "self" else self.names.python(name)
+        return call(func, args + [_keyword(k, v) for k, v in keywords.items()])
+
+    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
+        op = OPS[name]
+        if op.random:
+            keywords["seed"] = "self.seed_generator"
+        return call(op.target, args + [_keyword(k, v) for k, v in keywords.items()])
+
+    def _compiled_loss(self, node: ir.Call) -> Rendered:
+        params = ("y", "y_pred", "sample_weight")
+        given = dict(zip(params, node.args, strict=False))
+        given.update({k.name: k.value for k in node.keywords})
+        args = [f"x={self.step.data.roles[0]}"]
+        args += [_keyword(p, self.expr(given[p]).doc) for p in params if p in given]
+        args.append(f"training={self.training}")
+        return call("self.compute_loss", args)
+
+    def _is_model(self, name: str) -> bool:
+        params = [*self.model.init, *(self.model.compile or ())]
+        return any(p.name == name and p.type_name == "Model" for p in params)
+
+
+def _keyword(name: str, doc) -> object:
+    from stepc.pyexpr import Concat
+
+    return Concat((f"{name}=", doc))
+
+
+def _entry(key: str, doc) -> object:
+    from stepc.pyexpr import Concat
+
+    return Concat((f"{key}: ", doc))
+
+
+def _role(role: str, name: str) -> str:
+    return f"`{name}`" if role == name else f"{role} (`{name}`)"
+
+
+def variables_of(target: str) -> str:
+    return "self.trainable_variables" if target == "self" else f"self.{target}.trainable_variables"
+
+
+def _minimize_text(statement: ir.Minimize) -> str:
+    targets = ", ".join(t.id for t in statement.targets)
+    using = f" using {statement.optimizer.id}" if statement.optimizer else ""
+    loss = "the loss" if not isinstance(statement.loss, ir.Name) else statement.loss.id
+    return f"minimize {loss} over {targets}{using}"

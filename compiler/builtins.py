@@ -1,0 +1,188 @@
+"""The allowlist: every operation, metric class and loss class a spec may name.
+
+Owns the static tables that the checker resolves calls against and that the
+emitters read for the target name. A spec can call nothing that is not listed
+here or declared in the spec itself, so no spec text can reach arbitrary
+Python. The targets are backend-neutral `keras.ops` / `keras.random` /
+`keras.losses` names; nothing here imports Keras.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Type(Enum):
+    """What the checker knows of a value; enough to catch the common mistakes."""
+
+    TENSOR = "tensor"
+    SCALAR = "scalar"  # a rank-0 tensor: what `minimize` needs
+    NUMBER = "number"  # a Python number or a scalar dimension such as shape(x)[0]
+    SHAPE = "shape"  # the tuple returned by shape(x)
+    SEQUENCE = "sequence"  # a tuple or list written in the spec
+    STRING = "string"
+    BOOL = "bool"
+    NONE = "none"
+    OPTIONAL_TENSOR = "tensor or None"  # a `sample_weight?` data parameter
+    MODEL = "model"
+    OPTIMIZER = "optimizer"
+    LOSS = "loss"
+    METRIC = "metric"
+    MULTI = "several tensors"  # a model call that may return a tuple
+
+
+class Result(Enum):
+    """How an operation's result type follows from its arguments."""
+
+    TENSOR = "tensor"
+    SAME = "same as the first argument"  # elementwise: a scalar stays a scalar
+    REDUCE = "scalar unless an axis is given"
+    SHAPE = "shape"
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str  # as written in a spec
+    target: str  # backend-neutral Keras name, e.g. "ops.mean"
+    params: tuple[str, ...]  # positional parameters, in order
+    required: int  # how many of `params` must be given
+    keywords: tuple[str, ...] = ()  # keyword-only parameters
+    result: Result = Result.TENSOR
+    random: bool = False  # draws from the model's seed generator
+
+    def signature(self) -> str:
+        parts = list(self.params[: self.required])
+        parts += [f"{p}=..." for p in self.params[self.required :]]
+        parts += [f"{k}=..." for k in self.keywords]
+        return f"{self.name}({', '.join(parts)})"
+
+
+def _elementwise(*names: str) -> list[Op]:
+    return [Op(n, f"ops.{n}", ("x",), 1, result=Result.SAME) for n in names]
+
+
+def _reductions(*names: str) -> list[Op]:
+    return [Op(n, f"ops.{n}", ("x", "axis"), 1, ("keepdims",), Result.REDUCE) for n in names]
+
+
+def _per_sample_losses(*names: str) -> list[Op]:
+    return [Op(n, f"keras.losses.{n}", ("y_true", "y_pred"), 2) for n in names]
+
+
+OPS: dict[str, Op] = {
+    op.name: op
+    for op in [
+        Op("shape", "ops.shape", ("x",), 1, result=Result.SHAPE),
+        Op("concatenate", "ops.concatenate", ("xs", "axis"), 1),
+        Op("stack", "ops.stack", ("xs", "axis"), 1),
+        Op("ones", "ops.ones", ("shape",), 1, ("dtype",)),
+        Op("zeros", "ops.zeros", ("shape",), 1, ("dtype",)),
+        Op("ones_like", "ops.ones_like", ("x",), 1, result=Result.SAME),
+        Op("zeros_like", "ops.zeros_like", ("x",), 1, result=Result.SAME),
+        Op("reshape", "ops.reshape", ("x", "shape"), 2),
+        Op("cast", "ops.cast", ("x", "dtype"), 2, result=Result.SAME),
+        Op("matmul", "ops.matmul", ("a", "b"), 2),
+        Op("maximum", "ops.maximum", ("a", "b"), 2, result=Result.SAME),
+        Op("minimum", "ops.minimum", ("a", "b"), 2, result=Result.SAME),
+        Op("clip", "ops.clip", ("x", "min", "max"), 3, result=Result.SAME),
+        Op("stop_gradient", "ops.stop_gradient", ("x",), 1, result=Result.SAME),
+        *_elementwise("square", "sqrt", "abs", "exp", "log", "log1p", "tanh", "sign"),
+        *_elementwise("sigmoid", "relu", "softplus", "negative"),
+        *_reductions("mean", "sum", "max", "min", "std", "var"),
+        Op("normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev"), random=True),
+        Op("uniform", "keras.random.uniform", ("shape",), 1, ("minval", "maxval"), random=True),
+        *_per_sample_losses(
+            "mean_squared_error",
+            "mean_absolute_error",
+            "binary_crossentropy",
+            "categorical_crossentropy",
+            "sparse_categorical_crossentropy",
+        ),
+    ]
+}
+
+# The loss and metrics that Keras's compile() configured, as stepc names them.
+COMPILED_LOSS = "compiled_loss"
+COMPILED_METRICS = "compiled_metrics"
+COMPILED_LOSS_OP = Op(COMPILED_LOSS, "compute_loss", ("y", "y_pred", "sample_weight"), 2)
+# The optimizer given to Keras's own compile().
+KERAS_OPTIMIZER = "optimizer"
+
+
+class MetricArgs(Enum):
+    VALUES = "values"  # update t(values[, sample_weight])
+    LABELS = "labels"  # update t(y_true, y_pred[, sample_weight])
+
+
+METRIC_CLASSES: dict[str, MetricArgs] = {
+    "Mean": MetricArgs.VALUES,
+    "Sum": MetricArgs.VALUES,
+    **{
+        name: MetricArgs.LABELS
+        for name in (
+            "MeanAbsoluteError",
+            "MeanSquaredError",
+            "RootMeanSquaredError",
+            "MeanAbsolutePercentageError",
+            "Accuracy",
+            "BinaryAccuracy",
+            "CategoricalAccuracy",
+            "SparseCategoricalAccuracy",
+            "TopKCategoricalAccuracy",
+            "AUC",
+            "Precision",
+            "Recall",
+            "BinaryCrossentropy",
+            "CategoricalCrossentropy",
+            "SparseCategoricalCrossentropy",
+            "KLDivergence",
+            "CosineSimilarity",
+        )
+    },
+}
+
+# Loss classes: called as loss(y_true, y_pred[, sample_weight]), they reduce to
+# the batch mean (Keras's default "sum_over_batch_size"). stepc fixes the
+# reduction so the distribution scaling it generates is right.
+LOSS_CLASSES: frozenset[str] = frozenset(
+    {
+        "MeanSquaredError",
+        "MeanAbsoluteError",
+        "MeanAbsolutePercentageError",
+        "MeanSquaredLogarithmicError",
+        "BinaryCrossentropy",
+        "BinaryFocalCrossentropy",
+        "CategoricalCrossentropy",
+        "SparseCategoricalCrossentropy",
+        "CategoricalFocalCrossentropy",
+        "Huber",
+        "LogCosh",
+        "KLDivergence",
+        "Poisson",
+        "Hinge",
+        "SquaredHinge",
+        "CosineSimilarity",
+    }
+)
+
+# Types a constructor or compile() parameter may have.
+PARAM_TYPES: dict[str, Type] = {
+    "Model": Type.MODEL,
+    "Optimizer": Type.OPTIMIZER,
+    "Loss": Type.LOSS,
+    "int": Type.NUMBER,
+    "float": Type.NUMBER,
+}
+
+CONSTANTS: dict[str, Type] = {"True": Type.BOOL, "False": Type.BOOL, "None": Type.NONE}
+
+# Names the generated module itself uses at module or method level; a spec
+# name equal to one of them would shadow it.
+_GENERATED_NAMES = {"keras", "ops", "tf", "np", "self", "data", "cls", "config", "kwargs"}
+
+RESERVED_NAMES: frozenset[str] = frozenset(
+    set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | _GENERATED_NAMES
+) - set(CONSTANTS)

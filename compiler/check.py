@@ -1,0 +1,235 @@
+"""Stage 2: semantic checks of a parsed spec, model by model.
+
+Owns the model-level checks (bases, parameters, declarations, reserved and
+duplicate names, metric and loss classes, unused declarations) and hands each
+step to `stepc.check_steps`. Every error of a spec is collected; nothing stops
+at the first. The result, when there are no errors, is a `CheckedSpec`: the IR
+plus each model's symbol table, which the lowering reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stepc import ir
+from stepc.builtins import (
+    COMPILED_LOSS,
+    LOSS_CLASSES,
+    METRIC_CLASSES,
+    OPS,
+    PARAM_TYPES,
+    RESERVED_NAMES,
+    Type,
+)
+from stepc.check_steps import StepChecker, Usage
+from stepc.diagnostics import Diagnostic, did_you_mean, error, warning
+from stepc.symbols import Kind, Symbol, base_symbols
+
+
+@dataclass(frozen=True)
+class CheckedModel:
+    model: ir.Model
+    functional: bool
+    symbols: dict[str, Symbol]
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    spec: ir.Spec
+    models: tuple[CheckedModel, ...]
+
+
+def check(spec: ir.Spec) -> tuple[CheckedSpec, list[Diagnostic]]:
+    diagnostics: list[Diagnostic] = []
+    if not spec.models:
+        diagnostics.append(
+            error("the spec defines no model", ir.Span(1, 1, 1, 2), "start with `model Name:`")
+        )
+    seen: dict[str, ir.Span] = {}
+    models = []
+    for model in spec.models:
+        _check_unique(model.name, seen, "model", diagnostics)
+        models.append(_ModelChecker(model, diagnostics).run())
+    return CheckedSpec(spec, tuple(models)), diagnostics
+
+
+def _check_unique(name: ir.Name, seen: dict[str, ir.Span], what: str, out: list) -> bool:
+    if name.id in seen:
+        line = seen[name.id].line
+        out.append(error(f"{what} `{name.id}` is already defined on line {line}", name.span))
+        return False
+    seen[name.id] = name.span
+    return True
+
+
+def check_identifier(name: ir.Name, out: list[Diagnostic]) -> bool:
+    """A user-chosen name must be a plain identifier the generated code can use."""
+    if name.id in RESERVED_NAMES or name.id.startswith("__"):
+        out.append(
+            error(
+                f"`{name.id}` is a reserved name",
+                name.span,
+                "Python keywords and builtins, dunder names and the names the generated "
+                "module uses (keras, ops, tf, self, data) cannot be redefined; pick another name",
+            )
+        )
+        return False
+    if name.id in OPS or name.id == COMPILED_LOSS:
+        out.append(
+            error(f"`{name.id}` would hide the operation of that name", name.span, "rename it")
+        )
+        return False
+    return True
+
+
+class _ModelChecker:
+    def __init__(self, model: ir.Model, diagnostics: list[Diagnostic]):
+        self.model = model
+        self.out = diagnostics
+        self.functional = self._check_base()
+        self.symbols = base_symbols(self.functional, model.compile is not None)
+        self.usage = Usage()
+
+    def run(self) -> CheckedModel:
+        check_identifier(self.model.name, self.out)
+        for span in self.model.repeated_decls:
+            self.out.append(error("a model has at most one init(...) and one compile(...)", span))
+        self._declare_params(self.model.init or (), Kind.INIT_PARAM)
+        self._declare_params(self.model.compile or (), Kind.COMPILE_PARAM)
+        for decl in self.model.metrics:
+            self._declare_object(decl, Kind.METRIC)
+        for decl in self.model.losses:
+            self._declare_object(decl, Kind.LOSS_OBJECT)
+        self._check_steps()
+        self._warn_unused()
+        return CheckedModel(self.model, self.functional, dict(self.symbols))
+
+    def _check_base(self) -> bool:
+        base = self.model.base
+        if base is None:
+            if self.model.init is None:
+                self.out.append(
+                    error(
+                        f"model `{self.model.name.id}` has neither a base nor init(...)",
+                        self.model.name.span,
+                        "write `model Name(Functional):` for a model built as Name(inputs, "
+                        "outputs), or give it `init(sub: Model, ...)` for one holding sub-models",
+                    )
+                )
+            return False
+        if base.id != "Functional":
+            hint = did_you_mean(base.id, ["Functional"]) or "the only base is `Functional`"
+            self.out.append(error(f"unknown model base `{base.id}`", base.span, hint))
+        elif self.model.init is not None:
+            self.out.append(
+                error(
+                    "a Functional model cannot declare init(...)",
+                    self.model.init_span or base.span,
+                    "it is constructed as Name(inputs, outputs); hold sub-models in a model "
+                    "without a base instead",
+                )
+            )
+        return True
+
+    def _declare(self, symbol: Symbol, name: ir.Name) -> None:
+        if not check_identifier(name, self.out):
+            return
+        previous = self.symbols.get(name.id)
+        if previous is not None:
+            where = f" on line {previous.span.line}" if previous.span else ""
+            self.out.append(error(f"`{name.id}` is already declared{where}", name.span))
+            return
+        self.symbols[name.id] = symbol
+
+    def _declare_params(self, params: tuple[ir.Param, ...], kind: Kind) -> None:
+        for param in params:
+            type_ = PARAM_TYPES.get(param.type_name.id)
+            if type_ is None:
+                hint = did_you_mean(param.type_name.id, PARAM_TYPES) or (
+                    "the types are " + ", ".join(PARAM_TYPES)
+                )
+                self.out.append(
+                    error(f"unknown type `{param.type_name.id}`", param.type_name.span, hint)
+                )
+                type_ = Type.TENSOR
+            symbol = Symbol(param.name.id, kind, type_, param.name.span, param.type_name.id)
+            self._declare(symbol, param.name)
+
+    def _declare_object(self, decl: ir.ObjectDecl, kind: Kind) -> None:
+        classes = METRIC_CLASSES if kind is Kind.METRIC else LOSS_CLASSES
+        what = "metric" if kind is Kind.METRIC else "loss"
+        if decl.class_name.id not in classes:
+            hint = did_you_mean(decl.class_name.id, classes) or (
+                f"the {what} classes are keras.{what}s." + ", ".join(sorted(classes)[:6]) + ", ..."
+            )
+            self.out.append(
+                error(f"unknown {what} class `{decl.class_name.id}`", decl.class_name.span, hint)
+            )
+        self._check_constructor_args(decl, kind)
+        type_ = Type.METRIC if kind is Kind.METRIC else Type.LOSS
+        self._declare(
+            Symbol(decl.name.id, kind, type_, decl.name.span, decl.class_name.id), decl.name
+        )
+
+    def _check_constructor_args(self, decl: ir.ObjectDecl, kind: Kind) -> None:
+        for value in (*decl.args, *(k.value for k in decl.keywords)):
+            if not _is_literal(value):
+                self.out.append(
+                    error(
+                        "constructor arguments must be literals (numbers, strings, True, "
+                        "False, None)",
+                        value.span,
+                    )
+                )
+        for kw in decl.keywords:
+            if kind is Kind.LOSS_OBJECT and kw.name == "reduction":
+                self.out.append(
+                    error(
+                        "a spec's loss objects always reduce to the batch mean",
+                        kw.span,
+                        "stepc relies on it to scale the loss for distribution; "
+                        "use sum(...) in the step for a sum",
+                    )
+                )
+
+    def _check_steps(self) -> None:
+        seen: dict[str, ir.Span] = {}
+        for step in self.model.steps:
+            name = ir.Name(step.kind.value, step.span)
+            if _check_unique(name, seen, "step", self.out):
+                StepChecker(step, self.symbols, self.functional, self.usage, self.out).run()
+        if not self.model.steps:
+            self.out.append(
+                error(
+                    f"model `{self.model.name.id}` has no step",
+                    self.model.name.span,
+                    "add a `train(x, y):` or `test(x, y):` block",
+                )
+            )
+
+    def _warn_unused(self) -> None:
+        for symbol in self.symbols.values():
+            declared = symbol.kind in (
+                Kind.INIT_PARAM,
+                Kind.COMPILE_PARAM,
+                Kind.METRIC,
+                Kind.LOSS_OBJECT,
+            )
+            if declared and symbol.name not in self.usage.names and symbol.span:
+                self.out.append(
+                    warning(
+                        f"{symbol.kind.value} `{symbol.name}` is never used",
+                        symbol.span,
+                        "remove it, or use it in a step",
+                    )
+                )
+
+
+def _is_literal(expr: ir.Expr) -> bool:
+    if isinstance(expr, ir.Negate):
+        return isinstance(expr.operand, ir.Number)
+    if isinstance(expr, (ir.TupleExpr, ir.ListExpr)):
+        return all(_is_literal(item) for item in expr.items)
+    if isinstance(expr, ir.Name):
+        return expr.id in ("True", "False", "None")
+    return isinstance(expr, (ir.Number, ir.String))

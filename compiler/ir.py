@@ -1,0 +1,251 @@
+"""The typed intermediate representation of a `.step` spec.
+
+Owns the frozen dataclasses that the parser builds and every later stage reads.
+Every node carries the `Span` of the spec text it came from, so any stage can
+point a diagnostic or a generated-code comment at the exact source. Nothing
+here knows about TensorFlow, Keras or any backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of spec text: 1-based lines and columns, end exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Number:
+    text: str  # as written, so the generated literal is the user's
+    is_int: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class String:
+    value: str  # already unescaped; emitted with repr(), never as raw text
+    span: Span
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: Name
+    args: tuple[Expr, ...]
+    keywords: tuple[Keyword, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    op: str  # one of + - * / // **
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Negate:
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Slice:
+    start: Expr | None
+    stop: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Subscript:
+    value: Expr
+    index: Expr | Slice
+    span: Span
+
+
+@dataclass(frozen=True)
+class TupleExpr:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+Expr = Name | Number | String | Call | BinaryOp | Negate | Subscript | TupleExpr | ListExpr
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True)
+class Assign:
+    targets: tuple[Name, ...]  # more than one: tuple unpacking
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Minimize:
+    loss: Expr
+    targets: tuple[Name, ...]
+    optimizer: Name | None  # None: the optimizer given to Keras's compile()
+    span: Span
+
+
+@dataclass(frozen=True)
+class Update:
+    metric: Name
+    args: tuple[Expr, ...]
+    keywords: tuple[Keyword, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class ReturnItem:
+    name: Name
+    value: Expr | None  # None: `return tracker` reports the tracker's result
+    span: Span
+
+
+@dataclass(frozen=True)
+class Return:
+    items: tuple[ReturnItem, ...]
+    span: Span
+
+
+Statement = Assign | Minimize | Update | Return
+
+
+# ---------------------------------------------------------------- declarations
+
+
+class StepKind(Enum):
+    TRAIN = "train"
+    TEST = "test"
+    PREDICT = "predict"
+
+
+@dataclass(frozen=True)
+class DataParam:
+    """One position of a batch: x, then y, then sample_weight."""
+
+    name: Name
+    optional: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    data: tuple[DataParam, ...]
+    body: tuple[Statement, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Param:
+    name: Name
+    type_name: Name
+    span: Span
+
+
+@dataclass(frozen=True)
+class ObjectDecl:
+    """`metric NAME = Class(args)` or `loss NAME = Class(args)`."""
+
+    name: Name
+    class_name: Name
+    args: tuple[Expr, ...]
+    keywords: tuple[Keyword, ...]
+    span: Span
+
+
+class ModelBase(Enum):
+    SUBCLASS = "Model"  # holds sub-models given to its constructor
+    FUNCTIONAL = "Functional"  # constructed as Class(inputs, outputs)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: Name
+    base: Name | None  # as written; the checker maps it to a ModelBase
+    init: tuple[Param, ...] | None
+    compile: tuple[Param, ...] | None  # None: Keras's own compile()
+    metrics: tuple[ObjectDecl, ...]
+    losses: tuple[ObjectDecl, ...]
+    steps: tuple[Step, ...]
+    span: Span
+    init_span: Span | None = None
+    compile_span: Span | None = None
+    repeated_decls: tuple[Span, ...] = ()  # a second init(...) or compile(...)
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: str  # as given by the user, for diagnostics and the module header
+    models: tuple[Model, ...]
+
+
+# ---------------------------------------------------------------- walking
+
+
+def children(node) -> tuple:
+    """The direct sub-expressions of an expression or statement, in source order."""
+    if isinstance(node, Call):
+        return (*node.args, *(k.value for k in node.keywords))
+    if isinstance(node, BinaryOp):
+        return (node.left, node.right)
+    if isinstance(node, Negate):
+        return (node.operand,)
+    if isinstance(node, Subscript):
+        return (node.value, node.index)
+    if isinstance(node, Slice):
+        return tuple(b for b in (node.start, node.stop) if b is not None)
+    if isinstance(node, (TupleExpr, ListExpr)):
+        return node.items
+    if isinstance(node, Assign):
+        return (node.value,)
+    if isinstance(node, Minimize):
+        return (node.loss,)
+    if isinstance(node, Update):
+        return (*node.args, *(k.value for k in node.keywords))
+    if isinstance(node, Return):
+        return tuple(item.value or item.name for item in node.items)
+    return ()
+
+
+def walk(node):
+    """Every node below `node` (itself included), depth first, in source order."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))

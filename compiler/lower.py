@@ -1,0 +1,392 @@
+"""Stage 3: decisions. A checked spec becomes a backend-neutral `ModulePlan`.
+
+Owns the choices a careful Keras author makes by hand:
+- tape placement from data dependencies: a `minimize` records only the
+  statements its loss needs that go through a model it updates; the rest runs
+  before the recording, and statements after a `minimize` see its new weights;
+- data unpacking with `unpack_x_y_sample_weight` and trace-time checks of the
+  batch structure;
+- loss scaling: values from Keras loss objects are already divided by the
+  number of replicas, hand-written reductions are not; the plan scales each
+  differentiated loss exactly once and unscales each reported one;
+- trackers: a `Mean` of a scalar loss is weighted by the batch size, as
+  Keras's own loss tracker is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import PurePath
+
+from stepc import ir
+from stepc.builtins import COMPILED_LOSS, KERAS_OPTIMIZER, OPS, Type
+from stepc.check import CheckedModel, CheckedSpec
+from stepc.diagnostics import Diagnostic, error
+from stepc.facts import Facts
+from stepc.plan import (
+    ApplyGradients,
+    Compute,
+    DataPlan,
+    Declaration,
+    GradientRegion,
+    LossForGradient,
+    ModelPlan,
+    ModulePlan,
+    Parameter,
+    PlanItem,
+    ReturnPlan,
+    ReturnValue,
+    StepPlan,
+)
+from stepc.symbols import Kind
+
+
+def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnostic]]:
+    diagnostics: list[Diagnostic] = []
+    name = PurePath(checked.spec.path).name
+    stem = re.sub(r"\W", "_", PurePath(name).stem) or "spec"
+    models = tuple(_lower_model(m, diagnostics) for m in checked.models)
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    return ModulePlan(name, digest, f"stepc.{stem}", models), diagnostics
+
+
+def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
+    model = checked.model
+    steps = tuple(_StepLowering(checked, step, out).run() for step in model.steps)
+    derived = _derived_test_step(model)
+    if derived is not None:
+        plan = _StepLowering(checked, derived, out, derived=True).run()
+        steps += (dataclasses.replace(plan, derived=True),)
+    return ModelPlan(
+        name=model.name.id,
+        functional=checked.functional,
+        span=model.span,
+        init=_parameters(model.init),
+        compile=_parameters(model.compile) if model.compile is not None else None,
+        metrics=tuple(_declaration(d) for d in model.metrics),
+        losses=tuple(_declaration(d) for d in model.losses),
+        uses_random=_uses_random(model),
+        own_metrics_only=not _uses_compiled(model) and bool(model.metrics),
+        optimizer_targets=_optimizer_targets(model),
+        steps=steps,
+    )
+
+
+def _derived_test_step(model: ir.Model) -> ir.Step | None:
+    """evaluate() for a model that computes its own loss and metrics.
+
+    Keras's default test_step reports the compiled loss and metrics; a model
+    whose train step uses neither (the guide's lower-level example) would fail
+    or report nothing. Its test step is then its train step without the
+    updates of weights: the same values and metrics, in inference mode.
+    """
+    kinds = {step.kind for step in model.steps}
+    train = next((s for s in model.steps if s.kind is ir.StepKind.TRAIN), None)
+    if train is None or ir.StepKind.TEST in kinds or _uses_compiled(model) or not model.metrics:
+        return None
+    if not model.base:  # a model of sub-models has no single evaluation to derive
+        return None
+    body = tuple(s for s in train.body if not isinstance(s, ir.Minimize))
+    return ir.Step(ir.StepKind.TEST, train.data, body, train.span)
+
+
+def _uses_compiled(model: ir.Model) -> bool:
+    return any(
+        isinstance(node, ir.Call)
+        and node.func.id == COMPILED_LOSS
+        or isinstance(node, ir.Update)
+        and node.metric.id == "compiled_metrics"
+        for step in model.steps
+        for statement in step.body
+        for node in ir.walk(statement)
+    )
+
+
+def _parameters(params) -> tuple[Parameter, ...]:
+    return tuple(Parameter(p.name.id, p.type_name.id) for p in params or ())
+
+
+def _declaration(decl: ir.ObjectDecl) -> Declaration:
+    return Declaration(decl.name.id, decl.class_name.id, decl.args, decl.keywords, decl.span)
+
+
+def _uses_random(model: ir.Model) -> bool:
+    return any(
+        isinstance(node, ir.Call) and node.func.id in OPS and OPS[node.func.id].random
+        for step in model.steps
+        for statement in step.body
+        for node in ir.walk(statement)
+    )
+
+
+def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Which models each optimizer updates, so a loaded model can rebuild its state."""
+    found: dict[str, tuple[str, ...]] = {}
+    for step in model.steps:
+        for statement in step.body:
+            if isinstance(statement, ir.Minimize):
+                name = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
+                found.setdefault(name, tuple(t.id for t in statement.targets))
+    return tuple(found.items())
+
+
+def _is_call_of(node, names: set[str]) -> bool:
+    return isinstance(node, ir.Call) and node.func.id in names
+
+
+class _StepLowering:
+    def __init__(self, checked: CheckedModel, step: ir.Step, out: list[Diagnostic], derived=False):
+        self.derived = derived
+        self.symbols = checked.symbols
+        self.functional = checked.functional
+        self.step = step
+        self.out = out
+        self.facts = Facts(self.symbols)
+        self.taken = {p.name.id for p in step.data} | set(self.symbols)
+        self.taken |= {t.id for s in step.body if isinstance(s, ir.Assign) for t in s.targets}
+        self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
+
+    def run(self) -> StepPlan:
+        body = [s for s in self.step.body if not isinstance(s, ir.Return)]
+        returns = [s for s in self.step.body if isinstance(s, ir.Return)]
+        items = self._place(body)
+        return StepPlan(
+            self.step.kind,
+            self._data_plan(),
+            tuple(items),
+            self._return_plan(returns[0]) if returns else None,
+            frozenset(self.taken),
+        )
+
+    # ---------------------------------------------------------------- names
+
+    def fresh(self, base: str) -> str:
+        name, counter = base, 2
+        while name in self.taken:
+            name, counter = f"{base}_{counter}", counter + 1
+        self.taken.add(name)
+        return name
+
+    # ---------------------------------------------------------------- data
+
+    def _data_plan(self) -> DataPlan:
+        data = self.step.data
+        names = [p.name.id for p in data] + [None] * (3 - len(data))
+        required = tuple(p.name.id for p in data[1:] if not p.optional)
+        parts = ", ".join(p.name.id + ("?" if p.optional else "") for p in data)
+        written = f"{self.step.kind.value}({parts})"
+        if self.derived:
+            written = f"train({parts})"
+        return DataPlan((names[0], names[1], names[2]), required, written, self.step.span)
+
+    # ---------------------------------------------------------------- placement
+
+    def _place(self, body: list[ir.Statement]) -> list[PlanItem]:
+        minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
+        tapes = {i: self._tape_statements(body, i) for i in minimizes}
+        groups = self._group(body, minimizes, tapes)
+        items: list[PlanItem] = []
+        done: set[int] = set()
+        for group in groups:
+            items += self._group_items(body, group, tapes, done)
+        return items + self._computes(body, range(len(body)), done)
+
+    def _tape_statements(self, body: list[ir.Statement], index: int) -> set[int]:
+        """Statements the loss of body[index] needs that go through a target."""
+        minimize = body[index]
+        targets = {t.id for t in minimize.targets}
+        if "self" in targets:
+            targets |= self.models
+        needed = _ancestors(body, index)
+        tainted: set[int] = set()
+        for i in sorted(needed):
+            if _calls(body[i], targets) or _reads_from(body, i, tainted):
+                tainted.add(i)
+        return tainted
+
+    def _group(self, body, minimizes, tapes) -> list[list[int]]:
+        """Minimizes whose recordings overlap share one region (simultaneous updates)."""
+        groups: list[list[int]] = []
+        for index in minimizes:
+            start = min(tapes[index], default=index)
+            if groups and start < groups[-1][0]:
+                first = groups[-1][0]
+                late = sorted(i for i in tapes[index] if i > first)
+                if late:
+                    self._report_split(body, index, first, late[0])
+                    continue
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+        return groups
+
+    def _report_split(self, body, index: int, first: int, late: int) -> None:
+        self.out.append(
+            error(
+                f"the loss minimized on line {body[index].span.line} is computed partly before "
+                f"and partly after the minimize on line {body[first].span.line}",
+                body[late].span,
+                "compute this loss entirely before that minimize (a simultaneous update) "
+                "or entirely after it",
+            )
+        )
+
+    def _group_items(self, body, group: list[int], tapes, done: set[int]) -> list[PlanItem]:
+        """Statements up to the group's last minimize: before, in and after its region."""
+        recorded = set().union(*(tapes[i] for i in group))
+        start = min(recorded, default=group[0])
+        items = self._computes(body, range(start), done)
+        before, inside, after = self._split_range(body, start, group[0], recorded)
+        items += self._computes(body, before, done)
+        recorders = tuple(self.fresh("tape") for _ in group)
+        recorded_items = tuple(self._computes(body, inside, done))
+        # After the recorded statements: the facts about their values are known.
+        losses = tuple(self._loss_for_gradient(body[i]) for i in group)
+        region = GradientRegion(recorders, recorded_items, losses, body[group[0]].span)
+        items += [region, *self._computes(body, after, done)]
+        for recorder, loss, index in zip(recorders, losses, group, strict=True):
+            items += self._computes(body, range(index), done)
+            items.append(self._apply(recorder, loss, body[index]))
+            done.add(index)
+        return items
+
+    def _computes(self, body, indices, done: set[int]) -> list[Compute]:
+        """Lower the statements at `indices` not lowered yet, in that order."""
+        todo = [i for i in indices if i not in done and not isinstance(body[i], ir.Minimize)]
+        done.update(todo)
+        return [self._compute(body[i]) for i in todo]
+
+    def _split_range(self, body, start: int, stop: int, recorded: set[int]):
+        """Statements in [start, stop): before the recording, in it, or after it.
+
+        Hoisting a statement above the recording is safe only if it reads
+        nothing recorded, redefines no name a recorded statement before it
+        uses, and draws no random number after a recorded draw (the draw
+        order is the random stream). Metric updates of recorded values go
+        after the recording; anything else that cannot be hoisted stays in it.
+        """
+        before, inside, after = [], [], []
+        for i in range(start, stop):
+            earlier = [j for j in inside if j < i]
+            if i in recorded or _conflicts(body, i, earlier):
+                inside.append(i)
+            elif _reads_from(body, i, set(inside) | set(after)):
+                (after if isinstance(body[i], ir.Update) else inside).append(i)
+            else:
+                before.append(i)
+        return before, inside, after
+
+    # ---------------------------------------------------------------- statements
+
+    def _compute(self, statement: ir.Statement) -> Compute:
+        if isinstance(statement, ir.Assign):
+            value, scaled = self.facts.normalize(statement.value)
+            self.facts.assign(statement.targets, statement.value, scaled)
+            tracks = (
+                isinstance(statement.value, ir.Call) and statement.value.func.id == COMPILED_LOSS
+            )
+            return Compute(dataclasses.replace(statement, value=value), "", tracks)
+        return self._update(statement)
+
+    def _update(self, statement: ir.Update) -> Compute:
+        symbol = self.symbols[statement.metric.id]
+        args = tuple(self.facts.unscaled(a) for a in statement.args)
+        keywords = tuple(
+            dataclasses.replace(k, value=self.facts.unscaled(k.value)) for k in statement.keywords
+        )
+        weighted = symbol.detail == "Mean" and len(args) == 1 and not keywords
+        if weighted and self.facts.is_scalar(statement.args[0]):
+            keywords = (
+                ir.Keyword("sample_weight", self._batch_size(statement.span), statement.span),
+            )
+        return Compute(dataclasses.replace(statement, args=args, keywords=keywords), symbol.detail)
+
+    def _batch_size(self, span: ir.Span) -> ir.Expr:
+        x = ir.Name(self.step.data[0].name.id, span)
+        shape = ir.Call(ir.Name("shape", span), (x,), (), span)
+        return ir.Subscript(shape, ir.Number("0", True, span), span)
+
+    def _loss_for_gradient(self, minimize: ir.Minimize) -> LossForGradient:
+        loss, scaled = self.facts.normalize(minimize.loss)
+        if not scaled:
+            loss = self.facts.scale(loss)
+        optimizer = minimize.optimizer.id if minimize.optimizer else KERAS_OPTIMIZER
+        base = minimize.loss.id if isinstance(minimize.loss, ir.Name) else "loss"
+        return LossForGradient(self.fresh(f"scaled_{base}"), loss, optimizer, minimize.span)
+
+    def _apply(self, recorder: str, loss: LossForGradient, minimize: ir.Minimize):
+        targets = tuple(t.id for t in minimize.targets)
+        return ApplyGradients(recorder, loss.name, targets, loss.optimizer, minimize)
+
+    # ---------------------------------------------------------------- returns
+
+    def _return_plan(self, statement: ir.Return) -> ReturnPlan:
+        values = []
+        for item in statement.items:
+            symbol = self.symbols.get(item.name.id)
+            if item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
+                values.append(ReturnValue(item.name.id, item.name.id, None))
+            else:
+                value = self.facts.unscaled(item.value or item.name)
+                values.append(ReturnValue(item.name.id, None, value))
+        bare = self.step.kind is ir.StepKind.PREDICT and len(values) == 1
+        bare = bare and statement.items[0].value is None
+        return ReturnPlan(tuple(values), statement.span, bare)
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+def _reads(statement: ir.Statement) -> set[str]:
+    return {n.id for n in ir.walk(statement) if isinstance(n, ir.Name)}
+
+
+def _defines(statement: ir.Statement) -> set[str]:
+    return {t.id for t in statement.targets} if isinstance(statement, ir.Assign) else set()
+
+
+def _definition(body, index: int, name: str) -> int | None:
+    """The statement whose assignment to `name` reaches body[index], if any."""
+    for i in range(index - 1, -1, -1):
+        if name in _defines(body[i]):
+            return i
+    return None
+
+
+def _ancestors(body, index: int) -> set[int]:
+    """Every statement body[index] depends on, transitively."""
+    found: set[int] = set()
+    pending = [index]
+    while pending:
+        current = pending.pop()
+        for name in _reads(body[current]):
+            source = _definition(body, current, name)
+            if source is not None and source not in found:
+                found.add(source)
+                pending.append(source)
+    return found
+
+
+def _reads_from(body, index: int, sources: set[int]) -> bool:
+    return any(_definition(body, index, n) in sources for n in _reads(body[index]))
+
+
+def _calls(statement: ir.Statement, models: set[str]) -> bool:
+    return any(_is_call_of(node, models) for node in ir.walk(statement))
+
+
+def _conflicts(body, index: int, earlier: list[int]) -> bool:
+    """Would running body[index] before the statements `earlier` change them?"""
+    defines = _defines(body[index])
+    touched = set().union(*(_reads(body[j]) | _defines(body[j]) for j in earlier))
+    random_before = any(_draws_random(body[j]) for j in earlier)
+    return bool(defines & touched) or (random_before and _draws_random(body[index]))
+
+
+def _draws_random(statement: ir.Statement) -> bool:
+    return any(
+        isinstance(node, ir.Call) and node.func.id in OPS and OPS[node.func.id].random
+        for node in ir.walk(statement)
+    )

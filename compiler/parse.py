@@ -1,0 +1,381 @@
+"""Stage 1: spec text to IR.
+
+Owns reading the grammar, the LALR parser with its Python-style indenter, the
+translation of Lark's tree into `stepc.ir` nodes (each with its span), and the
+syntax diagnostics: positions, the expected tokens in words a user knows, and
+recovery so that one run reports the syntax errors of every statement.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.indenter import DedentError, Indenter
+from stepc import ir
+from stepc.diagnostics import Diagnostic, error
+from stepc.resources import grammar_text
+
+MAX_SYNTAX_ERRORS = 20
+
+
+class _StepIndenter(Indenter):
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR", "LSQB"]
+    CLOSE_PAREN_types = ["RPAR", "RSQB"]
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        postlex=_StepIndenter(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
+    """Parse a spec; on syntax errors return None and one diagnostic per bad line."""
+    lines = source.split("\n")
+    diagnostics: list[Diagnostic] = []
+    while len(diagnostics) < MAX_SYNTAX_ERRORS:
+        try:
+            tree = _parser().parse("\n".join(lines) + "\n")
+        except (UnexpectedInput, DedentError) as exc:
+            diag = _syntax_diagnostic(exc, lines)
+            diagnostics.append(diag)
+            if not _blank_line(lines, diag.span.line):
+                break
+            continue
+        if diagnostics:
+            return None, diagnostics
+        return _ToIR(path).transform(tree), []
+    return None, diagnostics
+
+
+def _blank_line(lines: list[str], line: int) -> bool:
+    """Recover by commenting out the bad line; False if nothing is left to skip."""
+    index = line - 1
+    if not 0 <= index < len(lines) or not lines[index].strip():
+        return False
+    indent = len(lines[index]) - len(lines[index].lstrip())
+    lines[index] = lines[index][:indent] + "#"
+    return True
+
+
+# ---------------------------------------------------------------- syntax errors
+
+_TOKEN_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "_NL": "the end of the line",
+    "_INDENT": "an indented block",
+    "_DEDENT": "the end of the block",
+    "$END": "the end of the file",
+    "STEP_KIND": "`train`, `test` or `predict`",
+    "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*`, `/` or `//`",
+    "OPTIONAL": "`?`",
+}
+
+
+def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
+    if isinstance(exc, DedentError):
+        return _dedent_diagnostic(str(exc), lines)
+    line, column = _error_position(exc, lines)
+    opener = _unclosed_bracket(lines, line, column)
+    if opener is not None and opener[0] < line:
+        open_line, open_column, char = opener
+        closer = {"(": ")", "[": "]"}[char]
+        return error(
+            f"`{char}` is never closed",
+            ir.Span(open_line, open_column, open_line, open_column + 1),
+            f"add the `{closer}` that matches it; the statement runs on until line {line}",
+        )
+    span = ir.Span(line, column, line, column + _token_width(exc))
+    if isinstance(exc, UnexpectedCharacters):
+        char = lines[line - 1][column - 1] if line <= len(lines) else "?"
+        return error(f"unexpected character {char!r}", span, _expected_hint(exc.allowed))
+    if isinstance(exc, UnexpectedToken):
+        found = _describe_token(exc.token)
+        return error(f"unexpected {found}", span, _expected_hint(exc.expected))
+    return error("unexpected end of file", span, _expected_hint(getattr(exc, "expected", ())))
+
+
+def _unclosed_bracket(lines: list[str], line: int, column: int) -> tuple[int, int, str] | None:
+    """The innermost bracket still open just before (line, column), if any."""
+    stack: list[tuple[int, int, str]] = []
+    for number, text in enumerate(lines[:line], start=1):
+        end = column - 1 if number == line else len(text)
+        quote = None
+        for index, char in enumerate(text[:end]):
+            if quote:
+                quote = None if char == quote and text[index - 1] != "\\" else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "([":
+                stack.append((number, index + 1, char))
+            elif char in ")]" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
+def _error_position(exc: Exception, lines: list[str]) -> tuple[int, int]:
+    line, column = getattr(exc, "line", -1), getattr(exc, "column", -1)
+    if isinstance(exc, UnexpectedEOF) or line < 1:
+        line = max(1, len(lines))
+        column = len(lines[line - 1]) + 1 if lines else 1
+    return line, max(1, column)
+
+
+def _token_width(exc: Exception) -> int:
+    token = getattr(exc, "token", None)
+    if isinstance(token, Token) and token.type not in ("_NL", "_INDENT", "_DEDENT", "$END"):
+        return max(1, len(token.value.split("\n")[0]))
+    return 1
+
+
+def _describe_token(token: Token) -> str:
+    if token.type in ("NAME", "NUMBER", "STRING"):
+        return f"{_TOKEN_WORDS[token.type].split(' ', 1)[1]} `{token.value}`"
+    if token.type in _TOKEN_WORDS:
+        return _TOKEN_WORDS[token.type].removeprefix("the ")
+    return f"`{token.value}`"
+
+
+def _expected_hint(expected) -> str | None:
+    words = sorted({_terminal_words(name) for name in expected or ()})
+    if not words:
+        return None
+    if len(words) == 1:
+        return f"expected {words[0]}"
+    return "expected one of: " + ", ".join(words)
+
+
+@functools.cache
+def _terminal_words(name: str) -> str:
+    if name in _TOKEN_WORDS:
+        return _TOKEN_WORDS[name]
+    for terminal in _parser().terminals:
+        if terminal.name == name and terminal.pattern.type == "str":
+            return f"`{terminal.pattern.value}`"
+    return name.lower()
+
+
+def _dedent_diagnostic(message: str, lines: list[str]) -> Diagnostic:
+    line = _first_bad_dedent(lines)
+    width = len(lines[line - 1]) - len(lines[line - 1].lstrip()) if lines else 1
+    span = ir.Span(line, 1, line, 1 + max(1, width))
+    return error(
+        "this line's indentation matches no enclosing block",
+        span,
+        "indent it exactly like the statement above or like its block's header",
+    )
+
+
+def _first_bad_dedent(lines: list[str]) -> int:
+    """The first line whose indentation is not on the stack of open blocks."""
+    stack = [0]
+    for number, text in enumerate(lines, start=1):
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(text.expandtabs(8)) - len(text.expandtabs(8).lstrip())
+        if indent > stack[-1]:
+            stack.append(indent)
+        while indent < stack[-1]:
+            stack.pop()
+        if indent != stack[-1]:
+            return number
+    return max(1, len(lines))
+
+
+# ---------------------------------------------------------------- tree to IR
+
+
+def _span(node: Tree | Token) -> ir.Span:
+    if isinstance(node, Token):
+        return ir.Span(node.line, node.column, node.end_line, node.end_column)
+    meta = node.meta
+    return ir.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _name(token: Token) -> ir.Name:
+    return ir.Name(str(token), _span(token))
+
+
+def _split_arguments(items) -> tuple[tuple, tuple]:
+    args = tuple(i for i in items if i is not None and not isinstance(i, ir.Keyword))
+    keywords = tuple(i for i in items if isinstance(i, ir.Keyword))
+    return args, keywords
+
+
+@v_args(meta=True)
+class _ToIR(Transformer):
+    """Builds IR nodes bottom-up; each method gets the rule's meta for its span."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    @staticmethod
+    def _meta_span(meta) -> ir.Span:
+        return ir.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+    # -- expressions
+    def name(self, meta, children):
+        return _name(children[0])
+
+    def number(self, meta, children):
+        text = str(children[0])
+        is_int = not any(c in text for c in ".eE")
+        return ir.Number(text, is_int, _span(children[0]))
+
+    def string(self, meta, children):
+        # The grammar admits only simple escapes, so literal_eval is exact here.
+        return ir.String(ast.literal_eval(str(children[0])), _span(children[0]))
+
+    def binary(self, meta, children):
+        left, op, right = children
+        return ir.BinaryOp(str(op), left, right, self._meta_span(meta))
+
+    def power(self, meta, children):
+        return ir.BinaryOp("**", children[0], children[1], self._meta_span(meta))
+
+    def negate(self, meta, children):
+        return ir.Negate(children[0], self._meta_span(meta))
+
+    def call(self, meta, children):
+        func, arguments = children
+        args, keywords = arguments
+        return ir.Call(_name(func), args, keywords, self._meta_span(meta))
+
+    def subscript(self, meta, children):
+        return ir.Subscript(children[0], children[1], self._meta_span(meta))
+
+    def slice(self, meta, children):
+        return ir.Slice(children[0], children[1], self._meta_span(meta))
+
+    def tuple(self, meta, children):
+        return ir.TupleExpr(tuple(c for c in children if c is not None), self._meta_span(meta))
+
+    def list(self, meta, children):
+        return ir.ListExpr(tuple(c for c in children if c is not None), self._meta_span(meta))
+
+    def keyword(self, meta, children):
+        return ir.Keyword(str(children[0]), children[1], self._meta_span(meta))
+
+    def arguments(self, meta, children):
+        return _split_arguments(children)
+
+    # -- statements
+    def assign_targets(self, meta, children):
+        return tuple(_name(t) for t in children)
+
+    def assign(self, meta, children):
+        return ir.Assign(children[0], children[1], self._meta_span(meta))
+
+    def gradient_targets(self, meta, children):
+        return tuple(_name(t) for t in children)
+
+    def optimizer(self, meta, children):
+        return _name(children[0])
+
+    def minimize(self, meta, children):
+        loss, targets, optimizer = children
+        return ir.Minimize(loss, targets, optimizer, self._meta_span(meta))
+
+    def update(self, meta, children):
+        metric, (args, keywords) = children
+        return ir.Update(_name(metric), args, keywords, self._meta_span(meta))
+
+    def return_name(self, meta, children):
+        return ir.ReturnItem(_name(children[0]), None, self._meta_span(meta))
+
+    def return_named(self, meta, children):
+        return ir.ReturnItem(_name(children[0]), children[1], self._meta_span(meta))
+
+    def return_stmt(self, meta, children):
+        return ir.Return(tuple(children), self._meta_span(meta))
+
+    # -- declarations
+    def data_param(self, meta, children):
+        return ir.DataParam(_name(children[0]), children[1] is not None, self._meta_span(meta))
+
+    def data_params(self, meta, children):
+        return tuple(children)
+
+    def step(self, meta, children):
+        kind, data, *body = children
+        return ir.Step(ir.StepKind(str(kind)), data, tuple(body), self._meta_span(meta))
+
+    def param(self, meta, children):
+        return ir.Param(_name(children[0]), _name(children[1]), self._meta_span(meta))
+
+    def params(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def init_decl(self, meta, children):
+        return ("init", children[0], self._meta_span(meta))
+
+    def compile_decl(self, meta, children):
+        return ("compile", children[0], self._meta_span(meta))
+
+    def _object_decl(self, meta, children):
+        name, class_name, (args, keywords) = children
+        return ir.ObjectDecl(_name(name), _name(class_name), args, keywords, self._meta_span(meta))
+
+    def metric_decl(self, meta, children):
+        return ("metric", self._object_decl(meta, children))
+
+    def loss_decl(self, meta, children):
+        return ("loss", self._object_decl(meta, children))
+
+    def base(self, meta, children):
+        return _name(children[0])
+
+    def model(self, meta, children):
+        name, base, *items = children
+        return _build_model(_name(name), base, items, self._meta_span(meta))
+
+    def start(self, meta, children):
+        return ir.Spec(self.path, tuple(children))
+
+
+def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
+    """Sorts a model's items by kind; the checker reports duplicates and order."""
+    fields: dict = {"init": None, "compile": None, "init_span": None, "compile_span": None}
+    metrics, losses, steps, repeated = [], [], [], []
+    for item in items:
+        if isinstance(item, ir.Step):
+            steps.append(item)
+        elif item[0] in ("metric", "loss"):
+            (metrics if item[0] == "metric" else losses).append(item[1])
+        elif fields[item[0]] is None:
+            fields[item[0]], fields[item[0] + "_span"] = item[1], item[2]
+        else:
+            repeated.append(item[2])
+    return ir.Model(
+        name,
+        base,
+        fields["init"],
+        fields["compile"],
+        tuple(metrics),
+        tuple(losses),
+        tuple(steps),
+        span,
+        fields["init_span"],
+        fields["compile_span"],
+        tuple(repeated),
+    )

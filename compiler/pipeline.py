@@ -1,0 +1,60 @@
+"""The pipeline: parse, check, lower, emit; and loading a compiled spec.
+
+Owns running the stages in order, stopping after the first stage that reports
+errors (warnings never stop it), and `load`, which imports a compiled spec as
+a module so Keras finds its registered classes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from stepc.check import check
+from stepc.diagnostics import Diagnostic, SpecError, has_errors
+from stepc.emit import emit
+from stepc.lower import lower
+from stepc.parse import parse
+
+
+def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
+    """Compile `source`; return the module text (None on errors) and all diagnostics."""
+    spec, diagnostics = parse(source, path)
+    if spec is None:
+        return None, diagnostics
+    checked, found = check(spec)
+    diagnostics += found
+    if has_errors(diagnostics):
+        return None, diagnostics
+    plan, found = lower(checked, source)
+    diagnostics += found
+    if has_errors(diagnostics):
+        return None, diagnostics
+    return emit(plan), diagnostics
+
+
+def compile_source(text: str, filename: str = "<spec>") -> str:
+    """The generated module's text; raises SpecError listing every diagnostic."""
+    module, diagnostics = analyze(text, filename)
+    if module is None:
+        raise SpecError(filename, text, diagnostics)
+    return module
+
+
+def load(path: str | Path, module_name: str | None = None) -> ModuleType:
+    """Compile the spec at `path` and import the result as a module."""
+    path = Path(path)
+    source = path.read_text(encoding="utf-8")
+    text = compile_source(source, path.name)
+    name = module_name or f"stepc_generated.{path.stem}"
+    module = ModuleType(name)
+    module.__file__ = f"<stepc {path}>"
+    sys.modules[name] = module
+    exec(compile(text, str(path.with_suffix(".py")), "exec"), module.__dict__)
+    return module
+
+
+__all__ = ["analyze", "compile_source", "load"]
+_ = importlib.util

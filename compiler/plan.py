@@ -1,0 +1,132 @@
+"""The step plan: the decisions the lowering makes, before any backend renders them.
+
+Owns the frozen records that `stepc.lower` produces and each emitter reads:
+how a batch is unpacked, which statements a gradient recording covers and
+which run before it, where a loss is scaled for distribution, how each tracker
+is weighted, what a step returns. Nothing here names TensorFlow: a recording is
+a `GradientRegion`, which the TensorFlow emitter writes as `tf.GradientTape`.
+
+Expressions inside a plan are IR expressions, rewritten by the lowering. Two
+pseudo-operations, whose names cannot occur in a spec, mark where the lowering
+moved a loss between per-replica and global scale:
+`@scale` (`scale_loss_for_distribution`) and `@unscale` (its inverse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stepc import ir
+
+SCALE = "@scale"
+UNSCALE = "@unscale"
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    roles: tuple[str | None, str | None, str | None]  # names of x, y, sample_weight
+    required: tuple[str, ...]  # names that must not be None at trace time
+    written: str  # the data line as written, e.g. "train(x, y)"
+    span: ir.Span
+
+
+@dataclass(frozen=True)
+class Compute:
+    """One spec statement (an assignment or a metric update), rewritten."""
+
+    statement: ir.Assign | ir.Update
+    metric_class: str = ""  # for an update: the metric's Keras class
+    tracks_compiled_loss: bool = False  # the value also feeds Keras's loss tracker
+
+
+@dataclass(frozen=True)
+class LossForGradient:
+    """The value a region differentiates: the loss scaled for distribution
+    (when it is not already) and then by the optimizer (for mixed precision)."""
+
+    name: str
+    loss: ir.Expr
+    optimizer: str
+    span: ir.Span
+
+
+@dataclass(frozen=True)
+class GradientRegion:
+    recorders: tuple[str, ...]  # one recorder per minimize it serves
+    body: tuple[Compute, ...]
+    losses: tuple[LossForGradient, ...]
+    span: ir.Span  # the first minimize it serves
+
+
+@dataclass(frozen=True)
+class ApplyGradients:
+    recorder: str
+    loss_name: str
+    targets: tuple[str, ...]  # model names; "self" for the whole model
+    optimizer: str
+    statement: ir.Minimize
+
+
+PlanItem = Compute | GradientRegion | ApplyGradients
+
+
+@dataclass(frozen=True)
+class ReturnValue:
+    key: str
+    metric: str | None  # a tracker whose result() is returned
+    value: ir.Expr | None  # otherwise, this value
+
+
+@dataclass(frozen=True)
+class ReturnPlan:
+    values: tuple[ReturnValue, ...]
+    span: ir.Span
+    bare: bool  # predict: return the value itself, not a dict
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    kind: ir.StepKind
+    data: DataPlan
+    items: tuple[PlanItem, ...]
+    returns: ReturnPlan | None  # None: every metric of the model
+    taken: frozenset[str]  # local names in use; a backend's own names avoid them
+    derived: bool = False  # a test step derived from the train step
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type_name: str  # Model, Optimizer, Loss, int, float
+
+
+@dataclass(frozen=True)
+class Declaration:
+    name: str
+    class_name: str
+    args: tuple[ir.Expr, ...]
+    keywords: tuple[ir.Keyword, ...]
+    span: ir.Span
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    functional: bool
+    span: ir.Span
+    init: tuple[Parameter, ...]
+    compile: tuple[Parameter, ...] | None  # None: Keras's own compile()
+    metrics: tuple[Declaration, ...]
+    losses: tuple[Declaration, ...]
+    uses_random: bool
+    own_metrics_only: bool  # no compiled loss or metrics: `metrics` lists the trackers
+    optimizer_targets: tuple[tuple[str, tuple[str, ...]], ...]  # for restoring state
+    steps: tuple[StepPlan, ...]
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    spec_name: str  # the spec's file name, for the header and messages
+    spec_digest: str  # sha256 of the spec text
+    package: str  # Keras serialization package
+    models: tuple[ModelPlan, ...]

@@ -1,0 +1,178 @@
+"""Python source for expressions: precedence, literals and line wrapping.
+
+Owns turning an IR expression into Python text (given how each name and call
+resolves, which the backend decides) and laying a statement out within the
+line length the way the pinned formatter (ruff format) does for these forms:
+flat if it fits, else the outermost brackets broken with their contents on one
+indented line, else one item per line with a trailing comma.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+LINE_LENGTH = 88
+INDENT = "    "
+
+# Binding strength, loosest first, as in Python.
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "neg": 3, "**": 4}
+ATOM = 5
+
+
+def string_literal(value: str) -> str:
+    """A double-quoted Python literal with every non-ASCII or control
+    character escaped: spec text can never end the string or hide code."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+# ---------------------------------------------------------------- documents
+
+
+@dataclass(frozen=True)
+class Group:
+    """Bracketed items: `open item, item close`, broken as a unit."""
+
+    open: str
+    items: tuple[Doc, ...]
+    close: str
+    tuple_of_one: bool = False  # `(a,)` keeps its comma when flat
+
+
+@dataclass(frozen=True)
+class Concat:
+    parts: tuple[Doc, ...]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string literal that may be split into implicitly joined parts."""
+
+    value: str
+
+
+Doc = str | Group | Concat | Text
+
+
+def flat(doc: Doc) -> str:
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, Text):
+        return string_literal(doc.value)
+    if isinstance(doc, Concat):
+        return "".join(flat(p) for p in doc.parts)
+    body = ", ".join(flat(i) for i in doc.items)
+    return f"{doc.open}{body}{',' if doc.tuple_of_one else ''}{doc.close}"
+
+
+def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
+    """Lines for `prefix + doc` at `indent`, within LINE_LENGTH less `reserve`
+    (room for a comma that follows)."""
+    text = indent + prefix + flat(doc)
+    if len(text) + reserve <= LINE_LENGTH:
+        return [text]
+    if isinstance(doc, Text) and not prefix:
+        return _split_text(doc.value, indent, LINE_LENGTH - reserve)
+    head, group, tail = _last_group(doc)
+    if group is None:
+        return [text]
+    return _break_group(indent + prefix + head, group, tail, indent)
+
+
+def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
+    """Split at the last bracket pair that can be broken (a right-hand split)."""
+    if isinstance(doc, Group):
+        return "", doc, ""
+    if isinstance(doc, Concat):
+        for index in range(len(doc.parts) - 1, -1, -1):
+            head, group, tail = _last_group(doc.parts[index])
+            if group is not None and group.items:
+                before = "".join(flat(p) for p in doc.parts[:index])
+                after = "".join(flat(p) for p in doc.parts[index + 1 :])
+                return before + head, group, tail + after
+    return flat(doc), None, ""
+
+
+def _break_group(head: str, group: Group, tail: str, indent: str) -> list[str]:
+    inner = indent + INDENT
+    body = ", ".join(flat(i) for i in group.items)
+    if group.tuple_of_one:
+        body += ","
+    closing = indent + group.close + tail
+    if len(inner + body) <= LINE_LENGTH:
+        return [head + group.open, inner + body, closing]
+    if len(group.items) == 1 and not group.tuple_of_one:
+        # One item gets no trailing comma: the formatter would keep it as "magic".
+        return [head + group.open, *layout("", group.items[0], inner), closing]
+    lines = [head + group.open]
+    for item in group.items:
+        item_lines = layout("", item, inner, reserve=1)
+        item_lines[-1] += ","
+        lines += item_lines
+    return lines + [closing]
+
+
+def _split_text(value: str, indent: str, limit: int) -> list[str]:
+    """A long message as implicitly joined literals, broken after spaces."""
+    room = max(20, limit - len(indent) - 2)
+    parts, current = [], ""
+    for word in value.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and len(string_literal(candidate + " ")) - 2 > room:
+            parts.append(current + " ")
+            current = word
+        else:
+            current = candidate
+    parts.append(current)
+    return [indent + string_literal(part) for part in parts]
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Rendered:
+    doc: Doc
+    precedence: int
+
+
+def atom(doc: Doc) -> Rendered:
+    return Rendered(doc, ATOM)
+
+
+def binary(op: str, left: Rendered, right: Rendered) -> Rendered:
+    level = _PRECEDENCE[op]
+    right_assoc = op == "**"
+    left_doc = _wrap(left, level + (1 if right_assoc else 0))
+    right_doc = _wrap(right, level + (0 if right_assoc else 1))
+    if op == "**" and _is_simple(left) and _is_simple(right):
+        return Rendered(Concat((left_doc, "**", right_doc)), level)
+    return Rendered(Concat((left_doc, f" {op} ", right_doc)), level)
+
+
+def negate(operand: Rendered) -> Rendered:
+    return Rendered(Concat(("-", _wrap(operand, _PRECEDENCE["neg"]))), _PRECEDENCE["neg"])
+
+
+def call(func: str, args: list[Doc]) -> Rendered:
+    return atom(Concat((func, Group("(", tuple(args), ")"))))
+
+
+def subscript(value: Rendered, index: str) -> Rendered:
+    return atom(Concat((_wrap(value, ATOM), "[", index, "]")))
+
+
+def sequence(open_: str, items: list[Doc], close: str) -> Rendered:
+    return atom(Group(open_, tuple(items), close, tuple_of_one=open_ == "(" and len(items) == 1))
+
+
+def _wrap(rendered: Rendered, minimum: int) -> Doc:
+    if rendered.precedence >= minimum:
+        return rendered.doc
+    return Group("(", (rendered.doc,), ")")
+
+
+def _is_simple(rendered: Rendered) -> bool:
+    """ruff hugs `**` when both operands are names, numbers or attribute chains."""
+    text = flat(rendered.doc)
+    return rendered.precedence == ATOM and text.replace(".", "").replace("_", "").isalnum()

@@ -1,0 +1,73 @@
+"""Reading spec files: every way a file can be unusable becomes one diagnostic.
+
+Owns turning a path into spec text, or into a clear error for a missing,
+unreadable or oversized file, a directory, invalid UTF-8, NUL bytes, or
+brackets nested deeper than the compiler follows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stepc.diagnostics import Diagnostic, error
+from stepc.ir import Span
+
+MAX_SPEC_BYTES = 2 * 1024 * 1024
+MAX_NESTING = 64
+_START = Span(1, 1, 1, 2)
+
+
+def read_spec(path: str) -> tuple[str | None, list[Diagnostic]]:
+    """The spec's text, or None and the reason it cannot be compiled."""
+    file = Path(path)
+    try:
+        if file.is_dir():
+            return None, [error("this is a directory, not a spec file", _START)]
+        size = file.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            limit = MAX_SPEC_BYTES // (1024 * 1024)
+            return None, [error(f"the spec is {size:,} bytes; stepc reads specs up to {limit} MiB", _START)]
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return None, [error("no such file", _START)]
+    except OSError as exc:
+        return None, [error(f"cannot read the spec: {exc.strerror or exc}", _START)]
+    return decode_spec(data)
+
+
+def decode_spec(data: bytes) -> tuple[str | None, list[Diagnostic]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [_position_error(data[: exc.start], "the spec is not valid UTF-8")]
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    problems = content_problems(text)
+    return (None, problems) if problems else (text, [])
+
+
+def content_problems(text: str) -> list[Diagnostic]:
+    """Checks on the text itself, before the parser sees it."""
+    if "\x00" in text:
+        return [_position_error(text[: text.index("\x00")], "the spec contains a NUL byte")]
+    depth = 0
+    for offset, char in enumerate(text):
+        depth += char in "([" and 1 or (char in ")]" and -1 or 0)
+        if depth > MAX_NESTING:
+            return [
+                _position_error(
+                    text[:offset],
+                    f"brackets nested more than {MAX_NESTING} deep",
+                    "name intermediate values instead of nesting them",
+                )
+            ]
+    return []
+
+
+def _position_error(before, message: str, hint: str | None = None) -> Diagnostic:
+    """An error at the position just after `before` (bytes or text)."""
+    if isinstance(before, bytes):
+        before = before.decode("utf-8", errors="replace")
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return error(message, Span(line, column, line, column + 1), hint)
