@@ -32,10 +32,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compile_ = commands.add_parser("compile", help="compile specs to Python modules")
     compile_.add_argument("specs", nargs="+", metavar="SPEC")
-    compile_.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="where to write <spec stem>.py")
-    compile_.add_argument("--force", action="store_true", help="overwrite files stepc did not generate")
     compile_.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 with a diff if a module is stale"
+        "-o", "--out", required=True, metavar="OUTDIR", help="where to write <spec stem>.py"
+    )
+    compile_.add_argument(
+        "--force", action="store_true", help="overwrite files stepc did not generate"
+    )
+    compile_.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff if a module is stale",
     )
     check = commands.add_parser("check", help="check specs without writing anything")
     check.add_argument("specs", nargs="+", metavar="SPEC")
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print("stepc: interrupted; no module was left half-written", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug in stepc must still not look like a crash of the user's
-        print(f"stepc: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        message = f"stepc: internal error ({type(exc).__name__}: {exc}); please report it"
+        print(message, file=sys.stderr)
         return 3
 
 
@@ -113,7 +120,9 @@ def _output(spec: str, module: str, args) -> bool:
 def _use_colour(choice: str) -> bool:
     if choice != "auto":
         return choice == "always"
-    return sys.stderr.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return sys.stderr.isatty()
 
 
 if __name__ == "__main__":

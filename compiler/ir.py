@@ -219,7 +219,7 @@ class Spec:
 
 def children(node) -> tuple:
     """The direct sub-expressions of an expression or statement, in source order."""
-    if isinstance(node, Call):
+    if isinstance(node, (Call, Update)):
         return (*node.args, *(k.value for k in node.keywords))
     if isinstance(node, BinaryOp):
         return (node.left, node.right)
@@ -235,8 +235,6 @@ def children(node) -> tuple:
         return (node.value,)
     if isinstance(node, Minimize):
         return (node.loss,)
-    if isinstance(node, Update):
-        return (*node.args, *(k.value for k in node.keywords))
     if isinstance(node, Return):
         return tuple(item.value or item.name for item in node.items)
     return ()

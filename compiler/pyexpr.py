@@ -51,7 +51,16 @@ class Text:
     value: str
 
 
-Doc = str | Group | Concat | Text
+@dataclass(frozen=True)
+class Chain:
+    """Operands joined by operators of one precedence: `a + b - c`. Broken,
+    each operand starts a line with its operator, inside parentheses."""
+
+    first: Doc
+    rest: tuple[tuple[str, Doc], ...]
+
+
+Doc = str | Group | Concat | Text | Chain
 
 
 def flat(doc: Doc) -> str:
@@ -59,6 +68,8 @@ def flat(doc: Doc) -> str:
         return doc
     if isinstance(doc, Text):
         return string_literal(doc.value)
+    if isinstance(doc, Chain):
+        return flat(doc.first) + "".join(f" {op} {flat(d)}" for op, d in doc.rest)
     if isinstance(doc, Concat):
         return "".join(flat(p) for p in doc.parts)
     body = ", ".join(flat(i) for i in doc.items)
@@ -73,6 +84,8 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
         return [text]
     if isinstance(doc, Text) and not prefix:
         return _split_text(doc.value, indent, LINE_LENGTH - reserve)
+    if isinstance(doc, Chain):
+        return _break_chain(prefix, doc, indent, reserve)
     head, group, tail = _last_group(doc)
     if group is None:
         return [text]
@@ -83,6 +96,8 @@ def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
     """Split at the last bracket pair that can be broken (a right-hand split)."""
     if isinstance(doc, Group):
         return "", doc, ""
+    if isinstance(doc, Chain):
+        doc = Concat((doc.first, *(p for op, d in doc.rest for p in (f" {op} ", d))))
     if isinstance(doc, Concat):
         for index in range(len(doc.parts) - 1, -1, -1):
             head, group, tail = _last_group(doc.parts[index])
@@ -110,6 +125,52 @@ def _break_group(head: str, group: Group, tail: str, indent: str) -> list[str]:
         item_lines[-1] += ","
         lines += item_lines
     return lines + [closing]
+
+
+def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int) -> list[str]:
+    """One operand a line; a statement's chain gets parentheses to hold it.
+
+    Like the formatter, a statement whose chain has one operator and starts
+    with a call breaks inside that call instead, if the rest then fits."""
+    if prefix and len(chain.rest) == 1:
+        for attempt in (_break_last_operand, _break_first_operand):
+            lines = attempt(prefix, chain, indent, reserve)
+            if lines is not None:
+                return lines
+    inner = indent + INDENT if prefix else indent
+    lines = [indent + prefix + "("] if prefix else []
+    lines += layout("", chain.first, inner)
+    for op, operand in chain.rest:
+        lines += layout(f"{op} ", operand, inner)
+    if prefix:
+        lines.append(indent + ")")
+    return lines
+
+
+def _break_last_operand(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
+    op, operand = chain.rest[0]
+    head, group, tail = _last_group(operand)
+    if group is None:
+        return None
+    head = f"{indent}{prefix}{flat(chain.first)} {op} {head}"
+    lines = _break_group(head, group, tail, indent)
+    return lines if _fits(lines, reserve) else None
+
+
+def _fits(lines: list[str], reserve: int) -> bool:
+    return all(len(line) <= LINE_LENGTH for line in lines[:-1]) and (
+        len(lines[-1]) + reserve <= LINE_LENGTH
+    )
+
+
+def _break_first_operand(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
+    head, group, tail = _last_group(chain.first)
+    if group is None:
+        return None
+    op, operand = chain.rest[0]
+    lines = _break_group(indent + prefix + head, group, tail, indent)
+    lines[-1] += f" {op} {flat(operand)}"
+    return lines if _fits(lines, reserve) else None
 
 
 def _split_text(value: str, indent: str, limit: int) -> list[str]:
@@ -147,7 +208,11 @@ def binary(op: str, left: Rendered, right: Rendered) -> Rendered:
     right_doc = _wrap(right, level + (0 if right_assoc else 1))
     if op == "**" and _is_simple(left) and _is_simple(right):
         return Rendered(Concat((left_doc, "**", right_doc)), level)
-    return Rendered(Concat((left_doc, f" {op} ", right_doc)), level)
+    if op == "**":
+        return Rendered(Concat((left_doc, " ** ", right_doc)), level)
+    if isinstance(left_doc, Chain) and left.precedence == level:
+        return Rendered(Chain(left_doc.first, (*left_doc.rest, (op, right_doc))), level)
+    return Rendered(Chain(left_doc, ((op, right_doc),)), level)
 
 
 def negate(operand: Rendered) -> Rendered:

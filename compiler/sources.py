@@ -26,7 +26,8 @@ def read_spec(path: str) -> tuple[str | None, list[Diagnostic]]:
         size = file.stat().st_size
         if size > MAX_SPEC_BYTES:
             limit = MAX_SPEC_BYTES // (1024 * 1024)
-            return None, [error(f"the spec is {size:,} bytes; stepc reads specs up to {limit} MiB", _START)]
+            message = f"the spec is {size:,} bytes; stepc reads specs up to {limit} MiB"
+            return None, [error(message, _START, "split it into several spec files")]
         data = file.read_bytes()
     except FileNotFoundError:
         return None, [error("no such file", _START)]

@@ -172,8 +172,10 @@ class StepWriter:
             return
         entries = []
         for value in plan.values:
-            doc = f"self.{value.metric}.result()" if value.metric else self.expr(value.value).doc
-            entries.append(_entry(string_literal(value.key), doc))
+            if value.metric:  # keyed by the metric's name, as History averages by it
+                entries.append(_entry(f"self.{value.metric}.name", f"self.{value.metric}.result()"))
+            else:
+                entries.append(_entry(string_literal(value.key), self.expr(value.value).doc))
         self.lines += layout("return ", sequence("{", entries, "}").doc, INDENT * depth)
 
     # ---------------------------------------------------------------- expressions

@@ -10,7 +10,7 @@ from keras import ops
 
 
 def _unscale_for_distribution(loss):
-    """One replica's share of a loss (a Keras loss's value) as the global-batch loss."""
+    """One replica's share of a loss (as Keras's losses return it), made global."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     if replicas > 1:
         loss = loss * ops.cast(replicas, loss.dtype)
