@@ -35,7 +35,9 @@ def test_generated_module_matches_golden(name):
                 tofile="generated now",
             )
         )
-        pytest.fail(f"generated code changed; if intended run `python tests/update_golden.py`\n{diff}")
+        pytest.fail(
+            f"generated code changed; if intended run `python tests/update_golden.py`\n{diff}"
+        )
 
 
 def test_every_golden_has_a_spec():
