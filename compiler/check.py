@@ -23,6 +23,7 @@ from stepc.builtins import (
 )
 from stepc.check_steps import StepChecker, Usage
 from stepc.diagnostics import Diagnostic, did_you_mean, error, warning
+from stepc.keras_names import KERAS_MODEL_ATTRIBUTES
 from stepc.symbols import Kind, Symbol, base_symbols
 
 
@@ -82,6 +83,19 @@ def check_identifier(name: ir.Name, out: list[Diagnostic]) -> bool:
     return True
 
 
+def check_attribute_name(name: ir.Name, out: list[Diagnostic]) -> bool:
+    """A declaration becomes `self.<name>`: it must not replace Keras's own."""
+    if name.id.startswith("_") or name.id == "seed_generator":
+        message = f"`{name.id}` is reserved: Keras and stepc keep such attributes on the model"
+    elif name.id in KERAS_MODEL_ATTRIBUTES:
+        message = f"`{name.id}` is already an attribute of every keras.Model"
+    else:
+        return True
+    hint = f"the model would hold it as self.{name.id}; pick another name"
+    out.append(error(message, name.span, f"{hint} (e.g. `{name.id.strip('_')}_value`)"))
+    return False
+
+
 class _ModelChecker:
     def __init__(self, model: ir.Model, diagnostics: list[Diagnostic]):
         self.model = model
@@ -132,8 +146,9 @@ class _ModelChecker:
         return True
 
     def _declare(self, symbol: Symbol, name: ir.Name) -> None:
-        if not check_identifier(name, self.out):
-            return
+        # A bad name is reported but still declared, so its uses do not cascade.
+        if check_identifier(name, self.out):
+            check_attribute_name(name, self.out)
         previous = self.symbols.get(name.id)
         if previous is not None:
             where = f" on line {previous.span.line}" if previous.span else ""

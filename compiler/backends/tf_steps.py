@@ -155,6 +155,15 @@ class StepWriter:
         self.names.taken -= {variables, grads}  # reused by the next apply
         sources = " + ".join(variables_of(t) for t in apply.targets)
         self.lines += layout(f"{variables} = ", sources, INDENT * depth)
+        self.emit(depth, f"if not {variables}:  # checked once, when the step is traced")
+        targets = ", ".join(apply.targets)
+        message = (
+            f"{self.spec_name}:{apply.statement.span.line}: {targets} has no trainable "
+            "variables to minimize over (frozen, or not built yet)"
+        )
+        self.lines += layout(
+            "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
+        )
         self.emit(depth, f"{grads} = {apply.recorder}.gradient({apply.loss_name}, {variables})")
         optimizer = self.names.python(apply.optimizer)
         self.emit(depth, f"{optimizer}.apply({grads}, {variables})")

@@ -96,6 +96,11 @@ class GAN(keras.Model):
             scaled_d_loss = self.d_optimizer.scale_loss(d_loss)
         # gan.step:19  minimize d_loss over discriminator using d_optimizer
         variables = self.discriminator.trainable_variables
+        if not variables:  # checked once, when the step is traced
+            raise ValueError(
+                "gan.step:19: discriminator has no trainable variables to minimize "
+                "over (frozen, or not built yet)"
+            )
         grads = tape.gradient(scaled_d_loss, variables)
         self.d_optimizer.apply(grads, variables)
         # gan.step:21
@@ -117,6 +122,11 @@ class GAN(keras.Model):
             scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
         # gan.step:24  minimize g_loss over generator using g_optimizer
         variables = self.generator.trainable_variables
+        if not variables:  # checked once, when the step is traced
+            raise ValueError(
+                "gan.step:24: generator has no trainable variables to minimize over "
+                "(frozen, or not built yet)"
+            )
         grads = tape_2.gradient(scaled_g_loss, variables)
         self.g_optimizer.apply(grads, variables)
         # gan.step:25

@@ -46,6 +46,11 @@ class CustomModel(keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss)
         # weighted.step:9  minimize loss over self using optimizer
         variables = self.trainable_variables
+        if not variables:  # checked once, when the step is traced
+            raise ValueError(
+                "weighted.step:9: self has no trainable variables to minimize over "
+                "(frozen, or not built yet)"
+            )
         grads = tape.gradient(scaled_loss, variables)
         self.optimizer.apply(grads, variables)
         # weighted.step:10
