@@ -32,6 +32,7 @@ class Type(Enum):
     LOSS = "loss"
     METRIC = "metric"
     MULTI = "several tensors"  # a model call that may return a tuple
+    UNKNOWN = "value of unknown type"  # its declaration had an error already reported
 
 
 class Result(Enum):

@@ -9,11 +9,13 @@ plus each model's symbol table, which the lowering reads.
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 
 from stepc import ir
 from stepc.builtins import (
     COMPILED_LOSS,
+    CONSTANTS,
     LOSS_CLASSES,
     METRIC_CLASSES,
     OPS,
@@ -65,13 +67,14 @@ def _check_unique(name: ir.Name, seen: dict[str, ir.Span], what: str, out: list)
 
 def check_identifier(name: ir.Name, out: list[Diagnostic]) -> bool:
     """A user-chosen name must be a plain identifier the generated code can use."""
-    if name.id in RESERVED_NAMES or name.id.startswith("__"):
+    if name.id in RESERVED_NAMES or name.id in CONSTANTS or name.id.startswith("_"):
         out.append(
             error(
                 f"`{name.id}` is a reserved name",
                 name.span,
-                "Python keywords and builtins, dunder names and the names the generated "
-                "module uses (keras, ops, tf, self, data) cannot be redefined; pick another name",
+                "Python keywords and builtins, True/False/None, names starting with `_` and "
+                "the names the generated module uses (keras, ops, tf, self, data) are reserved; "
+                "pick another name",
             )
         )
         return False
@@ -150,6 +153,8 @@ class _ModelChecker:
         if check_identifier(name, self.out):
             check_attribute_name(name, self.out)
         previous = self.symbols.get(name.id)
+        if previous is not None and previous.span is None:
+            return  # a built-in name: check_identifier or check_attribute_name said why
         if previous is not None:
             where = f" on line {previous.span.line}" if previous.span else ""
             self.out.append(error(f"`{name.id}` is already declared{where}", name.span))
@@ -166,7 +171,7 @@ class _ModelChecker:
                 self.out.append(
                     error(f"unknown type `{param.type_name.id}`", param.type_name.span, hint)
                 )
-                type_ = Type.TENSOR
+                type_ = Type.UNKNOWN
             symbol = Symbol(param.name.id, kind, type_, param.name.span, param.type_name.id)
             self._declare(symbol, param.name)
 
@@ -175,7 +180,7 @@ class _ModelChecker:
         what = "metric" if kind is Kind.METRIC else "loss"
         if decl.class_name.id not in classes:
             hint = did_you_mean(decl.class_name.id, classes) or (
-                f"the {what} classes are keras.{what}s." + ", ".join(sorted(classes)[:6]) + ", ..."
+                f"the {what} classes include " + ", ".join(sorted(classes)[:6]) + ", ..."
             )
             self.out.append(
                 error(f"unknown {what} class `{decl.class_name.id}`", decl.class_name.span, hint)
@@ -197,6 +202,14 @@ class _ModelChecker:
                     )
                 )
         for kw in decl.keywords:
+            if keyword.iskeyword(kw.name) or kw.name.startswith("_"):
+                self.out.append(
+                    error(
+                        f"`{kw.name}` cannot be an argument name",
+                        kw.span,
+                        'use the keyword arguments of the Keras class, e.g. name="..."',
+                    )
+                )
             if kind is Kind.LOSS_OBJECT and kw.name == "reduction":
                 self.out.append(
                     error(

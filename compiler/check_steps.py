@@ -135,7 +135,7 @@ class StepChecker:
         if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC):
             self.out.append(
                 error(
-                    f"a {value.type.value} cannot be given another name",
+                    f"{_a(value.type.value)} cannot be given another name",
                     statement.value.span,
                     "call it, or name it directly where it is used",
                 )
@@ -199,7 +199,7 @@ class StepChecker:
             )
         self.out.append(
             error(
-                f"the loss to minimize must be a scalar, not a {loss.type.value}", expr.span, hint
+                f"the loss to minimize must be a scalar, not {_a(loss.type.value)}", expr.span, hint
             )
         )
 
@@ -207,14 +207,20 @@ class StepChecker:
         self.usage.names.add(target.id)
         if self._is_model(target.id):
             return True
-        if target.id in self.locals:
+        symbol = self.symbols.get(target.id)
+        if symbol is not None and symbol.type is Type.UNKNOWN:
+            return False  # its declaration's error was reported
+        if target.id == "self":
+            message = "`self` is not a gradient target in a model of sub-models"
+        elif target.id in self.locals:
             message = f"`{target.id}` is a value, not a model"
         elif target.id in self.symbols:
-            message = f"`{target.id}` is a {self.symbols[target.id].kind.value}, not a model"
+            message = f"`{target.id}` is {_a(self.symbols[target.id].kind.value)}, not a model"
         else:
             message = f"unknown model `{target.id}`"
-        models = [n for n, s in self.symbols.items() if s.type is Type.MODEL]
-        hint = did_you_mean(target.id, models) or "gradient targets are: " + ", ".join(models)
+        models = [n for n in self.symbols if self._is_model(n)]
+        hint = did_you_mean(target.id, models) if target.id != "self" else None
+        hint = hint or "the models it can update: " + ", ".join(models)
         self.out.append(error(message, target.span, hint))
         return False
 
@@ -301,7 +307,7 @@ class StepChecker:
 
     def _return_item(self, item: ir.ReturnItem) -> str:
         if item.value is not None:
-            self.expr(item.value)
+            self._check_reportable(item.value, self.expr(item.value))
             return item.name.id
         symbol = self.symbols.get(item.name.id)
         if symbol is not None and symbol.kind is Kind.METRIC:
@@ -309,6 +315,16 @@ class StepChecker:
         else:
             self.expr(item.name)
         return item.name.id
+
+    def _check_reportable(self, node: ir.Expr, value: Value) -> None:
+        if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC, Type.STRING):
+            self.out.append(
+                error(
+                    f"a step cannot report {_a(value.type.value)}",
+                    node.span,
+                    "return numbers or tensors (a tracker by its name reports its result)",
+                )
+            )
 
     def _check_reports(self) -> None:
         if self.step.kind is ir.StepKind.PREDICT:
@@ -381,7 +397,8 @@ class StepChecker:
 
     def _expr_Negate(self, node: ir.Negate) -> Value:
         value = self.expr(node.operand)
-        self._check_numeric(node.operand, value)
+        if not self._check_numeric(node.operand, value):
+            return Value(Type.TENSOR, value.models, value.names)  # reported once
         return value
 
     def _expr_BinaryOp(self, node: ir.BinaryOp) -> Value:
@@ -394,13 +411,14 @@ class StepChecker:
             result = Type.SCALAR
         return _merge(result, [left, right])
 
-    def _check_numeric(self, node: ir.Expr, value: Value) -> None:
-        if value.type in _NUMERIC:
-            return
+    def _check_numeric(self, node: ir.Expr, value: Value) -> bool:
+        if value.type in _NUMERIC or value.type is Type.UNKNOWN:
+            return True
         hint = None
         if value.type is Type.OPTIONAL_TENSOR:
             hint = "it is optional (`?`) and may be None; pass it only to losses and metrics"
-        self.out.append(error(f"arithmetic on a {value.type.value}", node.span, hint))
+        self.out.append(error(f"arithmetic on {_a(value.type.value)}", node.span, hint))
+        return False
 
     def _expr_Subscript(self, node: ir.Subscript) -> Value:
         value = self.expr(node.value)
@@ -413,7 +431,7 @@ class StepChecker:
         if value.type is Type.SHAPE:
             return Value(Type.NUMBER, value.models, value.names)
         if value.type not in (Type.TENSOR, Type.SEQUENCE):
-            self.out.append(error(f"a {value.type.value} cannot be indexed", node.value.span))
+            self.out.append(error(f"{_a(value.type.value)} cannot be indexed", node.value.span))
         return Value(Type.TENSOR, value.models, value.names)
 
     def _expr_Call(self, node: ir.Call) -> Value:
@@ -437,6 +455,8 @@ class StepChecker:
         return Value(Type.TENSOR)
 
     def _call_symbol(self, node: ir.Call, symbol: Symbol) -> Value:
+        if symbol.type is Type.UNKNOWN:  # its declaration was already reported
+            return _merge(Type.UNKNOWN, self._values(node.args, node.keywords))
         if symbol.type is Type.LOSS:
             op = Op(symbol.name, "", ("y_true", "y_pred", "sample_weight"), 2)
             return self._call_checked(node, op, Type.SCALAR)
@@ -444,7 +464,7 @@ class StepChecker:
             op = Op(symbol.name, "", ("inputs",), 1, ("training",))
             value = self._call_checked(node, op, Type.TENSOR)
             return Value(Type.TENSOR, value.models | {symbol.name}, value.names)
-        message = f"a {symbol.kind.value} cannot be called"
+        message = f"{_a(symbol.kind.value)} cannot be called"
         if symbol.kind is Kind.SELF:
             message = "`self` has no forward pass: this model holds sub-models; call one of them"
         self.out.append(error(message, node.func.span))
@@ -504,6 +524,11 @@ class StepChecker:
         if symbol is None or symbol.type is not Type.MODEL:
             return False
         return symbol.kind is not Kind.SELF or self.functional
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article: "an optimizer", "a model"."""
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 def _callable(symbol: Symbol) -> bool:

@@ -68,7 +68,7 @@ def render_text(
     path: str, source: str, diagnostics: Iterable[Diagnostic], colour: bool = False
 ) -> str:
     """All diagnostics, sorted by position, as a compiler prints them."""
-    lines = source.splitlines()
+    lines = source.split("\n")  # as the parser counts lines (splitlines also splits on \x85...)
     ordered = sorted(diagnostics, key=lambda d: (d.span.line, d.span.column))
     return "\n".join(_render_one(path, lines, d, colour) for d in ordered)
 
@@ -89,8 +89,8 @@ def _render_one(path: str, lines: list[str], diag: Diagnostic, colour: bool) -> 
 
 def _excerpt(lines: list[str], span: Span) -> list[str]:
     """The offending line and a caret run under the span (first line only)."""
-    if not 1 <= span.line <= len(lines):
-        return []
+    if not 1 <= span.line <= len(lines) or lines == [""]:
+        return []  # no text to show (an unreadable file, say)
     text = _printable(lines[span.line - 1])
     gutter = f"{span.line:>4} | "
     end = span.end_column if span.end_line == span.line else len(text) + 1

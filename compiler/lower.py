@@ -45,8 +45,10 @@ from stepc.symbols import Kind
 
 def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnostic]]:
     diagnostics: list[Diagnostic] = []
-    name = PurePath(checked.spec.path).name
-    stem = re.sub(r"\W", "_", PurePath(name).stem) or "spec"
+    # The file name appears in comments and docstrings of the module: only
+    # characters that cannot end either (or change a line) are kept.
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", PurePath(checked.spec.path).name) or "spec"
+    stem = re.sub(r"\W", "_", PurePath(name).stem, flags=re.ASCII) or "spec"
     models = tuple(_lower_model(m, diagnostics) for m in checked.models)
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
     return ModulePlan(name, digest, f"stepc.{stem}", models), diagnostics

@@ -17,6 +17,7 @@ from lark.indenter import DedentError, Indenter
 from stepc import ir
 from stepc.diagnostics import Diagnostic, error
 from stepc.resources import grammar_text
+from stepc.sources import code_positions
 
 MAX_SYNTAX_ERRORS = 20
 
@@ -37,19 +38,34 @@ def _parser() -> Lark:
         parser="lalr",
         lexer="contextual",
         postlex=_StepIndenter(),
-        propagate_positions=True,
+        # A node ends at its last token of text, not at the line break after it.
+        propagate_positions=_takes_space,
         maybe_placeholders=True,
     )
 
 
+_LAYOUT_TOKENS = frozenset({"_NL", "_INDENT", "_DEDENT"})
+
+
+def _takes_space(node) -> bool:
+    return not (isinstance(node, Token) and node.type in _LAYOUT_TOKENS)
+
+
 def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
-    """Parse a spec; on syntax errors return None and one diagnostic per bad line."""
+    """Parse a spec; on syntax errors return None and one diagnostic per bad line.
+
+    Recovery comments out the offending line and parses again. Errors at the
+    end of a block or of the file after a first error are its consequences
+    (a block left empty, a header left without its body) and are not reported.
+    """
     lines = source.split("\n")
     diagnostics: list[Diagnostic] = []
     while len(diagnostics) < MAX_SYNTAX_ERRORS:
         try:
             tree = _parser().parse("\n".join(lines) + "\n")
         except (UnexpectedInput, DedentError) as exc:
+            if diagnostics and _is_follow_on(exc):
+                break
             diag = _syntax_diagnostic(exc, lines)
             diagnostics.append(diag)
             if not _blank_line(lines, diag.span.line):
@@ -61,10 +77,17 @@ def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
     return None, diagnostics
 
 
+def _is_follow_on(exc: Exception) -> bool:
+    if isinstance(exc, UnexpectedEOF):
+        return True
+    token = getattr(exc, "token", None)
+    return isinstance(token, Token) and token.type in ("_DEDENT", "_INDENT", "$END")
+
+
 def _blank_line(lines: list[str], line: int) -> bool:
     """Recover by commenting out the bad line; False if nothing is left to skip."""
     index = line - 1
-    if not 0 <= index < len(lines) or not lines[index].strip():
+    if not 0 <= index < len(lines) or lines[index].strip() in ("", "#"):
         return False
     indent = len(lines[index]) - len(lines[index].lstrip())
     lines[index] = lines[index][:indent] + "#"
@@ -92,8 +115,14 @@ def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
     if isinstance(exc, DedentError):
         return _dedent_diagnostic(str(exc), lines)
     line, column = _error_position(exc, lines)
+    token = getattr(exc, "token", None)
+    ends_input = isinstance(exc, UnexpectedEOF) or (
+        isinstance(token, Token) and token.type in ("_DEDENT", "$END")
+    )
+    if isinstance(token, Token) and token.type == "_INDENT":
+        return _indent_diagnostic(lines, line)
     opener = _unclosed_bracket(lines, line, column)
-    if opener is not None and opener[0] < line:
+    if opener is not None and (opener[0] < line or ends_input):
         open_line, open_column, char = opener
         closer = {"(": ")", "[": "]"}[char]
         return error(
@@ -104,6 +133,12 @@ def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
     span = ir.Span(line, column, line, column + _token_width(exc))
     if isinstance(exc, UnexpectedCharacters):
         char = lines[line - 1][column - 1] if line <= len(lines) else "?"
+        if char in "\"'":
+            return error(
+                "this string is not closed, or has an escape stepc does not know",
+                span,
+                "a string ends on its line and may use only the escapes \\\\ \\\" \\' \\n \\t",
+            )
         return error(f"unexpected character {char!r}", span, _expected_hint(exc.allowed))
     if isinstance(exc, UnexpectedToken):
         found = _describe_token(exc.token)
@@ -111,20 +146,28 @@ def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
     return error("unexpected end of file", span, _expected_hint(getattr(exc, "expected", ())))
 
 
+def _indent_diagnostic(lines: list[str], after: int) -> Diagnostic:
+    """An unexpected indent: the token sits at the end of the line before."""
+    line = next(
+        (n for n in range(after + 1, len(lines) + 1) if lines[n - 1].strip()[:1] not in ("", "#")),
+        after,
+    )
+    text = lines[line - 1] if line <= len(lines) else ""
+    width = len(text) - len(text.lstrip())
+    return error(
+        "unexpected indentation",
+        ir.Span(line, 1, line, 1 + max(1, width)),
+        "indent it like the line above; or, if the line above starts a block, end it with `:`",
+    )
+
+
 def _unclosed_bracket(lines: list[str], line: int, column: int) -> tuple[int, int, str] | None:
     """The innermost bracket still open just before (line, column), if any."""
     stack: list[tuple[int, int, str]] = []
     for number, text in enumerate(lines[:line], start=1):
         end = column - 1 if number == line else len(text)
-        quote = None
-        for index, char in enumerate(text[:end]):
-            if quote:
-                quote = None if char == quote and text[index - 1] != "\\" else quote
-            elif char in "\"'":
-                quote = char
-            elif char == "#":
-                break
-            elif char in "([":
+        for index, char in code_positions(text[:end]):
+            if char in "([":
                 stack.append((number, index + 1, char))
             elif char in ")]" and stack:
                 stack.pop()
@@ -149,6 +192,8 @@ def _token_width(exc: Exception) -> int:
 def _describe_token(token: Token) -> str:
     if token.type in ("NAME", "NUMBER", "STRING"):
         return f"{_TOKEN_WORDS[token.type].split(' ', 1)[1]} `{token.value}`"
+    if token.type == "_INDENT":
+        return "indentation"
     if token.type in _TOKEN_WORDS:
         return _TOKEN_WORDS[token.type].removeprefix("the ")
     return f"`{token.value}`"
@@ -170,6 +215,8 @@ def _terminal_words(name: str) -> str:
     for terminal in _parser().terminals:
         if terminal.name == name and terminal.pattern.type == "str":
             return f"`{terminal.pattern.value}`"
+        if terminal.name == name and terminal.pattern.value.endswith("\\b"):
+            return f"`{terminal.pattern.value[:-2]}`"  # a keyword: /word\b/
     return name.lower()
 
 

@@ -7,20 +7,42 @@ a module so Keras finds its registered classes.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 from stepc.check import check
-from stepc.diagnostics import Diagnostic, SpecError, has_errors
+from stepc.diagnostics import Diagnostic, SpecError, error, has_errors
 from stepc.emit import emit
+from stepc.ir import Span
 from stepc.lower import lower
 from stepc.parse import parse
+from stepc.sources import content_problems
 
 
 def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     """Compile `source`; return the module text (None on errors) and all diagnostics."""
+    problems = content_problems(source)
+    if problems:
+        return None, problems
+    try:
+        return _stages(source, path)
+    except RecursionError:
+        return None, [_too_deep(source)]
+
+
+def _too_deep(source: str) -> Diagnostic:
+    """An expression too long for the compiler's recursion: point at the longest line."""
+    lines = source.split("\n")
+    number = max(range(len(lines)), key=lambda i: len(lines[i])) + 1
+    return error(
+        "this expression is too long or too deeply nested for stepc",
+        Span(number, 1, number, 2),
+        "split it: name parts of it on lines of their own",
+    )
+
+
+def _stages(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     spec, diagnostics = parse(source, path)
     if spec is None:
         return None, diagnostics
@@ -57,4 +79,3 @@ def load(path: str | Path, module_name: str | None = None) -> ModuleType:
 
 
 __all__ = ["analyze", "compile_source", "load"]
-_ = importlib.util

@@ -9,7 +9,6 @@ indented line, else one item per line with a trailing comma.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 LINE_LENGTH = 88
@@ -20,10 +19,30 @@ _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "neg": 3, "**": 4}
 ATOM = 5
 
 
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def string_literal(value: str) -> str:
     """A double-quoted Python literal with every non-ASCII or control
-    character escaped: spec text can never end the string or hide code."""
-    return json.dumps(value, ensure_ascii=True)
+    character escaped by its code point: spec text can never end the string,
+    hide code, or change value (no surrogate pairs)."""
+    return '"' + "".join(_escape(c) for c in value) + '"'
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    if 0x20 <= code < 0x7F:
+        return char
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def python_number(number) -> str:
+    """A spec number as Python reads it: `007` is 7 (Python rejects leading zeros)."""
+    return str(int(number.text)) if number.is_int else number.text
 
 
 # ---------------------------------------------------------------- documents

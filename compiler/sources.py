@@ -52,17 +52,35 @@ def content_problems(text: str) -> list[Diagnostic]:
     if "\x00" in text:
         return [_position_error(text[: text.index("\x00")], "the spec contains a NUL byte")]
     depth = 0
-    for offset, char in enumerate(text):
-        depth += char in "([" and 1 or (char in ")]" and -1 or 0)
-        if depth > MAX_NESTING:
-            return [
-                _position_error(
-                    text[:offset],
-                    f"brackets nested more than {MAX_NESTING} deep",
-                    "name intermediate values instead of nesting them",
-                )
-            ]
+    for number, line in enumerate(text.split("\n"), start=1):
+        for index, char in code_positions(line):
+            depth += 1 if char in "([" else -1 if char in ")]" else 0
+            if depth > MAX_NESTING:
+                span = Span(number, index + 1, number, index + 2)
+                message = f"brackets nested more than {MAX_NESTING} deep"
+                return [error(message, span, "name intermediate values instead of nesting them")]
     return []
+
+
+def code_positions(line: str):
+    """(index, character) of one line's code: strings and the comment skipped."""
+    quote = None
+    escaped = False
+    for index, char in enumerate(line):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+            continue
+        if char in "\"'":
+            quote = char
+        elif char == "#":
+            return
+        else:
+            yield index, char
 
 
 def _position_error(before, message: str, hint: str | None = None) -> Diagnostic:

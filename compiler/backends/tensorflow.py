@@ -16,7 +16,7 @@ from stepc import ir
 from stepc.backends.names import Names
 from stepc.backends.tf_steps import StepWriter, variables_of
 from stepc.plan import Declaration, ModelPlan, ModulePlan
-from stepc.pyexpr import INDENT, Text, call, flat, layout, sequence, string_literal
+from stepc.pyexpr import INDENT, Text, call, flat, layout, python_number, sequence, string_literal
 
 HELPERS = {
     "scale": (
@@ -260,7 +260,7 @@ def _literal(expr: ir.Expr) -> str:
     if isinstance(expr, ir.String):
         return string_literal(expr.value)
     if isinstance(expr, ir.Number):
-        return expr.text
+        return python_number(expr)
     if isinstance(expr, ir.Negate):
         return "-" + _literal(expr.operand)
     if isinstance(expr, ir.Name):

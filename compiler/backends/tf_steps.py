@@ -31,6 +31,7 @@ from stepc.pyexpr import (
     flat,
     layout,
     negate,
+    python_number,
     sequence,
     string_literal,
 )
@@ -193,7 +194,7 @@ class StepWriter:
         if isinstance(node, ir.Name):
             return atom(self.names.python(node.id))
         if isinstance(node, ir.Number):
-            return atom(node.text)
+            return atom(python_number(node))
         if isinstance(node, ir.String):
             return atom(string_literal(node.value))
         if isinstance(node, ir.BinaryOp):

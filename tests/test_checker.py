@@ -1,0 +1,989 @@
+"""Every diagnostic of the semantic checks, the lowering and the spec reader.
+
+One test per `error(...)` / `warning(...)` call in stepc/check.py,
+stepc/check_steps.py, stepc/lower.py (`_report_split`) and stepc/sources.py
+(and per branch where one call builds different messages). Each test compiles
+a minimal spec with `stepc.pipeline.analyze` and asserts the message, the
+severity, the line and column of the span, and the hint.
+
+Specs are built from two templates: a Functional model (`functional(...)`)
+and a model holding sub-models (`submodels(...)`); a test passes the step's
+statements. `at(text, line, needle)` gives the column of `needle` on `line`,
+so a test says *what* a diagnostic points at rather than a bare number.
+
+
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from stepc.diagnostics import Diagnostic, Severity
+from stepc.pipeline import analyze
+from stepc.sources import MAX_NESTING, MAX_SPEC_BYTES, decode_spec, read_spec
+
+SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.step"))
+
+# ---------------------------------------------------------------- helpers
+
+# Line 3 onwards is the step body.
+FUNCTIONAL = "model M(Functional):\n    train(x, y):\n"
+FUNCTIONAL_BODY = ("y_pred = self(x)", "loss = compiled_loss(y, y_pred)", "minimize loss over self")
+
+# Line 6 onwards is the step body.
+SUBMODELS = """\
+model G:
+    init(gen: Model, disc: Model)
+    compile(g_opt: Optimizer, d_opt: Optimizer)
+    metric tracker = Mean()
+    train(x):
+"""
+SUBMODELS_BODY = (
+    "loss = mean(disc(gen(x)))",
+    "minimize loss over gen using g_opt",
+    "update tracker(loss)",
+)
+
+
+def body(*lines: str) -> str:
+    return "".join(f"        {line}\n" for line in lines)
+
+
+def functional(*lines: str, header: str = FUNCTIONAL) -> str:
+    """A Functional model; its train(x, y) body starts on line 3."""
+    return header + body(*(lines or FUNCTIONAL_BODY))
+
+
+def submodels(*lines: str) -> str:
+    """A model of sub-models gen and disc; its train(x) body starts on line 6."""
+    return SUBMODELS + body(*(lines or SUBMODELS_BODY))
+
+
+def diagnose(text: str) -> list[Diagnostic]:
+    _, diagnostics = analyze(text, "t.step")
+    return diagnostics
+
+
+def errors(text: str) -> list[Diagnostic]:
+    return [d for d in diagnose(text) if d.severity is Severity.ERROR]
+
+
+def the_error(text: str) -> Diagnostic:
+    """The only error of `text` (warnings may come with it)."""
+    found = errors(text)
+    assert len(found) == 1, [(d.message, d.span) for d in found]
+    return found[0]
+
+
+def warnings(text: str) -> list[Diagnostic]:
+    module, diagnostics = analyze(text, "t.step")
+    assert module is not None, "warnings alone must not stop the compile"
+    return [d for d in diagnostics if d.severity is Severity.WARNING]
+
+
+def at(text: str, line: int, needle: str) -> tuple[int, int]:
+    """(line, column) of the first `needle` on `line` of `text`."""
+    column = text.split("\n")[line - 1].index(needle)
+    return (line, column + 1)
+
+
+def check(diag: Diagnostic, message: str, where: tuple[int, int], hint: str | None = None):
+    """Assert an error's message, start and hint (exact, or None for no hint)."""
+    assert diag.severity is Severity.ERROR
+    assert diag.message == message
+    assert (diag.span.line, diag.span.column) == where
+    assert diag.hint == hint
+
+
+# ---------------------------------------------------------------- valid specs
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_specs_compile_without_diagnostics(path: Path) -> None:
+    module, diagnostics = analyze(path.read_text(encoding="utf-8"), path.name)
+    assert diagnostics == []
+    assert module is not None
+
+
+def test_templates_are_valid() -> None:
+    assert errors(functional()) == []
+    assert errors(submodels()) == []
+
+
+def test_several_errors_are_reported_together() -> None:
+    text = (
+        "model M(Functionl):\n"
+        "    metric t = Maen()\n"
+        "    train(x, y):\n"
+        "        y_pred = self(x, foo=1)\n"
+        "        loss = compiled_loss(y, y_pred)\n"
+        "        minimize loss over self using opt\n"
+        "        update t(los)\n"
+        "model M(Functional):\n"
+        "    test(x, y):\n"
+        "        p = foo(x)\n"
+    )
+    found = sorted((d.span.line, d.message) for d in errors(text))
+    assert found == [
+        (1, "unknown model base `Functionl`"),
+        (2, "unknown metric class `Maen`"),
+        (4, "`self` has no parameter `foo` here"),
+        (6, "`opt` is not a declared optimizer"),
+        (7, "undefined name `los`"),
+        (8, "model `M` is already defined on line 1"),
+        (9, "the test step reports nothing"),
+        (10, "`foo` is not an allowed operation"),
+    ]
+
+
+# ---------------------------------------------------------------- check.py: models
+
+
+def test_no_model() -> None:
+    check(the_error("# nothing\n"), "the spec defines no model", (1, 1), "start with `model Name:`")
+
+
+def test_model_defined_twice() -> None:
+    text = functional() + functional()
+    check(the_error(text), "model `M` is already defined on line 1", (6, 7))
+
+
+def test_step_defined_twice() -> None:
+    text = functional() + "    train(x, y):\n" + body(*FUNCTIONAL_BODY)
+    check(the_error(text), "step `train` is already defined on line 2", (6, 5))
+
+
+@pytest.mark.parametrize("name", ["keras", "ops", "tf", "data", "lambda", "print", "__x"])
+def test_reserved_model_name(name: str) -> None:
+    text = functional(header=f"model {name}(Functional):\n    train(x, y):\n")
+    check(
+        the_error(text),
+        f"`{name}` is a reserved name",
+        (1, 7),
+        "Python keywords and builtins, True/False/None, names starting with `_` and the names "
+        "the generated module uses (keras, ops, tf, self, data) are reserved; pick another name",
+    )
+
+
+@pytest.mark.parametrize("name", ["mean", "compiled_loss"])
+def test_name_hiding_an_operation(name: str) -> None:
+    text = functional(header=f"model {name}(Functional):\n    train(x, y):\n")
+    check(the_error(text), f"`{name}` would hide the operation of that name", (1, 7), "rename it")
+
+
+def test_repeated_init_and_compile() -> None:
+    text = submodels().replace(
+        "    metric", "    init(other: Model)\n    compile(o: Optimizer)\n    metric"
+    )
+    found = errors(text)
+    message = "a model has at most one init(...) and one compile(...)"
+    assert [(d.message, d.span.line, d.span.column) for d in found] == [
+        (message, 4, 5),
+        (message, 5, 5),
+    ]
+
+
+def test_model_without_base_or_init() -> None:
+    text = "model M:\n    test(x, y):\n        loss = compiled_loss(y, x)\n"
+    check(
+        the_error(text),
+        "model `M` has neither a base nor init(...)",
+        (1, 7),
+        "write `model Name(Functional):` for a model built as Name(inputs, outputs), or give "
+        "it `init(sub: Model, ...)` for one holding sub-models",
+    )
+
+
+def test_unknown_base_with_suggestion() -> None:
+    text = functional(header="model M(Functionl):\n    train(x, y):\n")
+    check(
+        the_error(text),
+        "unknown model base `Functionl`",
+        (1, 9),
+        "did you mean `Functional`?",
+    )
+
+
+def test_unknown_base_without_suggestion() -> None:
+    text = functional(header="model M(Layer):\n    train(x, y):\n")
+    check(the_error(text), "unknown model base `Layer`", (1, 9), "the only base is `Functional`")
+
+
+def test_functional_model_with_init() -> None:
+    text = functional(header="model M(Functional):\n    init(g: Model)\n    train(x, y):\n")
+    check(
+        the_error(text.replace("self(x)", "g(x)")),
+        "a Functional model cannot declare init(...)",
+        (2, 5),
+        "it is constructed as Name(inputs, outputs); hold sub-models in a model without a "
+        "base instead",
+    )
+
+
+def test_name_declared_twice() -> None:
+    text = submodels().replace("d_opt: Optimizer", "gen: Optimizer")
+    check(the_error(text), "`gen` is already declared on line 2", at(text, 3, "gen"))
+
+
+@pytest.mark.parametrize("name", ["fit", "metrics", "train_step", "evaluate", "name"])
+def test_name_of_a_keras_model_attribute(name: str) -> None:
+    text = submodels().replace("metric tracker", f"metric {name}").replace("tracker(", f"{name}(")
+    check(
+        the_error(text),
+        f"`{name}` is already an attribute of every keras.Model",
+        (4, 12),
+        f"the model would hold it as self.{name}; pick another name (e.g. `{name}_value`)",
+    )
+
+
+@pytest.mark.parametrize(("name", "example"), [("seed_generator", "seed_generator")])
+def test_name_reserved_for_model_attributes(name: str, example: str) -> None:
+    text = submodels().replace("gen", name)
+    check(
+        the_error(text),
+        f"`{name}` is reserved: Keras and stepc keep such attributes on the model",
+        (2, 10),
+        f"the model would hold it as self.{name}; pick another name (e.g. `{example}_value`)",
+    )
+
+
+def test_underscore_names_are_reserved() -> None:
+    text = submodels().replace("gen", "_gen")
+    check(
+        the_error(text),
+        "`_gen` is a reserved name",
+        (2, 10),
+        "Python keywords and builtins, True/False/None, names starting with `_` and the names "
+        "the generated module uses (keras, ops, tf, self, data) are reserved; pick another name",
+    )
+
+
+@pytest.mark.parametrize("name", ["optimizer", "compiled_metrics", "True"])
+def test_redeclaring_a_built_in_name_is_one_clear_error(name: str) -> None:
+    text = functional(
+        header=f"model M(Functional):\n    metric {name} = Mean()\n    train(x, y):\n"
+    )
+    diag = the_error(text)
+    assert (diag.span.line, diag.span.column) == (2, 12)
+    assert diag.message != f"`{name}` is already declared"
+
+
+def test_unknown_parameter_type_with_suggestion() -> None:
+    text = submodels().replace("d_opt: Optimizer", "d_opt: Optimiser")
+    check(
+        the_error(text),
+        "unknown type `Optimiser`",
+        at(text, 3, "Optimiser"),
+        "did you mean `Optimizer`?",
+    )
+
+
+def test_unknown_parameter_type_without_suggestion() -> None:
+    text = submodels().replace("d_opt: Optimizer", "d_opt: Tensor")
+    check(
+        the_error(text),
+        "unknown type `Tensor`",
+        at(text, 3, "Tensor"),
+        "the types are Model, Optimizer, Loss, int, float",
+    )
+
+
+def test_unknown_parameter_type_reports_no_follow_on_error() -> None:
+    text = submodels().replace("gen: Model", "gen: Modl")
+    check(the_error(text), "unknown type `Modl`", at(text, 2, "Modl"), "did you mean `Model`?")
+
+
+def test_unknown_metric_class_with_suggestion() -> None:
+    text = submodels().replace("Mean()", "Maen()")
+    check(the_error(text), "unknown metric class `Maen`", (4, 22), "did you mean `Mean`?")
+
+
+def test_unknown_metric_class_without_suggestion() -> None:
+    text = submodels().replace("Mean()", "Foo()")
+    check(
+        the_error(text),
+        "unknown metric class `Foo`",
+        (4, 22),
+        "the metric classes include AUC, Accuracy, BinaryAccuracy, "
+        "BinaryCrossentropy, CategoricalAccuracy, CategoricalCrossentropy, ...",
+    )
+
+
+LOSS_SPEC = functional(
+    "loss = mse(y, self(x))",
+    "minimize loss over self",
+    "return loss=loss",
+    header="model M(Functional):\n    loss mse = MeanSquaredError()\n    train(x, y):\n",
+)
+
+
+def test_unknown_loss_class_with_suggestion() -> None:
+    text = LOSS_SPEC.replace("MeanSquaredError", "MeanSquaredErr")
+    check(
+        the_error(text),
+        "unknown loss class `MeanSquaredErr`",
+        (2, 16),
+        "did you mean `MeanSquaredError`?",
+    )
+
+
+def test_unknown_loss_class_without_suggestion() -> None:
+    text = LOSS_SPEC.replace("MeanSquaredError", "Foo")
+    diag = the_error(text)
+    check(diag, "unknown loss class `Foo`", (2, 16), diag.hint)
+    assert diag.hint.startswith("the loss classes include BinaryCrossentropy, ")
+
+
+def test_constructor_argument_must_be_literal() -> None:
+    text = submodels().replace("Mean()", "Mean(name=x)")
+    check(
+        the_error(text),
+        "constructor arguments must be literals (numbers, strings, True, False, None)",
+        at(text, 4, "x)"),
+    )
+
+
+def test_constructor_literals_are_accepted() -> None:
+    text = submodels().replace("Mean()", 'Mean("m", -1, 2.5, (1, [True]), dtype=None)')
+    assert errors(text) == []
+
+
+def test_loss_object_with_reduction() -> None:
+    text = LOSS_SPEC.replace("MeanSquaredError()", 'MeanSquaredError(reduction="sum")')
+    check(
+        the_error(text),
+        "a spec's loss objects always reduce to the batch mean",
+        at(text, 2, "reduction"),
+        "stepc relies on it to scale the loss for distribution; use sum(...) in the step for a sum",
+    )
+
+
+def test_model_without_steps() -> None:
+    text = "model M:\n    init(g: Model)\n"
+    check(
+        the_error(text),
+        "model `M` has no step",
+        (1, 7),
+        "add a `train(x, y):` or `test(x, y):` block",
+    )
+
+
+@pytest.mark.parametrize(
+    ("declaration", "kind", "name"),
+    [
+        ("    init(g: Model, extra: Model)\n", "constructor parameter", "extra"),
+        (
+            "    init(g: Model)\n    compile(o: Optimizer, extra: float)\n",
+            "compile() parameter",
+            "extra",
+        ),
+        ("    init(g: Model)\n    metric extra = Sum()\n", "metric", "extra"),
+        ("    init(g: Model)\n    loss extra = Huber()\n", "loss", "extra"),
+    ],
+)
+def test_unused_declaration_warning(declaration: str, kind: str, name: str) -> None:
+    step = "    predict(x):\n        p = g(x)\n        return p\n"
+    if "compile(" in declaration:
+        step = "    train(x):\n" + body("l = mean(g(x))", "minimize l over g using o", "return l=l")
+    text = "model M:\n" + declaration + step
+    (diag,) = warnings(text)
+    assert diag.message == f"{kind} `{name}` is never used"
+    assert diag.hint == "remove it, or use it in a step"
+    assert (diag.span.line, diag.span.column) == at(text, declaration.count("\n") + 1, name)
+
+
+# ---------------------------------------------------------------- check_steps.py: data
+
+
+def test_too_many_data_parts() -> None:
+    text = functional(header="model M(Functional):\n    train(x, y, w, z):\n")
+    check(
+        the_error(text),
+        "a train step's data has at most 3 part(s)",
+        (2, 20),
+        "the parts are x, then y, then sample_weight",
+    )
+
+
+def test_predict_step_has_one_data_part() -> None:
+    text = "model M(Functional):\n    predict(x, y):\n        p = self(x)\n        return p\n"
+    check(
+        the_error(text),
+        "a predict step's data has at most 1 part(s)",
+        (2, 16),
+        "the parts are x, then y, then sample_weight",
+    )
+
+
+def test_optional_x() -> None:
+    text = functional(header="model M(Functional):\n    train(x?, y):\n")
+    check(the_error(text), "x cannot be optional", (2, 11), "only y and sample_weight may be")
+
+
+def test_data_part_named_twice() -> None:
+    text = functional(header="model M(Functional):\n    train(x, x):\n").replace("(y, ", "(x, ")
+    check(the_error(text), "`x` names two parts of the data", (2, 14))
+
+
+def test_data_part_shadows_a_declaration() -> None:
+    text = submodels().replace("train(x):", "train(tracker):").replace("gen(x)", "gen(tracker)")
+    check(
+        the_error(text),
+        "`tracker` shadows the metric declared on line 4",
+        (5, 11),
+        "pick another name for the value",
+    )
+
+
+def test_local_shadows_a_declaration() -> None:
+    text = submodels("g_opt = 1", *SUBMODELS_BODY)
+    check(
+        the_error(text),
+        "`g_opt` shadows the compile() parameter declared on line 3",
+        (6, 9),
+        "pick another name for the value",
+    )
+
+
+@pytest.mark.parametrize("name", ["self", "keras", "print", "__class__"])
+def test_reserved_local_name(name: str) -> None:
+    diag = the_error(functional(f"{name} = 1", *FUNCTIONAL_BODY))
+    assert diag.message == f"`{name}` is a reserved name"
+    assert (diag.span.line, diag.span.column) == (3, 9)
+
+
+# ---------------------------------------------------------------- statements
+
+
+def test_model_given_another_name() -> None:
+    text = submodels("g = gen", *SUBMODELS_BODY)
+    check(
+        the_error(text),
+        "a model cannot be given another name",
+        (6, 13),
+        "call it, or name it directly where it is used",
+    )
+
+
+def test_optimizer_given_another_name() -> None:
+    text = submodels("o = g_opt", *SUBMODELS_BODY)
+    check(
+        the_error(text),
+        "an optimizer cannot be given another name",
+        (6, 13),
+        "call it, or name it directly where it is used",
+    )
+
+
+def test_unpacking_count_mismatch() -> None:
+    text = functional("a, b = (1, 2, 3)", *FUNCTIONAL_BODY)
+    check(
+        the_error(text), "2 names but 3 values", (3, 9), "unpack as many names as there are values"
+    )
+
+
+def test_unpacking_something_else() -> None:
+    text = functional("a, b = mean(x)", *FUNCTIONAL_BODY)
+    check(
+        the_error(text),
+        "only a model's outputs or a tuple can be unpacked into several names",
+        (3, 16),
+    )
+
+
+def test_unpacking_a_model_call_is_allowed() -> None:
+    text = functional("a, b = self(x)", "loss = compiled_loss(y, a + b)", "minimize loss over self")
+    assert errors(text) == []
+
+
+def test_minimize_outside_train() -> None:
+    text = functional(header="model M(Functional):\n    test(x, y):\n")
+    check(
+        the_error(text),
+        "a test step cannot update weights",
+        (5, 9),
+        "minimize belongs in the train step",
+    )
+
+
+def test_minimize_a_tensor() -> None:
+    text = functional("loss = mean(self(x), axis=1)", "minimize loss over self", "return loss=loss")
+    check(
+        the_error(text),
+        "the loss to minimize must be a scalar, not a tensor",
+        (4, 18),
+        "reduce it with mean(...) or sum(...), or use a loss object (`loss mse = "
+        "MeanSquaredError()`), which returns a scalar",
+    )
+
+
+def test_minimize_a_string() -> None:
+    text = functional('loss = "a"', "minimize loss over self", "update compiled_metrics(y, x)")
+    check(the_error(text), "the loss to minimize must be a scalar, not a string", (4, 18))
+
+
+def test_reporting_a_string() -> None:
+    text = functional('s = "a"', *FUNCTIONAL_BODY, "return key=s")
+    line = len(text.splitlines())
+    check(
+        the_error(text),
+        "a step cannot report a string",
+        at(text, line, "s"),
+        "return numbers or tensors (a tracker by its name reports its result)",
+    )
+
+
+def test_gradient_target_is_a_value() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over x using g_opt", "update tracker(loss)"
+    )
+    check(
+        the_error(text),
+        "`x` is a value, not a model",
+        at(text, 7, "x using"),
+        "the models it can update: gen, disc",
+    )
+
+
+def test_gradient_target_is_another_declaration() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over tracker using g_opt", "update tracker(loss)"
+    )
+    diag = the_error(text)
+    check(diag, "`tracker` is a metric, not a model", at(text, 7, "tracker"), diag.hint)
+    assert diag.hint.startswith("the models it can update: ")
+
+
+def test_unknown_gradient_target_with_suggestion() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gne using g_opt", "update tracker(loss)"
+    )
+    check(the_error(text), "unknown model `gne`", at(text, 7, "gne"), "did you mean `gen`?")
+
+
+def test_unknown_gradient_target_without_suggestion() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over foo using g_opt", "update tracker(loss)"
+    )
+    diag = the_error(text)
+    check(diag, "unknown model `foo`", at(text, 7, "foo"), diag.hint)
+    assert diag.hint.startswith("the models it can update: ")
+    assert "gen, disc" in diag.hint
+
+
+def test_self_as_target_of_a_model_of_submodels() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over self using g_opt", "update tracker(loss)"
+    )
+    diag = the_error(text)
+    assert (diag.span.line, diag.span.column) == at(text, 7, "self")
+    assert "a the" not in diag.message
+    assert "self" not in (diag.hint or "")
+
+
+def test_loss_does_not_depend_on_target() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over disc using d_opt", "update tracker(loss)"
+    )
+    check(
+        the_error(text),
+        "the loss does not depend on `disc`: its gradient would be None",
+        at(text, 7, "loss over"),
+        "loss goes through gen; call `disc` in the loss (and not inside stop_gradient)",
+    )
+
+
+def test_loss_through_stop_gradient_does_not_depend_on_target() -> None:
+    text = submodels(
+        "loss = mean(stop_gradient(gen(x)))",
+        "minimize loss over gen using g_opt",
+        "update tracker(loss)",
+    )
+    diag = the_error(text)
+    assert diag.message == "the loss does not depend on `gen`: its gradient would be None"
+    assert "goes through no model" in diag.hint
+
+
+def test_minimize_without_optimizer_in_a_model_with_compile() -> None:
+    text = submodels("loss = mean(gen(x))", "minimize loss over gen", "update tracker(loss)")
+    check(
+        the_error(text),
+        "say which optimizer updates these weights",
+        (7, 9),
+        "this model has its own compile(); add `using <optimizer parameter>`",
+    )
+
+
+def test_undeclared_optimizer_with_suggestion() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using g_op", "update tracker(loss)"
+    )
+    check(
+        the_error(text),
+        "`g_op` is not a declared optimizer",
+        at(text, 7, "g_op"),
+        "did you mean `g_opt`?",
+    )
+
+
+def test_undeclared_optimizer_without_suggestion() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using sgd", "update tracker(loss)"
+    )
+    check(
+        the_error(text),
+        "`sgd` is not a declared optimizer",
+        at(text, 7, "sgd"),
+        "declare it in compile(...): `compile(sgd: Optimizer)`",
+    )
+
+
+def test_optimizer_reused_for_other_targets() -> None:
+    text = submodels(
+        "loss = mean(disc(gen(x)))",
+        "minimize loss over gen using g_opt",
+        "minimize loss over disc using g_opt",
+        "update tracker(loss)",
+    )
+    check(
+        the_error(text),
+        "optimizer `g_opt` already updates gen (line 7)",
+        at(text, 8, "g_opt"),
+        "an optimizer keeps state per variable; give each target set its own optimizer",
+    )
+
+
+def test_update_of_something_that_is_not_a_metric() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using g_opt", "update trackr(loss)"
+    )
+    check(the_error(text), "`trackr` is not a metric", (8, 16), "did you mean `tracker`?")
+
+
+def test_update_of_an_unknown_name_without_suggestion() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using g_opt", "update zzz(loss)"
+    )
+    check(the_error(text), "`zzz` is not a metric", (8, 16), "declare it: `metric name = Mean()`")
+
+
+def test_return_not_last() -> None:
+    text = submodels(
+        "loss = mean(gen(x))",
+        "minimize loss over gen using g_opt",
+        "return loss=loss",
+        "update tracker(loss)",
+    )
+    check(the_error(text), "return must be the last statement of a step", (8, 9))
+
+
+def test_returned_twice() -> None:
+    text = submodels(*SUBMODELS_BODY, "return loss=loss, loss=loss")
+    check(the_error(text), "`loss` is returned twice", (9, 27))  # the second item
+
+
+def test_metric_returned_twice() -> None:
+    text = submodels(*SUBMODELS_BODY, "return tracker, tracker")
+    check(the_error(text), "`tracker` is returned twice", (9, 25))
+
+
+def test_predict_without_return() -> None:
+    text = "model M(Functional):\n    predict(x):\n        p = self(x)\n"
+    check(the_error(text), "a predict step must return its predictions", (2, 5))
+
+
+@pytest.mark.parametrize("kind", ["train", "test"])
+def test_step_reports_nothing(kind: str) -> None:
+    text = f"model M(Functional):\n    {kind}(x, y):\n        p = self(x)\n        q = p + y\n"
+    check(
+        the_error(text),
+        f"the {kind} step reports nothing",
+        (2, 5),
+        "fit() and evaluate() need at least one value: update a metric (`update tracker(loss)`) "
+        "or `return loss=loss`",
+    )
+
+
+def test_unused_local_warning() -> None:
+    text = submodels("unused = 1", *SUBMODELS_BODY)
+    found = [d for d in warnings(text) if "computed" in d.message]
+    assert [(d.message, d.span.line, d.span.column, d.hint) for d in found] == [
+        ("`unused` is computed but never used", 6, 9, "remove it")
+    ]
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def test_undefined_name_with_suggestion() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using g_opt", "update tracker(los)"
+    )
+    check(the_error(text), "undefined name `los`", (8, 24), "did you mean `loss`?")
+
+
+def test_undefined_name_without_suggestion() -> None:
+    text = submodels(*SUBMODELS_BODY, "return a=zzz")
+    check(the_error(text), "undefined name `zzz`", (9, 18))
+
+
+@pytest.mark.parametrize("role", ["y", "sample_weight"])
+def test_undefined_data_role(role: str) -> None:
+    text = submodels(*SUBMODELS_BODY, f"return a={role}")
+    check(
+        the_error(text),
+        f"undefined name `{role}`",
+        (9, 18),
+        "declare it in the step's data: `train(x, y, sample_weight?)`",
+    )
+
+
+def test_operation_used_as_a_value() -> None:
+    text = submodels(*SUBMODELS_BODY, "return a=mean")
+    check(
+        the_error(text),
+        "`mean` is an operation; call it: `mean(x, axis=..., keepdims=...)`",
+        (9, 18),
+    )
+
+
+def test_arithmetic_on_an_optional_tensor() -> None:
+    text = functional(header="model M(Functional):\n    train(x, y, w?):\n").replace(
+        "y_pred)\n", "y_pred) * w\n"
+    )
+    check(
+        the_error(text),
+        "arithmetic on a tensor or None",
+        (4, 43),  # the `w` of `* w`
+        "it is optional (`?`) and may be None; pass it only to losses and metrics",
+    )
+
+
+def test_arithmetic_on_a_string() -> None:
+    text = functional(*FUNCTIONAL_BODY, 'return a=x + "s"')
+    check(the_error(text), "arithmetic on a string", (6, 22))
+
+
+def test_arithmetic_on_a_negated_optimizer_is_reported_once() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=x + -optimizer")
+    check(the_error(text), "arithmetic on an optimizer", (6, 23))
+
+
+def test_indexing_a_non_tensor() -> None:
+    text = functional(*FUNCTIONAL_BODY, 'return a="abc"[0]')
+    check(the_error(text), "a string cannot be indexed", (6, 18))
+
+
+def test_calling_a_local() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=loss(x)")
+    check(the_error(text), "`loss` is a value, not something to call", (6, 18))
+
+
+def test_not_an_allowed_operation_with_suggestion() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=maen(x)")
+    check(the_error(text), "`maen` is not an allowed operation", (6, 18), "did you mean `mean`?")
+
+
+def test_not_an_allowed_operation_without_suggestion() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=foo(x)")
+    check(
+        the_error(text),
+        "`foo` is not an allowed operation",
+        (6, 18),
+        "see the operation list in docs/language.md",
+    )
+
+
+def test_calling_a_metric() -> None:
+    text = submodels(*SUBMODELS_BODY, "return a=tracker(x)")
+    check(the_error(text), "a metric cannot be called", (9, 18))
+
+
+def test_calling_self_of_a_model_of_submodels() -> None:
+    text = submodels(*SUBMODELS_BODY, "return a=self(x)")
+    check(
+        the_error(text),
+        "`self` has no forward pass: this model holds sub-models; call one of them",
+        (9, 18),
+    )
+
+
+def test_compiled_loss_twice() -> None:
+    text = functional(
+        "loss = compiled_loss(y, self(x))",
+        "again = compiled_loss(y, self(x))",
+        "minimize loss + again over self",
+    )
+    check(
+        the_error(text),
+        "compiled_loss is used twice in one step",
+        (4, 17),
+        "it updates the loss tracker each time (first use: line 3); compute it once and reuse "
+        "the value",
+    )
+
+
+def test_unknown_keyword_argument() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=mean(x, foo=1)")
+    check(
+        the_error(text),
+        "`mean` has no parameter `foo` here",
+        (6, 26),
+        "the signature is mean(x, axis=..., keepdims=...)",
+    )
+
+
+def test_too_many_positional_arguments() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=mean(x, 1, 2)")
+    check(
+        the_error(text),
+        "`mean` takes at most 2 positional arguments, got 3",
+        (6, 18),
+        "the signature is mean(x, axis=..., keepdims=...)",
+    )
+
+
+def test_missing_arguments() -> None:
+    text = functional(*FUNCTIONAL_BODY, "return a=reshape(x)")
+    check(
+        the_error(text),
+        "`reshape` needs 2 argument(s), got 1",
+        (6, 18),
+        "the signature is reshape(x, shape)",
+    )
+
+
+def test_metric_update_arguments() -> None:
+    text = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using g_opt", "update tracker()"
+    )
+    check(
+        the_error(text),
+        "`tracker` needs 1 argument(s), got 0",
+        (8, 9),
+        "the signature is tracker(values, sample_weight=...)",
+    )
+
+
+def test_labels_metric_update_arguments() -> None:
+    text = submodels(*SUBMODELS_BODY).replace("Mean()", "MeanAbsoluteError()")
+    diag = the_error(text)
+    check(
+        diag,
+        "`tracker` needs 2 argument(s), got 1",
+        (8, 9),
+        "the signature is tracker(y_true, y_pred, sample_weight=...)",
+    )
+
+
+def test_returning_an_optimizer_is_an_error() -> None:
+    text = submodels(*SUBMODELS_BODY, "return o=g_opt")
+    diag = the_error(text)
+    assert (diag.span.line, diag.span.column) == (9, 18)
+
+
+# ---------------------------------------------------------------- lower.py
+
+
+def test_loss_computed_across_a_minimize() -> None:
+    text = submodels(
+        "a = gen(x)",
+        "d_loss = mean(disc(x))",
+        "minimize d_loss over disc using d_opt",
+        "b = mean(a + disc(x))",
+        "minimize b over gen using g_opt",
+        "update tracker(b)",
+    )
+    check(
+        the_error(text),
+        "the loss minimized on line 10 is computed partly before and partly after the minimize "
+        "on line 8",
+        (9, 9),
+        "compute this loss entirely before that minimize (a simultaneous update) or entirely "
+        "after it",
+    )
+
+
+def test_sequential_minimizes_are_fine() -> None:
+    text = submodels(
+        "g_loss = mean(gen(x))",
+        "minimize g_loss over gen using g_opt",
+        "d_loss = mean(disc(x))",
+        "minimize d_loss over disc using d_opt",
+        "update tracker(g_loss + d_loss)",
+    )
+    assert errors(text) == []
+
+
+# ---------------------------------------------------------------- sources.py
+
+
+def single(result: tuple) -> Diagnostic:
+    text, diagnostics = result
+    assert text is None
+    (diag,) = diagnostics
+    assert diag.severity is Severity.ERROR
+    return diag
+
+
+def test_directory_is_not_a_spec(tmp_path: Path) -> None:
+    check(single(read_spec(str(tmp_path))), "this is a directory, not a spec file", (1, 1))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    check(single(read_spec(str(tmp_path / "nope.step"))), "no such file", (1, 1))
+
+
+def test_unreadable_path(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    diag = single(read_spec(str(afile / "below.step")))  # NotADirectoryError
+    assert diag.message.startswith("cannot read the spec: ")
+    assert "Not a directory" in diag.message
+
+
+def test_spec_over_the_size_limit(tmp_path: Path) -> None:
+    spec = tmp_path / "big.step"
+    spec.write_bytes(b"#" * (MAX_SPEC_BYTES + 1))
+    diag = single(read_spec(str(spec)))
+    check(
+        diag,
+        f"the spec is {MAX_SPEC_BYTES + 1:,} bytes; stepc reads specs up to 2 MiB",
+        (1, 1),
+        diag.hint,
+    )
+
+
+def test_spec_at_the_size_limit_is_read(tmp_path: Path) -> None:
+    spec = tmp_path / "big.step"
+    spec.write_bytes(b"#" * MAX_SPEC_BYTES)
+    assert read_spec(str(spec))[1] == []
+
+
+def test_invalid_utf8_position() -> None:
+    diag = single(decode_spec("model M:\n  \u00e9t\u00e9 = ".encode() + b"\xff\n"))
+    check(diag, "the spec is not valid UTF-8", (2, 9))  # columns count characters
+
+
+def test_nul_byte_position() -> None:
+    check(single(decode_spec(b"model M:\n  ab\x00")), "the spec contains a NUL byte", (2, 5))
+
+
+def test_brackets_nested_too_deep() -> None:
+    text = "x = " + "(" * (MAX_NESTING + 1)
+    check(
+        single(decode_spec(text.encode())),
+        f"brackets nested more than {MAX_NESTING} deep",
+        (1, 5 + MAX_NESTING),
+        "name intermediate values instead of nesting them",
+    )
+
+
+def test_byte_order_mark_is_dropped() -> None:
+    assert decode_spec(b"\xef\xbb\xbfmodel") == ("model", [])
+
+
+@pytest.mark.parametrize("line", ["# " + "(" * 70, 'x = "' + "[" * 70 + '"'])
+def test_brackets_in_comments_and_strings_do_not_nest(line: str) -> None:
+    assert decode_spec((line + "\n").encode())[1] == []
