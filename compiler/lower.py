@@ -39,6 +39,7 @@ from stepc.plan import (
     ReturnPlan,
     ReturnValue,
     StepPlan,
+    fresh_name,
 )
 from stepc.symbols import Kind
 
@@ -165,11 +166,7 @@ class _StepLowering:
     # ---------------------------------------------------------------- names
 
     def fresh(self, base: str) -> str:
-        name, counter = base, 2
-        while name in self.taken:
-            name, counter = f"{base}_{counter}", counter + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(base, self.taken)
 
     # ---------------------------------------------------------------- data
 

@@ -22,6 +22,18 @@ SCALE = "@scale"
 UNSCALE = "@unscale"
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`...: the first not in `taken` (which it joins).
+
+    The lowering and every backend name what they add through this, so an
+    added name never collides with a spec's own."""
+    name, counter = base, 2
+    while name in taken:
+        name, counter = f"{base}_{counter}", counter + 1
+    taken.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class DataPlan:
     roles: tuple[str | None, str | None, str | None]  # names of x, y, sample_weight

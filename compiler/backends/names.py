@@ -8,7 +8,7 @@ can never collide with a spec's own names.
 
 from __future__ import annotations
 
-from stepc.plan import ModelPlan, StepPlan
+from stepc.plan import ModelPlan, StepPlan, fresh_name
 
 _CONSTANTS = {"True", "False", "None", "self"}
 
@@ -31,8 +31,4 @@ class Names:
         return name
 
     def fresh(self, base: str) -> str:
-        name, counter = base, 2
-        while name in self.taken:
-            name, counter = f"{base}_{counter}", counter + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(base, self.taken)
