@@ -297,14 +297,17 @@ class _StepLowering:
         )
         weighted = symbol.detail == "Mean" and len(args) == 1 and not keywords
         if weighted and self.facts.is_scalar(statement.args[0]):
-            keywords = (
-                ir.Keyword("sample_weight", self._batch_size(statement.span), statement.span),
-            )
+            keywords = (ir.Keyword("sample_weight", self._batch_size(statement), statement.span),)
         return Compute(dataclasses.replace(statement, args=args, keywords=keywords), symbol.detail)
 
-    def _batch_size(self, span: ir.Span) -> ir.Expr:
-        x = ir.Name(self.step.data[0].name.id, span)
-        shape = ir.Call(ir.Name("shape", span), (x,), (), span)
+    def _batch_size(self, update: ir.Update) -> ir.Expr:
+        """`shape(x)[0]`, or the spec's own name for it, so it is computed once."""
+        x, span = self.step.data[0].name.id, update.span
+        before = self.step.body[: self.step.body.index(update)]
+        existing = _batch_size_local(before, x)
+        if existing is not None:
+            return ir.Name(existing, span)
+        shape = ir.Call(ir.Name("shape", span), (ir.Name(x, span),), (), span)
         return ir.Subscript(shape, ir.Number("0", True, span), span)
 
     def _loss_for_gradient(self, minimize: ir.Minimize) -> LossForGradient:
@@ -336,6 +339,34 @@ class _StepLowering:
 
 
 # ---------------------------------------------------------------- dependencies
+
+
+def _batch_size_local(body, x: str) -> str | None:
+    """A local of `body` assigned `shape(x)[0]` once, neither it nor x reassigned."""
+    assigned = [t.id for s in body if isinstance(s, ir.Assign) for t in s.targets]
+    for statement in body:
+        if isinstance(statement, ir.Assign) and len(statement.targets) == 1:
+            name = statement.targets[0].id
+            single = assigned.count(name) == 1 and x not in assigned
+            if single and _is_batch_size_of(statement.value, x):
+                return name
+    return None
+
+
+def _is_batch_size_of(expr: ir.Expr, x: str) -> bool:
+    if not (isinstance(expr, ir.Subscript) and isinstance(expr.index, ir.Number)):
+        return False
+    call = expr.value
+    return (
+        expr.index.is_int
+        and int(expr.index.text) == 0
+        and isinstance(call, ir.Call)
+        and call.func.id == "shape"
+        and not call.keywords
+        and len(call.args) == 1
+        and isinstance(call.args[0], ir.Name)
+        and call.args[0].id == x
+    )
 
 
 def _reads(statement: ir.Statement) -> set[str]:

@@ -131,11 +131,11 @@ class GAN(keras.Model):
         self.g_optimizer.apply(grads, variables)
         # gan.step:25
         self.d_loss_tracker.update_state(
-            _unscale_for_distribution(d_loss), sample_weight=ops.shape(real_images)[0]
+            _unscale_for_distribution(d_loss), sample_weight=batch_size
         )
         # gan.step:26
         self.g_loss_tracker.update_state(
-            _unscale_for_distribution(g_loss), sample_weight=ops.shape(real_images)[0]
+            _unscale_for_distribution(g_loss), sample_weight=batch_size
         )
         return self.get_metrics_result()
 
