@@ -243,12 +243,21 @@ def _callable(symbol: Symbol) -> bool:
     return symbol.type in (Type.MODEL, Type.LOSS)
 
 
+# A message shows the last few names of a chain; keeping all of them would make
+# checking a long chain of statements quadratic in time and memory.
+CHAIN_NAMES = 6
+
+
+def chain(names: tuple[str, ...], name: str) -> tuple[str, ...]:
+    return (*names, name)[-CHAIN_NAMES:]
+
+
 def _merge(result: Type, values: list[Value]) -> Value:
     models = frozenset().union(*(v.models for v in values)) if values else frozenset()
     names: tuple[str, ...] = ()
     for value in values:
         names += tuple(n for n in value.names if n not in names)
-    return Value(result, models, names)
+    return Value(result, models, names[-CHAIN_NAMES:])
 
 
 def _op_result(op: Op, node: ir.Call, first: Type) -> Type:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, METRIC_CLASSES, MetricArgs, Op, Type
-from stepc.check_exprs import ExprChecker, Local, Usage, Value, article
+from stepc.check_exprs import ExprChecker, Local, Usage, Value, article, chain
 from stepc.diagnostics import Diagnostic, did_you_mean, error, warning
 from stepc.symbols import Kind, Symbol
 
@@ -111,7 +111,7 @@ class StepChecker(ExprChecker):
             value = Value(Type.TENSOR, value.models, value.names)
         for target in statement.targets:
             if check_identifier(target, self.out) and not self._shadows(target):
-                names = (*value.names, target.id)
+                names = chain(value.names, target.id)
                 tracked = isinstance(statement.value, ir.Call)
                 tracked = tracked and statement.value.func.id == COMPILED_LOSS
                 self.locals[target.id] = Local(

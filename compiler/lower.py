@@ -18,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections import Counter
 from pathlib import PurePath
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, KERAS_OPTIMIZER, OPS, Type
 from stepc.check import CheckedModel, CheckedSpec
+from stepc.dataflow import Dataflow
 from stepc.diagnostics import Diagnostic, error
 from stepc.facts import Facts
 from stepc.plan import (
@@ -135,10 +137,6 @@ def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ..
     return tuple(found.items())
 
 
-def _is_call_of(node, names: set[str]) -> bool:
-    return isinstance(node, ir.Call) and node.func.id in names
-
-
 class _StepLowering:
     def __init__(self, checked: CheckedModel, step: ir.Step, out: list[Diagnostic], derived=False):
         self.derived = derived
@@ -150,6 +148,7 @@ class _StepLowering:
         self.taken = {p.name.id for p in step.data} | set(self.symbols)
         self.taken |= {t.id for s in step.body if isinstance(s, ir.Assign) for t in s.targets}
         self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
+        self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
 
     def run(self) -> StepPlan:
         body = [s for s in self.step.body if not isinstance(s, ir.Return)]
@@ -183,6 +182,7 @@ class _StepLowering:
     # ---------------------------------------------------------------- placement
 
     def _place(self, body: list[ir.Statement]) -> list[PlanItem]:
+        self.flow = Dataflow(body)
         minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
         tapes = {i: self._tape_statements(body, i) for i in minimizes}
         groups = self._group(body, minimizes, tapes)
@@ -198,10 +198,9 @@ class _StepLowering:
         targets = {t.id for t in minimize.targets}
         if "self" in targets:
             targets |= self.models
-        needed = _ancestors(body, index)
         tainted: set[int] = set()
-        for i in sorted(needed):
-            if _calls(body[i], targets) or _reads_from(body, i, tainted):
+        for i in sorted(self.flow.ancestors(index)):
+            if self.flow.calls[i] & targets or self.flow.reads_from(i, tainted):
                 tainted.add(i)
         return tainted
 
@@ -266,15 +265,22 @@ class _StepLowering:
         order is the random stream). Metric updates of recorded values go
         after the recording; anything else that cannot be hoisted stays in it.
         """
+        flow = self.flow
         before, inside, after = [], [], []
+        touched: set[str] = set()  # names read or defined by the recorded statements
+        random_inside = False
         for i in range(start, stop):
-            earlier = [j for j in inside if j < i]
-            if i in recorded or _conflicts(body, i, earlier):
+            conflicts = bool(flow.defines[i] & touched) or (random_inside and flow.random[i])
+            if i in recorded or conflicts:
                 inside.append(i)
-            elif _reads_from(body, i, set(inside) | set(after)):
+            elif flow.reads_from(i, set(inside) | set(after)):
                 (after if isinstance(body[i], ir.Update) else inside).append(i)
             else:
                 before.append(i)
+                continue
+            if inside and inside[-1] == i:
+                touched |= flow.reads[i] | flow.defines[i]
+                random_inside = random_inside or flow.random[i]
         return before, inside, after
 
     # ---------------------------------------------------------------- statements
@@ -303,10 +309,9 @@ class _StepLowering:
     def _batch_size(self, update: ir.Update) -> ir.Expr:
         """`shape(x)[0]`, or the spec's own name for it, so it is computed once."""
         x, span = self.step.data[0].name.id, update.span
-        before = self.step.body[: self.step.body.index(update)]
-        existing = _batch_size_local(before, x)
-        if existing is not None:
-            return ir.Name(existing, span)
+        existing = self._batch_size_local
+        if existing is not None and existing[1] < self.step.body.index(update):
+            return ir.Name(existing[0], span)
         shape = ir.Call(ir.Name("shape", span), (ir.Name(x, span),), (), span)
         return ir.Subscript(shape, ir.Number("0", True, span), span)
 
@@ -341,15 +346,16 @@ class _StepLowering:
 # ---------------------------------------------------------------- dependencies
 
 
-def _batch_size_local(body, x: str) -> str | None:
-    """A local of `body` assigned `shape(x)[0]` once, neither it nor x reassigned."""
-    assigned = [t.id for s in body if isinstance(s, ir.Assign) for t in s.targets]
-    for statement in body:
+def _batch_size_local(body, x: str) -> tuple[str, int] | None:
+    """A local assigned `shape(x)[0]` once (and where), neither it nor x reassigned."""
+    assigned = Counter(t.id for s in body if isinstance(s, ir.Assign) for t in s.targets)
+    if assigned[x]:
+        return None
+    for index, statement in enumerate(body):
         if isinstance(statement, ir.Assign) and len(statement.targets) == 1:
             name = statement.targets[0].id
-            single = assigned.count(name) == 1 and x not in assigned
-            if single and _is_batch_size_of(statement.value, x):
-                return name
+            if assigned[name] == 1 and _is_batch_size_of(statement.value, x):
+                return name, index
     return None
 
 
@@ -366,57 +372,4 @@ def _is_batch_size_of(expr: ir.Expr, x: str) -> bool:
         and len(call.args) == 1
         and isinstance(call.args[0], ir.Name)
         and call.args[0].id == x
-    )
-
-
-def _reads(statement: ir.Statement) -> set[str]:
-    return {n.id for n in ir.walk(statement) if isinstance(n, ir.Name)}
-
-
-def _defines(statement: ir.Statement) -> set[str]:
-    return {t.id for t in statement.targets} if isinstance(statement, ir.Assign) else set()
-
-
-def _definition(body, index: int, name: str) -> int | None:
-    """The statement whose assignment to `name` reaches body[index], if any."""
-    for i in range(index - 1, -1, -1):
-        if name in _defines(body[i]):
-            return i
-    return None
-
-
-def _ancestors(body, index: int) -> set[int]:
-    """Every statement body[index] depends on, transitively."""
-    found: set[int] = set()
-    pending = [index]
-    while pending:
-        current = pending.pop()
-        for name in _reads(body[current]):
-            source = _definition(body, current, name)
-            if source is not None and source not in found:
-                found.add(source)
-                pending.append(source)
-    return found
-
-
-def _reads_from(body, index: int, sources: set[int]) -> bool:
-    return any(_definition(body, index, n) in sources for n in _reads(body[index]))
-
-
-def _calls(statement: ir.Statement, models: set[str]) -> bool:
-    return any(_is_call_of(node, models) for node in ir.walk(statement))
-
-
-def _conflicts(body, index: int, earlier: list[int]) -> bool:
-    """Would running body[index] before the statements `earlier` change them?"""
-    defines = _defines(body[index])
-    touched = set().union(*(_reads(body[j]) | _defines(body[j]) for j in earlier))
-    random_before = any(_draws_random(body[j]) for j in earlier)
-    return bool(defines & touched) or (random_before and _draws_random(body[index]))
-
-
-def _draws_random(statement: ir.Statement) -> bool:
-    return any(
-        isinstance(node, ir.Call) and node.func.id in OPS and OPS[node.func.id].random
-        for node in ir.walk(statement)
     )
