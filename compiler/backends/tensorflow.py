@@ -161,7 +161,19 @@ class _ClassWriter:
         lines.append("    super().compile(**kwargs)")
         for param in params:
             lines += self._compile_param(param.name, param.type_name)
+        lines += self._build_optimizers()
         return Method(tuple(_indent(lines)))
+
+    def _build_optimizers(self) -> list[str]:
+        """Build each optimizer on the variables it updates, as Keras's own compile
+        path does for model.optimizer: its slots then exist before the first step
+        (in the distribution strategy's scope) and its saved state can load."""
+        lines = ["    # Build each optimizer on the variables it updates (its state then loads)."]
+        for optimizer, targets in self.model.optimizer_targets:
+            variables = " + ".join(variables_of(t) for t in targets)
+            lines.append(f"    if {variables}:")
+            lines += _laid_out("", call(f"self.{optimizer}.build", [variables]).doc, 2)
+        return lines if self.model.optimizer_targets else []
 
     def _compile_param(self, name: str, type_name: str) -> list[str]:
         if type_name == "Optimizer":
@@ -236,11 +248,7 @@ class _ClassWriter:
             "            for name, value in config.items()",
             "        }",
             "    )",
-            "    # Build each optimizer on the variables it updates, so its saved state loads.",
         ]
-        for optimizer, targets in self.model.optimizer_targets:
-            variables = " + ".join(variables_of(t) for t in targets)
-            lines += _laid_out("", call(f"self.{optimizer}.build", [variables]).doc)
         return Method(tuple(_indent(lines)))
 
 

@@ -59,6 +59,11 @@ class GAN(keras.Model):
                 "its value for distribution and needs a scalar"
             )
         self.loss_fn = loss_fn
+        # Build each optimizer on the variables it updates (its state then loads).
+        if self.discriminator.trainable_variables:
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        if self.generator.trainable_variables:
+            self.g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
@@ -171,6 +176,3 @@ class GAN(keras.Model):
                 for name, value in config.items()
             }
         )
-        # Build each optimizer on the variables it updates, so its saved state loads.
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
