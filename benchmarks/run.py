@@ -37,7 +37,7 @@ FULL = {
         "timeout_s": 120,
         "profile_statements": 1000,
     },
-    "step": {"warmup": 10, "rounds": 30, "block_s": 0.08, "traces": 6},
+    "step": {"pairs": 3, "warmup": 10, "rounds": 10, "block_s": 0.08, "traces": 6},
     "xla": {"warmup": 3, "timed": 5},
 }
 QUICK = {
@@ -51,7 +51,7 @@ QUICK = {
         "timeout_s": 20,
         "profile_statements": 300,
     },
-    "step": {"warmup": 3, "rounds": 4, "block_s": 0.03, "traces": 2},
+    "step": {"pairs": 2, "warmup": 3, "rounds": 2, "block_s": 0.03, "traces": 2},
     "xla": {"warmup": 1, "timed": 2},
 }
 

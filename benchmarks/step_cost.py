@@ -8,9 +8,11 @@ function (``model.train_function``, or for ``evaluate`` the ``model.test_functio
 warm-up calls taken in turns and one untimed settling round, the two are timed in
 alternating blocks, A B B A A B ..., each block ``steps`` consecutive calls with the garbage
 collector paused, ended by reading the returned logs (so the work has finished). A round is
-one block of each; its ratio is generated / hand-written. An A/A control runs the
-reference against a second instance of itself the same way, to show the harness's bias
-and resolution.
+one block of each; its ratio is generated / hand-written. This is repeated on several
+fresh pairs, built alternately in either order, and the rounds pooled: two instances of
+the same model can differ by a few percent, which one pair alone would report as a
+difference between the classes. An A/A control runs the reference against other
+instances of itself the same way, to show the harness's bias and resolution.
 
 Graph size: ``tf.function(model.train_step, autograph=False)`` (or ``test_step``; Keras
 does not AutoGraph-convert steps either) traced for the dataset's element spec (batch
@@ -258,20 +260,42 @@ def graph_comparison(pair: tuple[keras.Model, keras.Model], case: Case, traces: 
 # One case ----------------------------------------------------------------------------------
 
 
-def compare(case: Case, classes: tuple[type, type], config: dict) -> dict:
-    """Alternating step timings of a model of each class: per-step ms and their ratio.
+def _pair(case: Case, classes: tuple[type, type], build_order: tuple[int, int], config: dict):
+    """One pair of fresh models, built in ``build_order``, timed in alternating blocks.
 
-    Both models are built and traced first, warmed up in turns, then run one untimed
-    settling round of blocks before the ``rounds`` timed ones.
+    Both are built and traced first, warmed up in turns, then run one untimed settling
+    round of blocks before the ``rounds`` timed ones.
     """
-    runners = (_runner(case, classes[0]), _runner(case, classes[1]))
+    built = {which: _runner(case, classes[which]) for which in build_order}
+    runners = (built[0], built[1])
     warm_up(runners, config["warmup"])
     steps = block_steps(runners, config["block_s"])
     gc.collect()  # once: a collection per block would cost more than the blocks
     alternate(*runners, 1, steps)  # settling round, not recorded
     first, second = alternate(*runners, config["rounds"], steps)
+    return runners, steps, first, second
+
+
+def compare(case: Case, classes: tuple[type, type], config: dict) -> dict:
+    """Step timings of models of two classes: per-step ms and the per-round ratios.
+
+    ``config["pairs"]`` independent pairs of fresh models, built alternately in either
+    order (so neither class always gets the first-built instance), each timed for
+    ``config["rounds"]`` rounds; the rounds of all pairs are pooled.
+    """
+    first: list[float] = []
+    second: list[float] = []
+    steps, runners = [], None
+    for index in range(config["pairs"]):
+        order = (0, 1) if index % 2 == 0 else (1, 0)
+        pair, pair_steps, ours, theirs = _pair(case, classes, order, config)
+        runners = runners or pair  # the first pair's models, for the graph comparison
+        steps.append(pair_steps)
+        first += ours
+        second += theirs
     return {
         "runners": runners,
+        "pairs": config["pairs"],
         "steps_per_block": steps,
         "warmup_calls": config["warmup"],
         "first_ms": summarize([t * 1e3 for t in first]),
@@ -290,6 +314,7 @@ def measure_case(case: Case, generated_cls: type, config: dict) -> dict:
         "step": case.step,
         "function": f"model.{case.step}_function",
         "batch_size": case.batch_size,
+        "pairs": timed["pairs"],
         "steps_per_block": timed["steps_per_block"],
         "warmup_calls": timed["warmup_calls"],
         "unit": "ms per step",
@@ -309,6 +334,7 @@ def control(case: Case, config: dict) -> dict:
         "step": case.step,
         "function": f"model.{case.step}_function",
         "batch_size": case.batch_size,
+        "pairs": timed["pairs"],
         "steps_per_block": timed["steps_per_block"],
         "first_ms": timed["first_ms"],
         "second_ms": timed["second_ms"],

@@ -198,12 +198,6 @@ def replicate_batches(images: np.ndarray, batch_size: int, replicas: int) -> np.
     return np.concatenate([block for block in blocks for _ in range(replicas)])
 
 
-def build_gan_optimizers(gan: keras.Model) -> None:
-    """Create both optimizers' variables now, as ``compile_from_config`` does."""
-    gan.d_optimizer.build(gan.discriminator.trainable_variables)
-    gan.g_optimizer.build(gan.generator.trainable_variables)
-
-
 def output_activation(name: str, weighting: str) -> str | None:
     """Class weights go with 0/1 labels: a sigmoid output and cross-entropy."""
     return "sigmoid" if name == "weighted" and weighting == "class_weight" else None
@@ -358,7 +352,6 @@ def run_gan(
     images: np.ndarray | None = None,
     batch_size: int = GAN_BATCH_SIZE,
     strategy=None,
-    build_optimizers: bool = False,
     gan: keras.Model | None = None,
     dense: bool = False,
 ) -> Run:
@@ -366,9 +359,9 @@ def run_gan(
 
     ``optimizers`` names D's and G's (SGD and Adam, like ``compile_and_fit_gan``).
     ``loss_scale`` hands ``LossScaleOptimizer``-wrapped optimizers to ``compile`` (True:
-    the default initial scale; a number: that initial scale). ``build_optimizers`` builds
-    both before ``fit``. ``dense`` uses ``dense_gan``'s sub-models. ``extra`` holds every
-    batch's logs and the state after every epoch.
+    the default initial scale; a number: that initial scale). ``dense`` uses
+    ``dense_gan``'s sub-models. ``extra`` holds every batch's logs and the state after
+    every epoch.
     """
     images = image_data() if images is None else images
     if gan is None:
@@ -382,8 +375,6 @@ def run_gan(
                 d_opt = keras.optimizers.LossScaleOptimizer(d_opt, **scale)
                 g_opt = keras.optimizers.LossScaleOptimizer(g_opt, **scale)
             compile_gan(gan, d_optimizer=d_opt, g_optimizer=g_opt, **(compile_kwargs or {}))
-            if build_optimizers:
-                build_gan_optimizers(gan)
     recorder = Recorder(gan_state)
     keras.utils.set_random_seed(SEED)
     history = gan.fit(

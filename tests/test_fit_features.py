@@ -71,7 +71,6 @@ from tests.fit_features_helpers import (
     assert_runs_close,
     assert_weights_close,
     build_functional,
-    build_gan_optimizers,
     compile_gan,
     fit_data,
     generated_class,
@@ -564,14 +563,15 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_weights(name, tmp_path)
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="BUG (gan.step): resuming with BackupAndRestore loses the GAN's state: "
-    "d_optimizer/g_optimizer are not built when BackupAndRestore loads the weights file "
-    "into a fresh GAN, so their state is skipped, and the seed generator's state is not in "
-    "the file, so the noise restarts from the beginning",
+    reason="BUG (gan.step): the seed generator's state is not in the BackupAndRestore "
+    "weights file (see test_gan_weights_file_keeps_seed_generator_state), so the resumed "
+    "GAN draws its noise from the start of the stream again",
 )
 def test_backup_and_restore_resumes_the_gan(tmp_path):
     """As for the functional specs: the resumed GAN's weights and seed state equal the
-    uninterrupted run's (rtol=1e-5/atol=1e-6)."""
+    uninterrupted run's (rtol=1e-5/atol=1e-6). Both optimizers' state is restored (see
+    ``test_backup_and_restore_restores_gan_optimizers_into_a_fresh_gan``); the seed state
+    is not."""
     resumed = interrupt_then_resume("gan", tmp_path / "backup")
     expected = baseline("gan")
     assert_weights_close(resumed.weights, expected.weights, SAME_RTOL, SAME_ATOL, "resumed")
@@ -580,7 +580,10 @@ def test_backup_and_restore_resumes_the_gan(tmp_path):
 def test_backup_and_restore_restores_gan_optimizers_into_a_fresh_gan(tmp_path):
     """After one epoch with BackupAndRestore(delete_checkpoint=False), a fresh compiled
     GAN given the same callback's on_train_begin() holds both optimizers' saved
-    variables (equal)."""
+    variables (equal). BackupAndRestore builds only ``model.optimizer`` before loading:
+    this needs the generated compile() to build d_optimizer and g_optimizer (before it
+    did, Keras warned "Skipping variable loading for optimizer" and Adam's state was lost).
+    """
     backup = tmp_path / "backup"
     trained = run_gan(
         epochs=1, callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)]
@@ -641,9 +644,9 @@ def counting(cls: type) -> tuple[type, Counter]:
 # one included, has the signature (None, 6) -> tf.data leaves the batch dimension
 # unknown), plus one when the first trace creates variables (tf.function then traces
 # again without variable creation): compile()'s loss and metrics are built on first use
-# (basic, weighted, evaluate), Adam creates its slots on first apply (GAN); lowlevel's
-# trackers exist from __init__ and SGD has no slots.
-FIRST_FIT_TRACES = {"basic": 2, "lowlevel": 1, "weighted": 2, "evaluate": 2, "gan": 2}
+# (basic, weighted, evaluate). lowlevel's trackers exist from __init__ and SGD has no
+# slots; the GAN's trackers exist from __init__ and its compile() builds both optimizers.
+FIRST_FIT_TRACES = {"basic": 2, "lowlevel": 1, "weighted": 2, "evaluate": 2, "gan": 1}
 
 
 @pytest.mark.parametrize("name", ALL_SPECS)
@@ -684,18 +687,6 @@ def test_train_step_traced_once_per_input_signature(name):
         assert default_counts["train"] == counts["train"]
 
 
-def test_gan_traced_once_when_its_optimizers_are_built_first():
-    """With both optimizers built before fit (as compile_from_config does), a 3-epoch
-    fit of the GAN traces its train_step exactly once: the second trace of
-    ``test_train_step_traced_once_per_input_signature`` is Adam creating its slots."""
-    cls, counts = counting(generated_class("gan"))
-    gan = fresh_gan(cls)
-    compile_gan(gan)
-    build_gan_optimizers(gan)
-    run_gan(gan=gan, epochs=3)
-    assert counts["train"] == 1
-
-
 # 7. Optimizer options ---------------------------------------------------------------------
 
 
@@ -710,8 +701,8 @@ OPTIMIZER_OPTIONS = {
 @pytest.mark.parametrize("option", sorted(OPTIMIZER_OPTIONS))
 @pytest.mark.parametrize("name", ["basic", "lowlevel", "weighted", "gan"])
 def test_optimizer_option_passes_through(name, option):
-    """One epoch with the optimizer option (SGD; GAN: on both SGD and Adam, built before
-    fit) vs the reference with the same option (basic: Keras's default train_step): weights (GAN:
+    """One epoch with the optimizer option (SGD; GAN: on both SGD and Adam) vs the
+    reference with the same option (basic: Keras's default train_step): weights (GAN:
     and seed state) within rtol=1e-5/atol=1e-6, History and evaluate() within rtol=1e-5.
     The option must matter: the weights differ by more than 1e-3 from the run without it
     (except the GAN's use_ema, see ``test_gan_use_ema_ends_with_the_moving_averages``);
@@ -719,11 +710,8 @@ def test_optimizer_option_passes_through(name, option):
     (evaluate.step has no train step: its training is Keras's default.)"""
     options = OPTIMIZER_OPTIONS[option]
     kind = "keras" if name == "basic" else "reference"
-    # The GAN's optimizers are built before fit, as compile_from_config does: one trace
-    # instead of two (see the tracing tests), the same numbers.
-    extra = {"build_optimizers": True} if name == "gan" else {}
-    got = run(name, optimizer_options=options, epochs=1, **extra)
-    want = run(name, kind, optimizer_options=options, epochs=1, **extra)
+    got = run(name, optimizer_options=options, epochs=1)
+    want = run(name, kind, optimizer_options=options, epochs=1)
     assert_runs_close(got, want, SAME_RTOL, SAME_ATOL, f"{option}: generated vs {kind}")
     if not (name == "gan" and option == "use_ema"):
         without = baseline(name).extra["epoch_weights"][0]
@@ -922,10 +910,8 @@ def test_mirrored_weighted_batch_logs_equal_keras_default(distribution_workers):
     assert_batch_logs_close(generated, default)
 
 
-def test_mirrored_gan_matches_single_device_with_built_optimizers(distribution_workers):
-    """The GAN under MirroredStrategy (2 replicas) vs one device, with both optimizers
-    built before fit (the workaround for the bug shown by
-    ``test_mirrored_gan_trains_like_single_device``).
+def test_mirrored_gan_matches_single_device(distribution_workers):
+    """The GAN under MirroredStrategy (2 replicas), compiled as a user would, vs one device.
 
     Every replica draws the same noise from the seed generator (keras3-facts 15), so the
     mirrored run gets each single-device batch once per replica (global batch 16, each
@@ -933,23 +919,17 @@ def test_mirrored_gan_matches_single_device_with_built_optimizers(distribution_w
     single-device step exactly, and if each loss is scaled for distribution once, the
     all-reduced gradients are the single-device ones. Weights and seed state within
     rtol=1e-5/atol=1e-6 (measured: equal), d_loss/g_loss per epoch and per batch within
-    rtol=1e-5 (a loss reported unscaled would be half: keras3-facts 9)."""
-    results = distribution_workers["mirrored"].results()[0]
-    single = worker_run(results, "gan/single")
-    mirrored = worker_run(results, "gan/mirrored_built")
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored GAN vs single")
-    assert_batch_logs_close(mirrored, single)
-
-
-def test_mirrored_gan_trains_like_single_device(distribution_workers):
-    """As ``test_mirrored_gan_matches_single_device_with_built_optimizers`` but compiled
-    as a user would (no optimizer built by hand): trains, and equals the single-device
-    run (rtol=1e-5/atol=1e-6)."""
+    rtol=1e-5 (a loss reported unscaled would be half: keras3-facts 9). Before the
+    generated compile() built both optimizers, Adam created its slots inside the
+    replicated step and fit() failed ("You must feed a value for placeholder tensor").
+    """
     results = distribution_workers["mirrored"].results()[0]
     data = results["gan/mirrored"]
     assert "error" not in data, f"{data['error']}: {data['message'][:400]}"
     single = worker_run(results, "gan/single")
-    assert_runs_close(Run.from_json(data), single, SAME_RTOL, SAME_ATOL, "mirrored GAN vs single")
+    mirrored = Run.from_json(data)
+    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored GAN vs single")
+    assert_batch_logs_close(mirrored, single)
 
 
 @pytest.mark.parametrize("case", ["basic", "gan"])
@@ -957,8 +937,8 @@ def test_multiworker_matches_single_process(case, distribution_workers):
     """MultiWorkerMirroredStrategy, two worker processes on 127.0.0.1 (TF_CONFIG, ports
     picked free at run time), one replica each, vs the single-device run of the mirrored
     worker: basic.step as in ``test_mirrored_matches_single_device``, the GAN as in
-    ``test_mirrored_gan_matches_single_device_with_built_optimizers`` (optimizers built
-    first, batches repeated per replica). Both workers' weights within
+    ``test_mirrored_gan_matches_single_device`` (batches repeated per replica). Both
+    workers' weights within
     rtol=1e-5/atol=1e-6, History, per-batch logs and evaluate() within rtol=1e-5.
 
     Keras 3.15's fit() fails under this strategy for every model (keras.Model's own
@@ -968,9 +948,8 @@ def test_multiworker_matches_single_process(case, distribution_workers):
     workers = distribution_workers["multiworker"].results()
     single_results = distribution_workers["mirrored"].results()[0]
     single = worker_run(single_results, f"{case}/single")
-    suffix = "multiworker_built" if case == "gan" else "multiworker"
     assert len(workers) == 2
     for index, results in enumerate(workers):
-        got = worker_run(results, f"{case}/{suffix}")
+        got = worker_run(results, f"{case}/multiworker")
         assert_runs_close(got, single, SAME_RTOL, SAME_ATOL, f"worker {index} vs single")
         assert_batch_logs_close(got, single)
