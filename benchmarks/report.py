@@ -123,7 +123,7 @@ def step_section(results: list[dict], control: dict | None) -> tuple[list[str], 
         "Median milliseconds per step over alternating blocks (A B, B A, ...) of steady-state",
         "Keras step-function calls, same process, data, weights and batch size, pooled over",
         "fresh pairs of models built in alternating order; the ratio is the median of the",
-        "per-round ratios, with a bootstrap 95% CI.",
+        "per-round ratios, with a two-level bootstrap 95% CI (pairs, then rounds).",
         "",
     ]
     return intro + table(headers, rows), targets

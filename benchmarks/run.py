@@ -37,7 +37,7 @@ FULL = {
         "timeout_s": 120,
         "profile_statements": 1000,
     },
-    "step": {"pairs": 3, "warmup": 10, "rounds": 10, "block_s": 0.08, "traces": 6},
+    "step": {"pairs": 4, "warmup": 10, "rounds": 8, "block_s": 0.15, "traces": 6},
     "xla": {"warmup": 3, "timed": 5},
 }
 QUICK = {

@@ -154,9 +154,9 @@ def warm_up(runners: tuple[Runner, ...], calls: int) -> None:
 
 
 def block_steps(runners: tuple[Runner, ...], block_s: float) -> int:
-    """Steps per timed block so that a block lasts about ``block_s`` (2 to 200 steps)."""
+    """Steps per timed block so that a block lasts about ``block_s`` (3 to 200 steps)."""
     per_step = max(runner.warmup_step_s for runner in runners)
-    return int(min(max(round(block_s / per_step), 2), 200))
+    return int(min(max(round(block_s / per_step), 3), 200))
 
 
 def _block(runner: Runner, steps: int) -> float:
@@ -281,7 +281,8 @@ def compare(case: Case, classes: tuple[type, type], config: dict) -> dict:
 
     ``config["pairs"]`` independent pairs of fresh models, built alternately in either
     order (so neither class always gets the first-built instance), each timed for
-    ``config["rounds"]`` rounds; the rounds of all pairs are pooled.
+    ``config["rounds"]`` rounds; the rounds of all pairs are pooled, and the ratio's CI is
+    a two-level bootstrap (pairs, then rounds) so that differences between instances count.
     """
     first: list[float] = []
     second: list[float] = []
@@ -300,7 +301,7 @@ def compare(case: Case, classes: tuple[type, type], config: dict) -> dict:
         "warmup_calls": config["warmup"],
         "first_ms": summarize([t * 1e3 for t in first]),
         "second_ms": summarize([t * 1e3 for t in second]),
-        "ratio": ratio_summary(first, second),
+        "ratio": ratio_summary(first, second, groups=config["pairs"]),
         "first_call_s": [runner.first_call_s for runner in runners],
     }
 
