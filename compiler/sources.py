@@ -33,18 +33,25 @@ def read_spec(path: str) -> tuple[str | None, list[Diagnostic]]:
         return None, [error("no such file", _START)]
     except OSError as exc:
         return None, [error(f"cannot read the spec: {exc.strerror or exc}", _START)]
-    return decode_spec(data)
+    # The checks of the text itself (content_problems) are left to
+    # stepc.pipeline.analyze, which runs them for the API and the CLI alike.
+    return _decode(data)
 
 
 def decode_spec(data: bytes) -> tuple[str | None, list[Diagnostic]]:
+    """Bytes to spec text, with the checks of the text itself."""
+    text, problems = _decode(data)
+    if text is not None:
+        problems = content_problems(text)
+    return (None, problems) if problems else (text, [])
+
+
+def _decode(data: bytes) -> tuple[str | None, list[Diagnostic]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, [_position_error(data[: exc.start], "the spec is not valid UTF-8")]
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    problems = content_problems(text)
-    return (None, problems) if problems else (text, [])
+    return text.removeprefix("\ufeff"), []
 
 
 def content_problems(text: str) -> list[Diagnostic]:

@@ -23,6 +23,7 @@ from stepc.plan import (
 )
 from stepc.pyexpr import (
     INDENT,
+    Concat,
     Rendered,
     Text,
     atom,
@@ -253,15 +254,11 @@ class StepWriter:
         return any(p.name == name and p.type_name == "Model" for p in params)
 
 
-def _keyword(name: str, doc) -> object:
-    from stepc.pyexpr import Concat
-
+def _keyword(name: str, doc) -> Concat:
     return Concat((f"{name}=", doc))
 
 
-def _entry(key: str, doc) -> object:
-    from stepc.pyexpr import Concat
-
+def _entry(key: str, doc) -> Concat:
     return Concat((f"{key}: ", doc))
 
 
