@@ -306,10 +306,8 @@ def compare(case: Case, classes: tuple[type, type], config: dict) -> dict:
     }
 
 
-def measure_case(case: Case, generated_cls: type, config: dict) -> dict:
-    """Step cost and graph size of one spec, generated against its reference."""
-    timed = compare(case, (generated_cls, case.reference), config)
-    generated, reference = timed["runners"]
+def _timing_record(case: Case, timed: dict) -> dict:
+    """What every timed comparison reports about how it was measured."""
     return {
         "spec": case.spec,
         "step": case.step,
@@ -317,11 +315,20 @@ def measure_case(case: Case, generated_cls: type, config: dict) -> dict:
         "batch_size": case.batch_size,
         "pairs": timed["pairs"],
         "steps_per_block": timed["steps_per_block"],
+        "ratio": timed["ratio"],
+    }
+
+
+def measure_case(case: Case, generated_cls: type, config: dict) -> dict:
+    """Step cost and graph size of one spec, generated against its reference."""
+    timed = compare(case, (generated_cls, case.reference), config)
+    generated, reference = timed["runners"]
+    return {
+        **_timing_record(case, timed),
         "warmup_calls": timed["warmup_calls"],
         "unit": "ms per step",
         "generated_ms": timed["first_ms"],
         "reference_ms": timed["second_ms"],
-        "ratio": timed["ratio"],
         "first_call_s": {"generated": generated.first_call_s, "reference": reference.first_call_s},
         "graph": graph_comparison((generated.model, reference.model), case, config["traces"]),
     }
@@ -331,15 +338,9 @@ def control(case: Case, config: dict) -> dict:
     """An A/A run: the reference against a second instance of itself (expect 1.00)."""
     timed = compare(case, (case.reference, case.reference), config)
     return {
-        "spec": case.spec,
-        "step": case.step,
-        "function": f"model.{case.step}_function",
-        "batch_size": case.batch_size,
-        "pairs": timed["pairs"],
-        "steps_per_block": timed["steps_per_block"],
+        **_timing_record(case, timed),
         "first_ms": timed["first_ms"],
         "second_ms": timed["second_ms"],
-        "ratio": timed["ratio"],
     }
 
 
