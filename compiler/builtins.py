@@ -32,6 +32,7 @@ class Type(Enum):
     LOSS = "loss"
     METRIC = "metric"
     MULTI = "several tensors"  # a model call that may return a tuple
+    GRADIENTS = "list of gradients"  # gradient(y, model): one per trainable variable
     UNKNOWN = "value of unknown type"  # its declaration had an error already reported
 
 
@@ -53,6 +54,7 @@ class Op:
     keywords: tuple[str, ...] = ()  # keyword-only parameters
     result: Result = Result.TENSOR
     random: bool = False  # draws from the model's seed generator
+    helper: str = ""  # a function the generated module defines for it
 
     def signature(self) -> str:
         parts = list(self.params[: self.required])
@@ -72,6 +74,9 @@ def _reductions(*names: str) -> list[Op]:
 def _per_sample_losses(*names: str) -> list[Op]:
     return [Op(n, f"keras.losses.{n}", ("y_true", "y_pred"), 2) for n in names]
 
+
+GRADIENT = "gradient"
+REGULARIZATION_LOSS = "regularization_loss"
 
 OPS: dict[str, Op] = {
     op.name: op
@@ -93,6 +98,12 @@ OPS: dict[str, Op] = {
         *_elementwise("square", "sqrt", "abs", "exp", "log", "log1p", "tanh", "sign"),
         *_elementwise("sigmoid", "relu", "softplus", "negative"),
         *_reductions("mean", "sum", "max", "min", "std", "var"),
+        # gradient(y, x): dy/dx, x a tensor of the step, several (a tuple) or a model.
+        Op(GRADIENT, "", ("y", "x"), 2),
+        # The sum of a model's own losses (layer regularizers, add_loss); 0 if none.
+        Op(REGULARIZATION_LOSS, "_regularization_loss", ("model",), 1, helper="regularization"),
+        # The norm of a list of gradients taken together.
+        Op("global_norm", "tf.linalg.global_norm", ("gradients",), 1),
         Op("normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev"), random=True),
         Op("uniform", "keras.random.uniform", ("shape",), 1, ("minval", "maxval"), random=True),
         *_per_sample_losses(
@@ -172,6 +183,7 @@ LOSS_CLASSES: frozenset[str] = frozenset(
 # Types a constructor or compile() parameter may have.
 PARAM_TYPES: dict[str, Type] = {
     "Model": Type.MODEL,
+    "FrozenModel": Type.MODEL,  # only ever called in inference mode; never trained
     "Optimizer": Type.OPTIMIZER,
     "Loss": Type.LOSS,
     "int": Type.NUMBER,
@@ -179,6 +191,15 @@ PARAM_TYPES: dict[str, Type] = {
 }
 
 CONSTANTS: dict[str, Type] = {"True": Type.BOOL, "False": Type.BOOL, "None": Type.NONE}
+
+FROZEN_MODEL = "FrozenModel"
+# The ways `over TARGET (...)` may clip a target's gradient, as Keras's
+# optimizer options name them: per variable, over the target's variables, per value.
+CLIP_KINDS: dict[str, str] = {
+    "clip_norm": "each gradient's norm (like Keras's clipnorm)",
+    "clip_global_norm": "the norm of all of the target's gradients together",
+    "clip_value": "each gradient value to [-value, value]",
+}
 
 # Names the generated module itself uses at module or method level; a spec
 # name equal to one of them would shadow it.

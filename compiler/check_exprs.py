@@ -154,6 +154,9 @@ class ExprChecker:
             return self._call_symbol(node, symbol)
         if name == COMPILED_LOSS:
             return self._call_compiled_loss(node)
+        special = self._call_special(node)
+        if special is not None:
+            return special
         if name in OPS:
             return self._call_op(node, OPS[name])
         callables = [*OPS, COMPILED_LOSS, *(n for n, s in self.symbols.items() if _callable(s))]
@@ -169,6 +172,7 @@ class ExprChecker:
             op = Op(symbol.name, "", ("y_true", "y_pred", "sample_weight"), 2)
             return self._call_checked(node, op, Type.SCALAR)
         if self._is_model(symbol.name):
+            self._check_frozen_call(node)
             op = Op(symbol.name, "", ("inputs",), 1, ("training",))
             value = self._call_checked(node, op, Type.TENSOR)
             return Value(Type.TENSOR, value.models | {symbol.name}, value.names)
@@ -178,6 +182,13 @@ class ExprChecker:
         self.out.append(error(message, node.func.span))
         self._values(node.args, node.keywords)
         return Value(Type.TENSOR)
+
+    def _call_special(self, node: ir.Call) -> Value | None:
+        """A call that is not an ordinary operation (the step checker's own)."""
+        return None
+
+    def _check_frozen_call(self, node: ir.Call) -> None:
+        """Checks of a call to a model that only the step checker knows."""
 
     def _call_compiled_loss(self, node: ir.Call) -> Value:
         if self.compiled_loss_span is not None:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, METRIC_CLASSES, MetricArgs, Op, Type
-from stepc.check_exprs import ExprChecker, Local, Usage, Value, article, chain
+from stepc.check_constructs import ConstructChecks
+from stepc.check_exprs import Local, Usage, Value, article, chain
 from stepc.diagnostics import Diagnostic, did_you_mean, error, warning
 from stepc.symbols import Kind, Symbol
 
 __all__ = ["StepChecker", "Usage"]
 
 
-class StepChecker(ExprChecker):
+class StepChecker(ConstructChecks):
     def __init__(self, step, symbols, functional, usage, out):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
@@ -91,13 +92,19 @@ class StepChecker(ExprChecker):
             self._minimize(statement)
         elif isinstance(statement, ir.Update):
             self._update(statement)
+        elif isinstance(statement, ir.Repeat):
+            self._repeat(statement)
+        elif isinstance(statement, ir.AssignWeights):
+            self._assign_weights(statement)
         else:
             self._return(statement, is_last)
 
     def _assign(self, statement: ir.Assign) -> None:
         from stepc.check import check_identifier
 
+        self.whole_value = statement.value
         value = self.expr(statement.value)
+        self.whole_value = None
         if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC):
             self.out.append(
                 error(
@@ -130,13 +137,19 @@ class StepChecker(ExprChecker):
                         "unpack as many names as there are values",
                     )
                 )
-        elif not (isinstance(value, ir.Call) and self._is_model(value.func.id)):
+        elif not (isinstance(value, ir.Call) and self._unpackable(value)):
             self.out.append(
                 error(
                     "only a model's outputs or a tuple can be unpacked into several names",
                     value.span,
                 )
             )
+
+    def _unpackable(self, value: ir.Call) -> bool:
+        """A model's outputs, or the gradients with respect to a tuple of tensors."""
+        if value.func.id == "gradient" and len(value.args) == 2:
+            return isinstance(value.args[1], (ir.TupleExpr, ir.ListExpr))
+        return self._is_model(value.func.id)
 
     def _minimize(self, statement: ir.Minimize) -> None:
         if self.step.kind is not ir.StepKind.TRAIN:
@@ -150,6 +163,8 @@ class StepChecker(ExprChecker):
         loss = self.expr(statement.loss)
         self._check_scalar_loss(statement.loss, loss)
         targets = tuple(t for t in statement.targets if self._check_target(t))
+        targets = tuple(t for t in targets if self._check_not_frozen(t, "trained"))
+        self._check_clips(statement)
         for target in targets:
             self._check_depends(statement.loss, loss, target)
         self._check_optimizer(statement, tuple(t.id for t in targets))

@@ -1,10 +1,13 @@
 """Facts about values that the lowering needs: loss scale and scalar-ness.
 
 Owns two questions about an expression inside a step:
-- is it *replica-scaled*? Keras loss objects (and `compute_loss`) divide their
-  batch mean by the number of replicas under `tf.distribute`; hand-written
-  reductions do not. `normalize` rewrites an expression so it never mixes the
-  two: a scaled value combined non-linearly with anything is unscaled first.
+- is it *replica-scaled*, that is this replica's share of the whole batch's
+  value? Keras loss objects (and `compute_loss`) divide their batch mean by the
+  number of replicas under `tf.distribute`, and a full `sum(...)` over the
+  replica's examples is its share of the sum over the batch; a hand-written
+  mean is not (it estimates the whole value). `normalize` rewrites an
+  expression so it never mixes the two: a scaled value combined non-linearly
+  with anything is unscaled first.
 - is it a scalar? Only a scalar loss is weighted by batch size in a `Mean`.
 """
 
@@ -76,7 +79,8 @@ class Facts:
             arg, scaled = self.normalize(expr.args[0])
             return ir.Call(expr.func, (arg,), (), expr.span), scaled
         rebuilt = self._rebuild_unscaled(expr)
-        return rebuilt, name == COMPILED_LOSS or self._is_loss(name)
+        full_sum = name == "sum" and len(expr.args) == 1 and not expr.keywords
+        return rebuilt, full_sum or name == COMPILED_LOSS or self._is_loss(name)
 
     def _is_loss(self, name: str) -> bool:
         symbol = self.symbols.get(name)
@@ -108,11 +112,18 @@ class Facts:
             return self.is_scalar(expr.operand)
         if isinstance(expr, ir.BinaryOp):
             sides = [self.is_scalar(expr.left), self.is_scalar(expr.right)]
-            numbers = [isinstance(s, ir.Number) for s in (expr.left, expr.right)]
+            numbers = [self._is_number(s) for s in (expr.left, expr.right)]
             return all(s or n for s, n in zip(sides, numbers, strict=True)) and any(sides)
         if isinstance(expr, ir.Call):
             return self._call_is_scalar(expr)
         return False
+
+    def _is_number(self, expr: ir.Expr) -> bool:
+        """A Python number: a literal or an int / float parameter."""
+        if isinstance(expr, ir.Number):
+            return True
+        symbol = self.symbols.get(expr.id) if isinstance(expr, ir.Name) else None
+        return symbol is not None and symbol.type is Type.NUMBER
 
     def _call_is_scalar(self, expr: ir.Call) -> bool:
         name = expr.func.id

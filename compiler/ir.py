@@ -113,11 +113,24 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class Clip:
+    """`over critic (clip_norm=1.0)`: how one target's gradient is clipped."""
+
+    target: Name
+    kind: str  # clip_norm, clip_global_norm or clip_value, as written
+    threshold: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
 class Minimize:
     loss: Expr
     targets: tuple[Name, ...]
     optimizer: Name | None  # None: the optimizer given to Keras's compile()
     span: Span
+    clips: tuple[Clip, ...] = ()  # only the targets that clip, in target order
+    # Options written on a target that are not one clip each; the checker reports them.
+    bad_options: tuple[Keyword, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,25 @@ class Return:
     span: Span
 
 
-Statement = Assign | Minimize | Update | Return
+@dataclass(frozen=True)
+class Repeat:
+    """`repeat COUNT:` a block run COUNT times (unrolled when the step is traced)."""
+
+    count: Expr
+    body: tuple[Statement, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class AssignWeights:
+    """`assign MODEL = EXPR`: each weight of MODEL, from EXPR over matching weights."""
+
+    target: Name
+    value: Expr  # a model name in it stands for that model's matching weight
+    span: Span
+
+
+Statement = Assign | Minimize | Update | Return | Repeat | AssignWeights
 
 
 # ---------------------------------------------------------------- declarations
@@ -217,27 +248,41 @@ class Spec:
 # ---------------------------------------------------------------- walking
 
 
+def _call_children(node: Call | Update) -> tuple:
+    return (*node.args, *(k.value for k in node.keywords))
+
+
+# The direct sub-nodes of each node type, in source order; a table lookup, as
+# walking the IR is the compiler's innermost loop.
+_CHILDREN = {
+    Call: _call_children,
+    Update: _call_children,
+    BinaryOp: lambda node: (node.left, node.right),
+    Negate: lambda node: (node.operand,),
+    Subscript: lambda node: (node.value, node.index),
+    Slice: lambda node: tuple(b for b in (node.start, node.stop) if b is not None),
+    TupleExpr: lambda node: node.items,
+    ListExpr: lambda node: node.items,
+    Assign: lambda node: (node.value,),
+    Minimize: lambda node: (node.loss, *(c.threshold for c in node.clips)),
+    Repeat: lambda node: (node.count, *node.body),
+    AssignWeights: lambda node: (node.target, node.value),
+    Return: lambda node: tuple(item.value or item.name for item in node.items),
+}
+
+
 def children(node) -> tuple:
     """The direct sub-expressions of an expression or statement, in source order."""
-    if isinstance(node, (Call, Update)):
-        return (*node.args, *(k.value for k in node.keywords))
-    if isinstance(node, BinaryOp):
-        return (node.left, node.right)
-    if isinstance(node, Negate):
-        return (node.operand,)
-    if isinstance(node, Subscript):
-        return (node.value, node.index)
-    if isinstance(node, Slice):
-        return tuple(b for b in (node.start, node.stop) if b is not None)
-    if isinstance(node, (TupleExpr, ListExpr)):
-        return node.items
-    if isinstance(node, Assign):
-        return (node.value,)
-    if isinstance(node, Minimize):
-        return (node.loss,)
-    if isinstance(node, Return):
-        return tuple(item.value or item.name for item in node.items)
-    return ()
+    get = _CHILDREN.get(type(node))
+    return get(node) if get is not None else ()
+
+
+def statements(body):
+    """Every statement of `body`, those inside repeat blocks included, in order."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, Repeat):
+            yield from statements(statement.body)
 
 
 def walk(node):

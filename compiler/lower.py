@@ -22,9 +22,9 @@ from collections import Counter
 from pathlib import PurePath
 
 from stepc import ir
-from stepc.builtins import COMPILED_LOSS, KERAS_OPTIMIZER, OPS, Type
+from stepc.builtins import COMPILED_LOSS, GRADIENT, KERAS_OPTIMIZER, OPS, Type
 from stepc.check import CheckedModel, CheckedSpec
-from stepc.dataflow import Dataflow
+from stepc.dataflow import Block, Dataflow
 from stepc.diagnostics import Diagnostic, error
 from stepc.facts import Facts
 from stepc.plan import (
@@ -38,9 +38,11 @@ from stepc.plan import (
     ModulePlan,
     Parameter,
     PlanItem,
+    RepeatBlock,
     ReturnPlan,
     ReturnValue,
     StepPlan,
+    TakeGradient,
     fresh_name,
 )
 from stepc.symbols import Kind
@@ -93,8 +95,21 @@ def _derived_test_step(model: ir.Model) -> ir.Step | None:
         return None
     if not model.base:  # a model of sub-models has no single evaluation to derive
         return None
-    body = tuple(s for s in train.body if not isinstance(s, ir.Minimize))
-    return ir.Step(ir.StepKind.TEST, train.data, body, train.span)
+    return ir.Step(ir.StepKind.TEST, train.data, _without_updates(train.body), train.span)
+
+
+def _without_updates(body) -> tuple[ir.Statement, ...]:
+    """The statements that do not change weights, repeat blocks included."""
+    kept = []
+    for statement in body:
+        if isinstance(statement, ir.Repeat):
+            inner = _without_updates(statement.body)
+            statement = dataclasses.replace(statement, body=inner) if inner else None
+        elif isinstance(statement, (ir.Minimize, ir.AssignWeights)):
+            statement = None
+        if statement is not None:
+            kept.append(statement)
+    return tuple(kept)
 
 
 def _uses_compiled(model: ir.Model) -> bool:
@@ -106,6 +121,14 @@ def _uses_compiled(model: ir.Model) -> bool:
         for step in model.steps
         for statement in step.body
         for node in ir.walk(statement)
+    )
+
+
+def _is_gradient(statement) -> bool:
+    return (
+        isinstance(statement, ir.Assign)
+        and isinstance(statement.value, ir.Call)
+        and statement.value.func.id == GRADIENT
     )
 
 
@@ -130,7 +153,7 @@ def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ..
     """Which models each optimizer updates, so a loaded model can rebuild its state."""
     found: dict[str, tuple[str, ...]] = {}
     for step in model.steps:
-        for statement in step.body:
+        for statement in ir.statements(step.body):
             if isinstance(statement, ir.Minimize):
                 name = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
                 found.setdefault(name, tuple(t.id for t in statement.targets))
@@ -146,9 +169,18 @@ class _StepLowering:
         self.out = out
         self.facts = Facts(self.symbols)
         self.taken = {p.name.id for p in step.data} | set(self.symbols)
-        self.taken |= {t.id for s in step.body if isinstance(s, ir.Assign) for t in s.targets}
+        self.taken |= {
+            t.id for s in ir.statements(step.body) if isinstance(s, ir.Assign) for t in s.targets
+        }
         self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
+        # Where each statement is in the step's own body (a repeat's, its block's).
+        self._position = {
+            id(inner): index
+            for index, statement in enumerate(step.body)
+            for inner in ir.statements((statement,))
+        }
+        self.flow = Dataflow([])
 
     def run(self) -> StepPlan:
         body = [s for s in self.step.body if not isinstance(s, ir.Return)]
@@ -181,7 +213,10 @@ class _StepLowering:
 
     # ---------------------------------------------------------------- placement
 
-    def _place(self, body: list[ir.Statement]) -> list[PlanItem]:
+    def _place(self, body) -> list[PlanItem]:
+        """A block of statements (the step's, or a repeat's) as plan items."""
+        outer = self.flow
+        body = self._collapse_gradients(list(body))
         self.flow = Dataflow(body)
         minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
         tapes = {i: self._tape_statements(body, i) for i in minimizes}
@@ -190,19 +225,114 @@ class _StepLowering:
         done: set[int] = set()
         for group in groups:
             items += self._group_items(body, group, tapes, done)
-        return items + self._computes(body, range(len(body)), done)
+        items += self._computes(body, range(len(body)), done)
+        self.flow = outer
+        return items
 
-    def _tape_statements(self, body: list[ir.Statement], index: int) -> set[int]:
+    def _tape_statements(self, body: list, index: int) -> set[int]:
         """Statements the loss of body[index] needs that go through a target."""
         minimize = body[index]
         targets = {t.id for t in minimize.targets}
         if "self" in targets:
             targets |= self.models
+        return self._recorded(body, index, lambda i: bool(self._models_used(i) & targets))
+
+    def _models_used(self, index: int) -> set[str]:
+        """Models a unit calls or reads (regularization_loss(m), gradient(y, m))."""
+        flow = self.flow
+        return flow.calls[index] | (flow.reads[index] & self.models)
+
+    def _recorded(self, body: list, index: int, touches) -> set[int]:
+        """The ancestors of body[index] that `touches`, or that read one of them:
+        what a recording must hold. Stopped values and assigns carry no gradient."""
         tainted: set[int] = set()
         for i in sorted(self.flow.ancestors(index)):
-            if self.flow.calls[i] & targets or self.flow.reads_from(i, tainted):
+            if self.flow.stops[i] or isinstance(body[i], ir.AssignWeights):
+                continue
+            if touches(i) or self.flow.reads_from(i, tainted):
                 tainted.add(i)
         return tainted
+
+    # ---------------------------------------------------------------- gradients
+
+    def _collapse_gradients(self, units: list) -> list:
+        """Each `g = gradient(y, x)` with the statements its recording holds
+        becomes one `Block`, at the place where a tape can hold them."""
+        for statement in [u for u in units if _is_gradient(u)]:
+            self.flow = Dataflow(units)
+            index = next(i for i, u in enumerate(units) if u is statement)
+            recorded = self._gradient_statements(units, index)
+            start = min(recorded, default=index)
+            before, inside, after = self._split_range(units, start, index, recorded)
+            block = Block((*(units[i] for i in inside), statement), statement.span)
+            units = [
+                *units[:start],
+                *(units[i] for i in before),
+                block,
+                *(units[i] for i in after),
+                *units[index + 1 :],
+            ]
+        return units
+
+    def _gradient_statements(self, units: list, index: int) -> set[int]:
+        """What the recording of a gradient holds; reports a value that does not
+        depend on a tensor it is differentiated with respect to."""
+        call = units[index].value
+        sources = _gradient_sources(call)
+        if sources and sources[0] in self.models:
+            models = self.models if sources[0] == "self" else {sources[0]}
+            return self._recorded(units, index, lambda i: bool(models & self._models_used(i)))
+        recorded: set[int] = set()
+        for name in sources:
+            found = self._recorded(units, index, lambda i, n=name: self._reads_same(i, index, n))
+            if not found and name not in _names_in(call.args[0]):
+                self._report_independent(call, name)
+            recorded |= found
+        return recorded
+
+    def _reads_same(self, i: int, index: int, name: str) -> bool:
+        """body[i] reads the value of `name` that body[index] reads."""
+        flow = self.flow
+        return name in flow.reads[i] and flow.sources[i].get(name) == flow.sources[index].get(name)
+
+    def _report_independent(self, call: ir.Call, name: str) -> None:
+        wrt = next(n for n in ir.walk(call.args[1]) if isinstance(n, ir.Name) and n.id == name)
+        self.out.append(
+            error(
+                f"the value does not depend on `{name}`: its gradient would be None",
+                wrt.span,
+                f"compute the value from `{name}` (and not through stop_gradient)",
+            )
+        )
+
+    def _gradient_items(self, block: Block) -> list[PlanItem]:
+        """A Block as a recording (watching its tensors) and the gradient taken."""
+        statement = block.parts[-1]
+        call = statement.value
+        sources = _gradient_sources(call)
+        of_model = bool(sources) and sources[0] in self.models
+        recorder = self.fresh("tape")
+        body = tuple(item for part in block.parts[:-1] for item in self._lower_unit(part))
+        value = self._gradient_value(call.args[0], statement)
+        watched = () if of_model else sources
+        region = GradientRegion((recorder,), body, (value,), statement.span, watched)
+        tuple_result = isinstance(call.args[1], (ir.TupleExpr, ir.ListExpr))
+        take = TakeGradient(recorder, value.name, sources, of_model, tuple_result, statement)
+        self.facts.assign(statement.targets, statement.value, False)
+        return [region, take]
+
+    def _gradient_value(self, expr: ir.Expr, statement: ir.Assign) -> LossForGradient:
+        """The value differentiated: this replica's share of it under distribution,
+        so a gradient with respect to its examples is the one-device gradient."""
+        value, scaled = self.facts.normalize(expr)
+        if not scaled:
+            value = self.facts.scale(value)
+        if isinstance(value, ir.Name):
+            return LossForGradient(value.id, value, "", statement.span)
+        base = statement.targets[0].id if len(statement.targets) == 1 else "gradient"
+        return LossForGradient(self.fresh(f"value_for_{base}"), value, "", statement.span)
+
+    # ---------------------------------------------------------------- placement
 
     def _group(self, body, minimizes, tapes) -> list[list[int]]:
         """Minimizes whose recordings overlap share one region (simultaneous updates)."""
@@ -250,11 +380,18 @@ class _StepLowering:
             done.add(index)
         return items
 
-    def _computes(self, body, indices, done: set[int]) -> list[Compute]:
-        """Lower the statements at `indices` not lowered yet, in that order."""
+    def _computes(self, body, indices, done: set[int]) -> list[PlanItem]:
+        """Lower the units at `indices` not lowered yet, in that order."""
         todo = [i for i in indices if i not in done and not isinstance(body[i], ir.Minimize)]
         done.update(todo)
-        return [self._compute(body[i]) for i in todo]
+        return [item for i in todo for item in self._lower_unit(body[i])]
+
+    def _lower_unit(self, unit) -> list[PlanItem]:
+        if isinstance(unit, Block):
+            return self._gradient_items(unit)
+        if isinstance(unit, ir.Repeat):
+            return [RepeatBlock(unit.count, tuple(self._place(unit.body)), unit)]
+        return [self._compute(unit)]
 
     def _split_range(self, body, start: int, stop: int, recorded: set[int]):
         """Statements in [start, stop): before the recording, in it, or after it.
@@ -286,6 +423,8 @@ class _StepLowering:
     # ---------------------------------------------------------------- statements
 
     def _compute(self, statement: ir.Statement) -> Compute:
+        if isinstance(statement, ir.AssignWeights):
+            return self._assign_weights(statement)
         if isinstance(statement, ir.Assign):
             value, scaled = self.facts.normalize(statement.value)
             self.facts.assign(statement.targets, statement.value, scaled)
@@ -294,6 +433,13 @@ class _StepLowering:
             )
             return Compute(dataclasses.replace(statement, value=value), "", tracks)
         return self._update(statement)
+
+    def _assign_weights(self, statement: ir.AssignWeights) -> Compute:
+        read = [n.id for n in ir.walk(statement.value) if isinstance(n, ir.Name)]
+        models = [statement.target.id] + [n for n in read if n in self.models]
+        value = self.facts.unscaled(statement.value)
+        rewritten = dataclasses.replace(statement, value=value)
+        return Compute(rewritten, weights_of=tuple(dict.fromkeys(models)))
 
     def _update(self, statement: ir.Update) -> Compute:
         symbol = self.symbols[statement.metric.id]
@@ -310,7 +456,7 @@ class _StepLowering:
         """`shape(x)[0]`, or the spec's own name for it, so it is computed once."""
         x, span = self.step.data[0].name.id, update.span
         existing = self._batch_size_local
-        if existing is not None and existing[1] < self.step.body.index(update):
+        if existing is not None and existing[1] < self._position[id(update)]:
             return ir.Name(existing[0], span)
         shape = ir.Call(ir.Name("shape", span), (ir.Name(x, span),), (), span)
         return ir.Subscript(shape, ir.Number("0", True, span), span)
@@ -325,7 +471,9 @@ class _StepLowering:
 
     def _apply(self, recorder: str, loss: LossForGradient, minimize: ir.Minimize):
         targets = tuple(t.id for t in minimize.targets)
-        return ApplyGradients(recorder, loss.name, targets, loss.optimizer, minimize)
+        return ApplyGradients(
+            recorder, loss.name, targets, loss.optimizer, minimize, minimize.clips
+        )
 
     # ---------------------------------------------------------------- returns
 
@@ -344,6 +492,19 @@ class _StepLowering:
 
 
 # ---------------------------------------------------------------- dependencies
+
+
+def _names_in(expr: ir.Expr) -> set[str]:
+    return {n.id for n in ir.walk(expr) if isinstance(n, ir.Name)}
+
+
+def _gradient_sources(call: ir.Call) -> tuple[str, ...]:
+    """The names a gradient(y, x) is taken with respect to: x, or x's items."""
+    if len(call.args) < 2:
+        return ()
+    wrt = call.args[1]
+    items = wrt.items if isinstance(wrt, (ir.TupleExpr, ir.ListExpr)) else (wrt,)
+    return tuple(i.id for i in items if isinstance(i, ir.Name))
 
 
 def _batch_size_local(body, x: str) -> tuple[str, int] | None:

@@ -262,6 +262,23 @@ def _name(token: Token) -> ir.Name:
     return ir.Name(str(token), _span(token))
 
 
+def _clips(targets) -> tuple[tuple[ir.Clip, ...], tuple[ir.Keyword, ...]]:
+    """Each target's `(clip_...=value)`: one keyword makes a clip; the rest is
+    kept for the checker to report (positional options, several clips)."""
+    clips: list[ir.Clip] = []
+    bad: list[ir.Keyword] = []
+    for name, options, span in targets:
+        if options is None:
+            continue
+        args, keywords = options
+        bad += [ir.Keyword("", a, a.span) for a in args] + list(keywords[1:])
+        if keywords:
+            clips.append(ir.Clip(name, keywords[0].name, keywords[0].value, span))
+        elif not args:
+            bad.append(ir.Keyword("", ir.TupleExpr((), span), span))
+    return tuple(clips), tuple(bad)
+
+
 def _split_arguments(items) -> tuple[tuple, tuple]:
     args = tuple(i for i in items if i is not None and not isinstance(i, ir.Keyword))
     keywords = tuple(i for i in items if isinstance(i, ir.Keyword))
@@ -334,14 +351,27 @@ class _ToIR(Transformer):
         return ir.Assign(children[0], children[1], self._meta_span(meta))
 
     def gradient_targets(self, meta, children):
-        return tuple(_name(t) for t in children)
+        return tuple(children)
+
+    def gradient_target(self, meta, children):
+        name, options = _name(children[0]), children[1]
+        return name, options, self._meta_span(meta)
 
     def optimizer(self, meta, children):
         return _name(children[0])
 
     def minimize(self, meta, children):
         loss, targets, optimizer = children
-        return ir.Minimize(loss, targets, optimizer, self._meta_span(meta))
+        clips, bad = _clips(targets)
+        names = tuple(name for name, _, _ in targets)
+        return ir.Minimize(loss, names, optimizer, self._meta_span(meta), clips, bad)
+
+    def repeat(self, meta, children):
+        count, *body = children
+        return ir.Repeat(count, tuple(body), self._meta_span(meta))
+
+    def assign_weights(self, meta, children):
+        return ir.AssignWeights(_name(children[0]), children[1], self._meta_span(meta))
 
     def update(self, meta, children):
         metric, (args, keywords) = children

@@ -44,30 +44,56 @@ class DataPlan:
 
 @dataclass(frozen=True)
 class Compute:
-    """One spec statement (an assignment or a metric update), rewritten."""
+    """One spec statement (an assignment, a metric update, an `assign` of
+    weights), rewritten."""
 
-    statement: ir.Assign | ir.Update
+    statement: ir.Assign | ir.Update | ir.AssignWeights
     metric_class: str = ""  # for an update: the metric's Keras class
     tracks_compiled_loss: bool = False  # the value also feeds Keras's loss tracker
+    weights_of: tuple[str, ...] = ()  # for an assign: the target, then each model read
 
 
 @dataclass(frozen=True)
 class LossForGradient:
     """The value a region differentiates: the loss scaled for distribution
-    (when it is not already) and then by the optimizer (for mixed precision)."""
+    (when it is not already) and then by the optimizer (for mixed precision).
+    For a `gradient(...)` there is no optimizer; `name` is the loss's own name
+    when the value needs no new line."""
 
     name: str
     loss: ir.Expr
-    optimizer: str
+    optimizer: str  # "": a gradient(...) value, not scaled by an optimizer
     span: ir.Span
 
 
 @dataclass(frozen=True)
 class GradientRegion:
-    recorders: tuple[str, ...]  # one recorder per minimize it serves
-    body: tuple[Compute, ...]
+    recorders: tuple[str, ...]  # one recorder per minimize or gradient it serves
+    body: tuple[PlanItem, ...]
     losses: tuple[LossForGradient, ...]
-    span: ir.Span  # the first minimize it serves
+    span: ir.Span  # the first minimize (or the gradient) it serves
+    watched: tuple[str, ...] = ()  # tensors a gradient(...) is taken with respect to
+
+
+@dataclass(frozen=True)
+class TakeGradient:
+    """`g = gradient(y, x)`: the recorded value's gradient, named as in the spec."""
+
+    recorder: str
+    value_name: str
+    sources: tuple[str, ...]  # tensors, or the one model whose variables
+    of_model: bool
+    tuple_result: bool  # gradient(y, (a, b)): unpacked into several names
+    statement: ir.Assign
+
+
+@dataclass(frozen=True)
+class RepeatBlock:
+    """`repeat COUNT:` its statements, placed like a step's, run COUNT times."""
+
+    count: ir.Expr
+    items: tuple[PlanItem, ...]
+    statement: ir.Repeat
 
 
 @dataclass(frozen=True)
@@ -77,9 +103,10 @@ class ApplyGradients:
     targets: tuple[str, ...]  # model names; "self" for the whole model
     optimizer: str
     statement: ir.Minimize
+    clips: tuple[ir.Clip, ...] = ()
 
 
-PlanItem = Compute | GradientRegion | ApplyGradients
+PlanItem = Compute | GradientRegion | ApplyGradients | TakeGradient | RepeatBlock
 
 
 @dataclass(frozen=True)

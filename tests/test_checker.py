@@ -285,7 +285,7 @@ def test_unknown_parameter_type_without_suggestion() -> None:
         the_error(text),
         "unknown type `Tensor`",
         at(text, 3, "Tensor"),
-        "the types are Model, Optimizer, Loss, int, float",
+        "the types are Model, FrozenModel, Optimizer, Loss, int, float",
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.backends.names import Names
-from stepc.builtins import COMPILED_LOSS, OPS
+from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, OPS
 from stepc.plan import (
     SCALE,
     UNSCALE,
@@ -19,7 +19,9 @@ from stepc.plan import (
     Compute,
     GradientRegion,
     ModelPlan,
+    RepeatBlock,
     StepPlan,
+    TakeGradient,
 )
 from stepc.pyexpr import (
     INDENT,
@@ -52,6 +54,7 @@ class StepWriter:
         names.enter(step)
         self.training = step.kind is ir.StepKind.TRAIN
         self.lines: list[str] = []
+        self.substitute: dict[str, str] = {}  # spec name -> Python, inside an assign
 
     def run(self) -> list[str]:
         method = _METHODS.get(self.step.kind, "predict_step")
@@ -101,11 +104,17 @@ class StepWriter:
             self._region(item, depth)
         elif isinstance(item, ApplyGradients):
             self._apply(item, depth)
+        elif isinstance(item, TakeGradient):
+            self._take_gradient(item, depth)
+        elif isinstance(item, RepeatBlock):
+            self._repeat(item, depth)
 
     def _compute(self, item: Compute, depth: int) -> None:
         statement = item.statement
         self.comment(depth, statement.span)
-        if isinstance(statement, ir.Assign):
+        if isinstance(statement, ir.AssignWeights):
+            self._assign_weights(statement, item.weights_of, depth)
+        elif isinstance(statement, ir.Assign):
             self._assign(statement, depth)
             if item.tracks_compiled_loss:
                 self._track_compiled_loss(statement.targets[0].id, statement.span, depth)
@@ -140,16 +149,85 @@ class StepWriter:
         self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _region(self, region: GradientRegion, depth: int) -> None:
-        self.comment(depth, region.span, "the recorded computation of the loss")
+        what = "the value differentiated" if region.watched else "the loss"
+        self.comment(depth, region.span, f"the recorded computation of {what}")
         tapes = ", ".join(f"tf.GradientTape() as {name}" for name in region.recorders)
         self.emit(depth, f"with {tapes}:")
+        for name in region.watched:  # a tensor, not a variable: recorded only if watched
+            self.emit(depth + 1, f"{region.recorders[0]}.watch({name})")
         for item in region.body:
-            self._compute(item, depth + 1)
+            self._item(item, depth + 1)
         for loss in region.losses:
-            optimizer = self.names.python(loss.optimizer)
-            self.emit(depth + 1, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
-            rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
-            self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * (depth + 1))
+            self._loss_line(loss, depth + 1)
+
+    def _loss_line(self, loss, depth: int) -> None:
+        if not loss.optimizer:
+            if not (isinstance(loss.loss, ir.Name) and loss.loss.id == loss.name):
+                self.lines += layout(f"{loss.name} = ", self.expr(loss.loss).doc, INDENT * depth)
+            return
+        optimizer = self.names.python(loss.optimizer)
+        self.emit(depth, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
+        rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
+        self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * depth)
+
+    def _take_gradient(self, take: TakeGradient, depth: int) -> None:
+        statement = take.statement
+        self.comment(depth, statement.span)
+        targets = ", ".join(t.id for t in statement.targets)
+        if take.of_model:
+            self.used.add("sum_replicas")
+            variables = variables_of(take.sources[0])
+            args = [
+                take.value_name,
+                variables,
+                "unconnected_gradients=tf.UnconnectedGradients.ZERO",
+            ]
+            gradient = call(f"{take.recorder}.gradient", args)
+            rendered = call("_sum_over_replicas", [gradient.doc])
+        else:
+            sources = ", ".join(take.sources)
+            sources = f"[{sources}]" if take.tuple_result else sources
+            rendered = call(f"{take.recorder}.gradient", [take.value_name, sources])
+        self.lines += layout(f"{targets} = ", rendered.doc, INDENT * depth)
+
+    def _repeat(self, block: RepeatBlock, depth: int) -> None:
+        count = flat(self.expr(block.count).doc)
+        self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
+        if isinstance(block.count, ir.Name):
+            self.emit(depth, f"if {count} < 1:  # checked once, when the step is traced")
+            message = (
+                f"{self.spec_name}:{block.statement.span.line}: repeat {block.count.id} "
+                f"needs {block.count.id} >= 1"
+            )
+            self.lines += layout(
+                "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
+            )
+        self.emit(depth, f"for _ in range({count}):")
+        for item in block.items:
+            self._item(item, depth + 1)
+
+    def _assign_weights(self, statement: ir.AssignWeights, models, depth: int) -> None:
+        weights = {m: self.names.fresh(f"{m}_weight") for m in models}
+        self.names.taken -= set(weights.values())  # loop names, free after the loop
+        lists = [f"{'self' if m == 'self' else 'self.' + m}.weights" for m in models]
+        if len(models) > 1:
+            sizes = " or ".join(f"len({lists[0]}) != len({w})" for w in lists[1:])
+            self.emit(depth, f"if {sizes}:")
+            message = (
+                f"{self.spec_name}:{statement.span.line}: assign needs "
+                f"{_listing(models)} to have the same weights, in the same order"
+            )
+            self.lines += layout(
+                "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
+            )
+        source = call("zip", lists).doc if len(lists) > 1 else lists[0]
+        loop = f"for {', '.join(weights.values())} in "
+        self.lines += layout(loop, Concat((source, ":")), INDENT * depth)
+        self.substitute = weights
+        value = self.expr(statement.value).doc
+        self.substitute = {}
+        rendered = call(f"{weights[statement.target.id]}.assign", [value])
+        self.lines += layout("", rendered.doc, INDENT * (depth + 1))
 
     def _apply(self, apply: ApplyGradients, depth: int) -> None:
         self.comment(depth, apply.statement.span, _minimize_text(apply.statement))
@@ -166,9 +244,35 @@ class StepWriter:
         self.lines += layout(
             "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
         )
-        self.emit(depth, f"{grads} = {apply.recorder}.gradient({apply.loss_name}, {variables})")
         optimizer = self.names.python(apply.optimizer)
+        if len(apply.targets) > 1 and apply.clips:
+            self._apply_clipped_parts(apply, variables, grads, depth)
+        else:
+            taken = f"{apply.recorder}.gradient({apply.loss_name}, {variables})"
+            self.emit(depth, f"{grads} = {taken}")
+            for clip in apply.clips:
+                self._clip(clip, grads, optimizer, depth)
         self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
+
+    def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
+        """Several targets, some clipped: one list of gradients per target."""
+        parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
+        self.names.taken -= set(parts.values())
+        sources = sequence("[", [variables_of(t) for t in apply.targets], "]")
+        rendered = call(f"{apply.recorder}.gradient", [apply.loss_name, sources.doc])
+        self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
+        optimizer = self.names.python(apply.optimizer)
+        for clip in apply.clips:
+            self._clip(clip, parts[clip.target.id], optimizer, depth)
+        self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
+
+    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
+        self.used.add("clip")
+        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
+        self.comment(depth, clip.span, written)
+        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
+        rendered = call("_clipped", [grads, optimizer, threshold])
+        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 
     # ---------------------------------------------------------------- returns
 
@@ -193,6 +297,8 @@ class StepWriter:
 
     def expr(self, node) -> Rendered:
         if isinstance(node, ir.Name):
+            if node.id in self.substitute:  # inside assign: a model's matching weight
+                return atom(self.substitute[node.id])
             return atom(self.names.python(node.id))
         if isinstance(node, ir.Number):
             return atom(python_number(node))
@@ -230,7 +336,8 @@ class StepWriter:
         if name in OPS:
             return self._op(name, args, keywords)
         if name == "self" or self._is_model(name):
-            keywords.setdefault("training", "True" if self.training else "False")
+            training = self.training and not self._is_frozen(name)
+            keywords.setdefault("training", "True" if training else "False")
         func = "self" if name == "self" else self.names.python(name)
         return call(func, args + [_keyword(k, v) for k, v in keywords.items()])
 
@@ -238,6 +345,8 @@ class StepWriter:
         op = OPS[name]
         if op.random:
             keywords["seed"] = "self.seed_generator"
+        if op.helper:
+            self.used.add(op.helper)
         return call(op.target, args + [_keyword(k, v) for k, v in keywords.items()])
 
     def _compiled_loss(self, node: ir.Call) -> Rendered:
@@ -251,7 +360,11 @@ class StepWriter:
 
     def _is_model(self, name: str) -> bool:
         params = [*self.model.init, *(self.model.compile or ())]
-        return any(p.name == name and p.type_name == "Model" for p in params)
+        return any(p.name == name and p.type_name in ("Model", FROZEN_MODEL) for p in params)
+
+    def _is_frozen(self, name: str) -> bool:
+        params = [*self.model.init, *(self.model.compile or ())]
+        return any(p.name == name and p.type_name == FROZEN_MODEL for p in params)
 
 
 def _keyword(name: str, doc) -> Concat:
@@ -268,6 +381,16 @@ def _role(role: str, name: str) -> str:
 
 def variables_of(target: str) -> str:
     return "self.trainable_variables" if target == "self" else f"self.{target}.trainable_variables"
+
+
+def _spec_text(expr: ir.Expr) -> str:
+    """A count or threshold as the spec wrote it (a name or a number)."""
+    return expr.id if isinstance(expr, ir.Name) else python_number(expr)
+
+
+def _listing(names) -> str:
+    names = list(names)
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _minimize_text(statement: ir.Minimize) -> str:
