@@ -66,11 +66,20 @@ class Dataflow:
 
     def _record(self, unit) -> None:
         parts = unit.parts if isinstance(unit, Block) else (unit,)
-        nodes = [node for part in parts for node in _nodes(part)]
-        calls = {n.func.id for n in nodes if isinstance(n, ir.Call)}
+        names: set[str] = set()
+        calls: set[str] = set()
+        for part in parts:
+            for node in _nodes(part):
+                if type(node) is ir.Name:
+                    names.add(node.id)
+                elif type(node) is ir.Call:
+                    calls.add(node.func.id)
         # A called model is read too: `assign` may have given it new weights.
-        self.reads.append({n.id for n in nodes if isinstance(n, ir.Name)} | calls)
-        self.defines.append(defined_names(parts))
+        self.reads.append(names | calls)
+        if type(unit) is ir.Assign:  # the common case, without a walk
+            self.defines.append({t.id for t in unit.targets})
+        else:
+            self.defines.append(defined_names(parts))
         self.calls.append(calls)
         self.random.append(any(name in OPS and OPS[name].random for name in calls))
         self.stops.append(is_stop(unit))

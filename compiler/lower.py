@@ -62,7 +62,9 @@ def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnosti
 def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
     model = checked.model
     steps = tuple(_StepLowering(checked, step, out).run() for step in model.steps)
-    derived = _derived_test_step(model)
+    calls, updates = _called_and_updated(model)
+    uses_compiled = COMPILED_LOSS in calls or "compiled_metrics" in updates
+    derived = _derived_test_step(model, uses_compiled)
     if derived is not None:
         plan = _StepLowering(checked, derived, out, derived=True).run()
         steps += (dataclasses.replace(plan, derived=True),)
@@ -74,14 +76,28 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         compile=_parameters(model.compile) if model.compile is not None else None,
         metrics=tuple(_declaration(d) for d in model.metrics),
         losses=tuple(_declaration(d) for d in model.losses),
-        uses_random=_uses_random(model),
-        own_metrics_only=not _uses_compiled(model) and bool(model.metrics),
+        uses_random=any(name in OPS and OPS[name].random for name in calls),
+        own_metrics_only=not uses_compiled and bool(model.metrics),
         optimizer_targets=_optimizer_targets(model),
         steps=steps,
     )
 
 
-def _derived_test_step(model: ir.Model) -> ir.Step | None:
+def _called_and_updated(model: ir.Model) -> tuple[set[str], set[str]]:
+    """What the model's steps call and which metrics they update (one walk)."""
+    calls: set[str] = set()
+    updates: set[str] = set()
+    for step in model.steps:
+        for statement in step.body:
+            for node in ir.walk(statement):
+                if isinstance(node, ir.Call):
+                    calls.add(node.func.id)
+                elif isinstance(node, ir.Update):
+                    updates.add(node.metric.id)
+    return calls, updates
+
+
+def _derived_test_step(model: ir.Model, uses_compiled: bool) -> ir.Step | None:
     """evaluate() for a model that computes its own loss and metrics.
 
     Keras's default test_step reports the compiled loss and metrics; a model
@@ -91,7 +107,7 @@ def _derived_test_step(model: ir.Model) -> ir.Step | None:
     """
     kinds = {step.kind for step in model.steps}
     train = next((s for s in model.steps if s.kind is ir.StepKind.TRAIN), None)
-    if train is None or ir.StepKind.TEST in kinds or _uses_compiled(model) or not model.metrics:
+    if train is None or ir.StepKind.TEST in kinds or uses_compiled or not model.metrics:
         return None
     if not model.base:  # a model of sub-models has no single evaluation to derive
         return None
@@ -112,18 +128,6 @@ def _without_updates(body) -> tuple[ir.Statement, ...]:
     return tuple(kept)
 
 
-def _uses_compiled(model: ir.Model) -> bool:
-    return any(
-        isinstance(node, ir.Call)
-        and node.func.id == COMPILED_LOSS
-        or isinstance(node, ir.Update)
-        and node.metric.id == "compiled_metrics"
-        for step in model.steps
-        for statement in step.body
-        for node in ir.walk(statement)
-    )
-
-
 def _is_gradient(statement) -> bool:
     return (
         isinstance(statement, ir.Assign)
@@ -138,15 +142,6 @@ def _parameters(params) -> tuple[Parameter, ...]:
 
 def _declaration(decl: ir.ObjectDecl) -> Declaration:
     return Declaration(decl.name.id, decl.class_name.id, decl.args, decl.keywords, decl.span)
-
-
-def _uses_random(model: ir.Model) -> bool:
-    return any(
-        isinstance(node, ir.Call) and node.func.id in OPS and OPS[node.func.id].random
-        for step in model.steps
-        for statement in step.body
-        for node in ir.walk(statement)
-    )
 
 
 def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -217,8 +212,9 @@ class _StepLowering:
         """A block of statements (the step's, or a repeat's) as plan items."""
         outer = self.flow
         body = self._collapse_gradients(list(body))
-        self.flow = Dataflow(body)
         minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
+        # Placement questions arise only around a minimize.
+        self.flow = Dataflow(body if minimizes else [])
         tapes = {i: self._tape_statements(body, i) for i in minimizes}
         groups = self._group(body, minimizes, tapes)
         items: list[PlanItem] = []
@@ -258,7 +254,7 @@ class _StepLowering:
     def _collapse_gradients(self, units: list) -> list:
         """Each `g = gradient(y, x)` with the statements its recording holds
         becomes one `Block`, at the place where a tape can hold them."""
-        for statement in [u for u in units if _is_gradient(u)]:
+        for statement in [u for u in units if type(u) is ir.Assign and _is_gradient(u)]:
             self.flow = Dataflow(units)
             index = next(i for i, u in enumerate(units) if u is statement)
             recorded = self._gradient_statements(units, index)
@@ -404,17 +400,19 @@ class _StepLowering:
         """
         flow = self.flow
         before, inside, after = [], [], []
+        kept: set[int] = set()  # inside or after: what a hoisted statement must not read
         touched: set[str] = set()  # names read or defined by the recorded statements
         random_inside = False
         for i in range(start, stop):
             conflicts = bool(flow.defines[i] & touched) or (random_inside and flow.random[i])
             if i in recorded or conflicts:
                 inside.append(i)
-            elif flow.reads_from(i, set(inside) | set(after)):
+            elif flow.reads_from(i, kept):
                 (after if isinstance(body[i], ir.Update) else inside).append(i)
             else:
                 before.append(i)
                 continue
+            kept.add(i)
             if inside and inside[-1] == i:
                 touched |= flow.reads[i] | flow.defines[i]
                 random_inside = random_inside or flow.random[i]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import DedentError, Indenter
 from stepc import ir
@@ -38,17 +38,14 @@ def _parser() -> Lark:
         parser="lalr",
         lexer="contextual",
         postlex=_StepIndenter(),
-        # A node ends at its last token of text, not at the line break after it.
-        propagate_positions=_takes_space,
+        # The IR is built while parsing: no parse tree, no position propagation
+        # (spans come from tokens), which halves the time of a parse.
+        transformer=_ToIR(),
         maybe_placeholders=True,
     )
 
 
 _LAYOUT_TOKENS = frozenset({"_NL", "_INDENT", "_DEDENT"})
-
-
-def _takes_space(node) -> bool:
-    return not (isinstance(node, Token) and node.type in _LAYOUT_TOKENS)
 
 
 def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
@@ -62,7 +59,7 @@ def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
     diagnostics: list[Diagnostic] = []
     while len(diagnostics) < MAX_SYNTAX_ERRORS:
         try:
-            tree = _parser().parse("\n".join(lines) + "\n")
+            models = _parser().parse("\n".join(lines) + "\n")
         except (UnexpectedInput, DedentError) as exc:
             if diagnostics and _is_follow_on(exc):
                 break
@@ -73,7 +70,7 @@ def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
             continue
         if diagnostics:
             return None, diagnostics
-        return _ToIR(path).transform(tree), []
+        return ir.Spec(path, models), []
     return None, diagnostics
 
 
@@ -251,15 +248,55 @@ def _first_bad_dedent(lines: list[str]) -> int:
 # ---------------------------------------------------------------- tree to IR
 
 
-def _span(node: Tree | Token) -> ir.Span:
+def _start(node) -> tuple[int, int]:
+    if isinstance(node, ir.Span):
+        return node.line, node.column
     if isinstance(node, Token):
-        return ir.Span(node.line, node.column, node.end_line, node.end_column)
-    meta = node.meta
-    return ir.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+        return node.line, node.column
+    if isinstance(node, tuple):  # assign targets, a gradient target
+        return _start(node[0])
+    return node.span.line, node.span.column
+
+
+def _end(node) -> tuple[int, int]:
+    if isinstance(node, ir.Span):
+        return node.end_line, node.end_column
+    if isinstance(node, Token):
+        return node.end_line, node.end_column
+    if isinstance(node, tuple):
+        return _end(node[-1])
+    return node.span.end_line, node.span.end_column
+
+
+def _cover(first, last) -> ir.Span:
+    """From the start of `first` to the end of `last` (tokens or IR nodes)."""
+    return ir.Span(*_start(first), *_end(last))
+
+
+def _token_span(token: Token) -> ir.Span:
+    return ir.Span(token.line, token.column, token.end_line, token.end_column)
 
 
 def _name(token: Token) -> ir.Name:
-    return ir.Name(str(token), _span(token))
+    return ir.Name(str(token), _token_span(token))
+
+
+def _content(children) -> list:
+    """Children without punctuation and layout tokens (kept by `!` rules for spans)."""
+    return [c for c in children if c is not None and not _is_punctuation(c)]
+
+
+def _is_punctuation(child) -> bool:
+    return isinstance(child, Token) and child.type not in ("NAME", "NUMBER", "STRING")
+
+
+def _spanned(children) -> list:
+    """Children that take space: no placeholders, no line breaks or indentation."""
+    return [c for c in children if c is not None and not _is_layout(c)]
+
+
+def _is_layout(child) -> bool:
+    return isinstance(child, Token) and child.type in _LAYOUT_TOKENS
 
 
 def _clips(targets) -> tuple[tuple[ir.Clip, ...], tuple[ir.Keyword, ...]]:
@@ -285,149 +322,168 @@ def _split_arguments(items) -> tuple[tuple, tuple]:
     return args, keywords
 
 
-@v_args(meta=True)
 class _ToIR(Transformer):
-    """Builds IR nodes bottom-up; each method gets the rule's meta for its span."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    @staticmethod
-    def _meta_span(meta) -> ir.Span:
-        return ir.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+    """Builds IR nodes bottom-up while the LALR parser reduces (no parse tree
+    is built). Spans come from the tokens: rules marked `!` in the grammar keep
+    their brackets so a call's span ends at its `)`."""
 
     # -- expressions
-    def name(self, meta, children):
+    def name(self, children):
         return _name(children[0])
 
-    def number(self, meta, children):
+    def number(self, children):
         text = str(children[0])
         is_int = not any(c in text for c in ".eE")
-        return ir.Number(text, is_int, _span(children[0]))
+        return ir.Number(text, is_int, _token_span(children[0]))
 
-    def string(self, meta, children):
+    def string(self, children):
         # The grammar admits only simple escapes, so literal_eval is exact here.
-        return ir.String(ast.literal_eval(str(children[0])), _span(children[0]))
+        return ir.String(ast.literal_eval(str(children[0])), _token_span(children[0]))
 
-    def binary(self, meta, children):
+    def binary(self, children):
         left, op, right = children
-        return ir.BinaryOp(str(op), left, right, self._meta_span(meta))
+        return ir.BinaryOp(str(op), left, right, _cover(left, right))
 
-    def power(self, meta, children):
-        return ir.BinaryOp("**", children[0], children[1], self._meta_span(meta))
+    def power(self, children):
+        return ir.BinaryOp("**", children[0], children[1], _cover(children[0], children[1]))
 
-    def negate(self, meta, children):
-        return ir.Negate(children[0], self._meta_span(meta))
+    def negate(self, children):
+        return ir.Negate(children[1], _cover(children[0], children[1]))
 
-    def call(self, meta, children):
-        func, arguments = children
-        args, keywords = arguments
-        return ir.Call(_name(func), args, keywords, self._meta_span(meta))
+    def atom(self, children):  # "(" expr ")": the expression itself
+        return children[1]
 
-    def subscript(self, meta, children):
-        return ir.Subscript(children[0], children[1], self._meta_span(meta))
+    def call(self, children):
+        func, _, (args, keywords), close = children
+        return ir.Call(_name(func), args, keywords, _cover(func, close))
 
-    def slice(self, meta, children):
-        return ir.Slice(children[0], children[1], self._meta_span(meta))
+    def subscript(self, children):
+        value, _, index, close = children
+        return ir.Subscript(value, index, _cover(value, close))
 
-    def tuple(self, meta, children):
-        return ir.TupleExpr(tuple(c for c in children if c is not None), self._meta_span(meta))
+    def slice(self, children):
+        start, _, stop = children
+        spanned = _spanned(children)
+        return ir.Slice(start, stop, _cover(spanned[0], spanned[-1]))
 
-    def list(self, meta, children):
-        return ir.ListExpr(tuple(c for c in children if c is not None), self._meta_span(meta))
+    def tuple(self, children):
+        return ir.TupleExpr(tuple(_content(children)), _cover(children[0], children[-1]))
 
-    def keyword(self, meta, children):
-        return ir.Keyword(str(children[0]), children[1], self._meta_span(meta))
+    def list(self, children):
+        return ir.ListExpr(tuple(_content(children)), _cover(children[0], children[-1]))
 
-    def arguments(self, meta, children):
+    def keyword(self, children):
+        return ir.Keyword(str(children[0]), children[1], _cover(children[0], children[1]))
+
+    def arguments(self, children):
         return _split_arguments(children)
 
     # -- statements
-    def assign_targets(self, meta, children):
+    def assign_targets(self, children):
         return tuple(_name(t) for t in children)
 
-    def assign(self, meta, children):
-        return ir.Assign(children[0], children[1], self._meta_span(meta))
+    def assign(self, children):
+        return ir.Assign(children[0], children[1], _cover(children[0], children[1]))
 
-    def gradient_targets(self, meta, children):
+    def gradient_targets(self, children):
         return tuple(children)
 
-    def gradient_target(self, meta, children):
-        name, options = _name(children[0]), children[1]
-        return name, options, self._meta_span(meta)
+    def gradient_target(self, children):
+        spanned = _spanned(children)
+        options = children[2] if len(spanned) > 1 else None
+        return _name(children[0]), options, _cover(spanned[0], spanned[-1])
 
-    def optimizer(self, meta, children):
+    def optimizer(self, children):
         return _name(children[0])
 
-    def minimize(self, meta, children):
-        loss, targets, optimizer = children
+    def minimize(self, children):
+        keyword, loss, targets, optimizer = children
         clips, bad = _clips(targets)
         names = tuple(name for name, _, _ in targets)
-        return ir.Minimize(loss, names, optimizer, self._meta_span(meta), clips, bad)
+        span = _cover(keyword, optimizer or targets[-1][2])
+        return ir.Minimize(loss, names, optimizer, span, clips, bad)
 
-    def repeat(self, meta, children):
-        count, *body = children
-        return ir.Repeat(count, tuple(body), self._meta_span(meta))
+    def repeat(self, children):
+        keyword, count, *body = children
+        return ir.Repeat(count, tuple(body), _cover(keyword, body[-1]))
 
-    def assign_weights(self, meta, children):
-        return ir.AssignWeights(_name(children[0]), children[1], self._meta_span(meta))
+    def assign_weights(self, children):
+        keyword, target, value = children
+        return ir.AssignWeights(_name(target), value, _cover(keyword, value))
 
-    def update(self, meta, children):
-        metric, (args, keywords) = children
-        return ir.Update(_name(metric), args, keywords, self._meta_span(meta))
+    def update(self, children):
+        spanned = _spanned(children)
+        keyword, metric, _, (args, keywords), close = spanned
+        return ir.Update(_name(metric), args, keywords, _cover(keyword, close))
 
-    def return_name(self, meta, children):
-        return ir.ReturnItem(_name(children[0]), None, self._meta_span(meta))
+    def return_name(self, children):
+        return ir.ReturnItem(_name(children[0]), None, _token_span(children[0]))
 
-    def return_named(self, meta, children):
-        return ir.ReturnItem(_name(children[0]), children[1], self._meta_span(meta))
+    def return_named(self, children):
+        item = ir.ReturnItem(_name(children[0]), children[1], _cover(children[0], children[1]))
+        return item
 
-    def return_stmt(self, meta, children):
-        return ir.Return(tuple(children), self._meta_span(meta))
+    def return_stmt(self, children):
+        keyword, *items = children
+        return ir.Return(tuple(items), _cover(keyword, items[-1]))
 
     # -- declarations
-    def data_param(self, meta, children):
-        return ir.DataParam(_name(children[0]), children[1] is not None, self._meta_span(meta))
+    def data_param(self, children):
+        name, optional = children
+        return ir.DataParam(_name(name), optional is not None, _cover(name, optional or name))
 
-    def data_params(self, meta, children):
+    def data_params(self, children):
         return tuple(children)
 
-    def step(self, meta, children):
+    def step(self, children):
         kind, data, *body = children
-        return ir.Step(ir.StepKind(str(kind)), data, tuple(body), self._meta_span(meta))
+        return ir.Step(ir.StepKind(str(kind)), data, tuple(body), _cover(kind, body[-1]))
 
-    def param(self, meta, children):
-        return ir.Param(_name(children[0]), _name(children[1]), self._meta_span(meta))
+    def param(self, children):
+        name, type_name = children
+        return ir.Param(_name(name), _name(type_name), _cover(name, type_name))
 
-    def params(self, meta, children):
+    def params(self, children):
         return tuple(c for c in children if c is not None)
 
-    def init_decl(self, meta, children):
-        return ("init", children[0], self._meta_span(meta))
+    def _declaration(self, children):
+        spanned = _spanned(children)
+        return spanned[2], _cover(spanned[0], spanned[-1])
 
-    def compile_decl(self, meta, children):
-        return ("compile", children[0], self._meta_span(meta))
+    def init_decl(self, children):
+        return ("init", *self._declaration(children))
 
-    def _object_decl(self, meta, children):
-        name, class_name, (args, keywords) = children
-        return ir.ObjectDecl(_name(name), _name(class_name), args, keywords, self._meta_span(meta))
+    def compile_decl(self, children):
+        return ("compile", *self._declaration(children))
 
-    def metric_decl(self, meta, children):
-        return ("metric", self._object_decl(meta, children))
+    def _object_decl(self, children):
+        spanned = _spanned(children)
+        keyword, name, _, class_name, _, (args, keywords), close = spanned
+        span = _cover(keyword, close)
+        return ir.ObjectDecl(_name(name), _name(class_name), args, keywords, span)
 
-    def loss_decl(self, meta, children):
-        return ("loss", self._object_decl(meta, children))
+    def metric_decl(self, children):
+        return ("metric", self._object_decl(children))
 
-    def base(self, meta, children):
+    def loss_decl(self, children):
+        return ("loss", self._object_decl(children))
+
+    def base(self, children):
         return _name(children[0])
 
-    def model(self, meta, children):
-        name, base, *items = children
-        return _build_model(_name(name), base, items, self._meta_span(meta))
+    def model(self, children):
+        keyword, name, base, *items = children
+        return _build_model(_name(name), base, items, _cover(keyword, _item_end(items[-1])))
 
-    def start(self, meta, children):
-        return ir.Spec(self.path, tuple(children))
+    def start(self, children):
+        return tuple(children)
+
+
+def _item_end(item):
+    """The node a model item ends with: a step, or the span of a declaration."""
+    if isinstance(item, ir.Step):
+        return item
+    return item[-1] if item[0] in ("init", "compile") else item[1]
 
 
 def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:

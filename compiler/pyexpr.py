@@ -9,6 +9,7 @@ indented line, else one item per line with a trailing comma.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 LINE_LENGTH = 88
@@ -22,10 +23,16 @@ ATOM = 5
 _SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
+# Printable ASCII but the quote and the backslash: text that needs no escape.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*\Z")
+
+
 def string_literal(value: str) -> str:
     """A double-quoted Python literal with every non-ASCII or control
     character escaped by its code point: spec text can never end the string,
     hide code, or change value (no surrogate pairs)."""
+    if _PLAIN.match(value):  # the common case, checked in one regex pass
+        return '"' + value + '"'
     return '"' + "".join(_escape(c) for c in value) + '"'
 
 
