@@ -485,7 +485,9 @@ def xla_section(results: dict) -> tuple[list[str], list[dict]]:
     for model in results["models"]:
         s = model["seconds"]
         jit = "True" if model["jit_compile"] else "False"
-        if model["jit_compile"] != model["jit_compile_in_effect"]:
+        if model["jit_compile"] is None:  # compile() at its defaults
+            jit = f"default: {model['jit_compile_in_effect']}"
+        elif model["jit_compile"] != model["jit_compile_in_effect"]:
             jit += " (not in effect!)"
         rows.append(
             [

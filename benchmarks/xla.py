@@ -4,7 +4,10 @@ Four models in one process, each with its own sub-model instances carrying the s
 initial weights (``models.GUIDE_GAN``: the guide's architecture, latent 128, batch 64, random
 float32 images from numpy): the hand-written ``GANReference`` and the generated
 ``stepc.load("specs/gan.step").GAN``, each compiled with ``jit_compile=False`` and
-``jit_compile=True`` (the generated ``compile`` forwards it to Keras). Each runs its Keras
+``jit_compile=True`` (the generated ``compile`` forwards it to Keras); and, at its defaults
+(no ``jit_compile`` given to ``compile``), the generated GAN of the same spec with the line
+``jit_compile = True`` added, against the hand-written GAN at Keras's default (no XLA on a
+CPU-only machine). Each runs its Keras
 ``train_function`` on its own iterator: the first call (trace, and XLA compilation) is timed
 apart, then ``warmup`` more calls, then ``timed`` rounds in which every model runs one step,
 in an order rotated every round. A step is timed until its logs are read back.
@@ -27,7 +30,7 @@ class Config:
     """One of the four models and the state needed to step it."""
 
     label: str
-    jit: bool
+    jit: bool | None  # None: compile() at its defaults
     model: keras.Model
     iterator: object
     first_call_s: float = 0.0
@@ -43,7 +46,8 @@ def _step(config: Config) -> float:
 
 def _config(label: str, cls: type, jit: bool, warmup: int) -> Config:
     shape = models.GUIDE_GAN
-    model = models.compile_gan(models.gan(cls, shape), jit_compile=jit)
+    options = {} if jit is None else {"jit_compile": jit}
+    model = models.compile_gan(models.gan(cls, shape), **options)
     model.make_train_function()
     dataset = models.repeated_dataset(models.image_array(shape.batch_size), shape.batch_size)
     config = Config(label, jit, model, iter(dataset))
@@ -62,13 +66,14 @@ def _rounds(configs: list[Config], timed: int) -> dict[int, list[float]]:
     return times
 
 
-def measure(generated_cls: type, warmup: int, timed: int) -> dict:
-    """Seconds per step of the four models and the ratios between them."""
+def measure(generated_cls: type, jit_spec_cls: type, warmup: int, timed: int) -> dict:
+    """Seconds per step of the five models and the ratios between them."""
     plan = [
         ("hand-written", GANReference, False),
         ("hand-written", GANReference, True),
         ("generated", generated_cls, False),
         ("generated", generated_cls, True),
+        ("generated, spec with jit_compile = True, at its defaults", jit_spec_cls, None),
     ]
     configs = [_config(label, cls, jit, warmup) for label, cls, jit in plan]
     times = _rounds(configs, timed)
@@ -91,5 +96,8 @@ def measure(generated_cls: type, warmup: int, timed: int) -> dict:
             "generated / hand-written, XLA": ratio_summary(times[3], times[1]),
             "XLA speed-up, hand-written (no XLA / XLA)": ratio_summary(times[0], times[1]),
             "XLA speed-up, generated (no XLA / XLA)": ratio_summary(times[2], times[3]),
+            "generated at its spec's defaults / hand-written at Keras's defaults": ratio_summary(
+                times[4], times[0]
+            ),
         },
     }

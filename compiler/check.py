@@ -110,7 +110,10 @@ class _ModelChecker:
     def run(self) -> CheckedModel:
         check_identifier(self.model.name, self.out)
         for span in self.model.repeated_decls:
-            self.out.append(error("a model has at most one init(...) and one compile(...)", span))
+            self.out.append(
+                error("a model has at most one init(...), compile(...) and jit_compile", span)
+            )
+        self._check_jit_compile()
         self._declare_params(self.model.init or (), Kind.INIT_PARAM)
         self._declare_params(self.model.compile or (), Kind.COMPILE_PARAM)
         for decl in self.model.metrics:
@@ -120,6 +123,17 @@ class _ModelChecker:
         self._check_steps()
         self._warn_unused()
         return CheckedModel(self.model, self.functional, dict(self.symbols))
+
+    def _check_jit_compile(self) -> None:
+        value = self.model.jit_compile
+        if value is not None and value.id not in ("True", "False"):
+            self.out.append(
+                error(
+                    f"jit_compile is True or False, not `{value.id}`",
+                    value.span,
+                    "`jit_compile = True` makes compile() use XLA unless given jit_compile=False",
+                )
+            )
 
     def _check_base(self) -> bool:
         base = self.model.base

@@ -236,7 +236,8 @@ class Model:
     span: Span
     init_span: Span | None = None
     compile_span: Span | None = None
-    repeated_decls: tuple[Span, ...] = ()  # a second init(...) or compile(...)
+    repeated_decls: tuple[Span, ...] = ()  # a second init(...), compile(...), jit_compile
+    jit_compile: Name | None = None  # `jit_compile = True`: XLA unless compile() says not
 
 
 @dataclass(frozen=True)

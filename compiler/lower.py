@@ -79,6 +79,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         uses_random=any(name in OPS and OPS[name].random for name in calls),
         own_metrics_only=not uses_compiled and bool(model.metrics),
         optimizer_targets=_optimizer_targets(model),
+        jit_compile=model.jit_compile,
         steps=steps,
     )
 

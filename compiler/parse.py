@@ -468,6 +468,10 @@ class _ToIR(Transformer):
     def loss_decl(self, children):
         return ("loss", self._object_decl(children))
 
+    def jit_decl(self, children):
+        keyword, value = children
+        return ("jit_compile", _name(value), _cover(keyword, value))
+
     def base(self, children):
         return _name(children[0])
 
@@ -488,7 +492,8 @@ def _item_end(item):
 
 def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
     """Sorts a model's items by kind; the checker reports duplicates and order."""
-    fields: dict = {"init": None, "compile": None, "init_span": None, "compile_span": None}
+    fields: dict = dict.fromkeys(("init", "compile", "jit_compile"))
+    fields.update(dict.fromkeys(("init_span", "compile_span", "jit_compile_span")))
     metrics, losses, steps, repeated = [], [], [], []
     for item in items:
         if isinstance(item, ir.Step):
@@ -511,4 +516,5 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
         fields["init_span"],
         fields["compile_span"],
         tuple(repeated),
+        fields["jit_compile"],
     )

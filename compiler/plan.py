@@ -161,6 +161,7 @@ class ModelPlan:
     own_metrics_only: bool  # no compiled loss or metrics: `metrics` lists the trackers
     optimizer_targets: tuple[tuple[str, tuple[str, ...]], ...]  # for restoring state
     steps: tuple[StepPlan, ...]
+    jit_compile: ir.Name | None = None  # the spec's default for compile(jit_compile=...)
 
 
 @dataclass(frozen=True)
