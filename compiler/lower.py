@@ -80,6 +80,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         own_metrics_only=not uses_compiled and bool(model.metrics),
         optimizer_targets=_optimizer_targets(model),
         jit_compile=model.jit_compile,
+        compile_span=model.compile_span,
         steps=steps,
     )
 

@@ -162,6 +162,7 @@ class ModelPlan:
     optimizer_targets: tuple[tuple[str, tuple[str, ...]], ...]  # for restoring state
     steps: tuple[StepPlan, ...]
     jit_compile: ir.Name | None = None  # the spec's default for compile(jit_compile=...)
+    compile_span: ir.Span | None = None  # the compile(...) declaration, for messages
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def test_missing_y_fails_at_trace_time_naming_the_spec_line():
 def test_gan_rejects_a_per_sample_loss_function():
     module = load_spec("gan")
     gan = fresh_gan(module.GAN)
-    with pytest.raises(TypeError, match=r"gan\.step:4: loss_fn must be a keras\.losses\.Loss"):
+    with pytest.raises(TypeError, match=r"gan\.step:6: loss_fn must be a keras\.losses\.Loss"):
         gan.compile(
             d_optimizer=keras.optimizers.Adam(),
             g_optimizer=keras.optimizers.Adam(),

@@ -16,7 +16,17 @@ from stepc import ir
 from stepc.backends.names import Names
 from stepc.backends.tf_steps import StepWriter, variables_of
 from stepc.plan import Declaration, ModelPlan, ModulePlan
-from stepc.pyexpr import INDENT, Text, call, flat, layout, python_number, sequence, string_literal
+from stepc.pyexpr import (
+    INDENT,
+    Concat,
+    Text,
+    call,
+    flat,
+    layout,
+    python_number,
+    sequence,
+    string_literal,
+)
 
 HELPERS = {
     "scale": (
@@ -44,7 +54,50 @@ HELPERS = {
         "        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)",
         "    return optimizer",
     ),
+    "regularization": (
+        "def _regularization_loss(model):",
+        '    """The sum of a model\'s own losses (layer regularizers, add_loss()), 0 if none."""',
+        "    losses = [ops.sum(loss) for loss in model.losses]",
+        "    return ops.sum(losses) if losses else ops.zeros(())",
+    ),
+    "sum_replicas": (
+        "def _sum_over_replicas(grads):",
+        '    """Gradients of one replica\'s share of a value, summed into the whole batch\'s."""',
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1:",
+        '        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)',
+        "    return grads",
+    ),
+    "clip": (
+        "def _clipped(grads, optimizer, clip_norm=None, clip_global_norm=None, clip_value=None):",
+        '    """Clip gradients as one device would clip the whole batch\'s gradients."""',
+        "    replicas = tf.distribute.get_strategy().num_replicas_in_sync",
+        "    if replicas > 1:  # each replica holds its share: clip their sum",
+        '        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)',
+        "    # Under mixed precision the gradients carry the loss scale; so does the threshold.",
+        '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
+        "    if clip_norm is not None:",
+        "        grads = [tf.clip_by_norm(g, clip_norm * scale) for g in grads]",
+        "    if clip_global_norm is not None:",
+        "        grads, _ = tf.clip_by_global_norm(grads, clip_global_norm * scale)",
+        "    if clip_value is not None:",
+        "        grads = [ops.clip(g, -clip_value * scale, clip_value * scale) for g in grads]",
+        "    if replicas > 1:  # apply() sums the replicas' gradients again",
+        "        grads = [g / replicas for g in grads]",
+        "    return grads",
+    ),
+    "ema": (
+        "def _uses_ema(optimizer):",
+        '    """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its',
+        '    weights (use_ema=True)."""',
+        "    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):",
+        "        optimizer = optimizer.inner_optimizer",
+        "    return bool(optimizer.use_ema)",
+    ),
 }
+
+# The key under which a generated model keeps its seed generator's state among its
+# own variables (Keras's own keys there are "0", "1", ...).
+SEED_STATE_KEY = "seed_generator_state"
 
 
 @dataclass(frozen=True)
@@ -103,6 +156,8 @@ class _ClassWriter:
         methods = [init] if len(init.lines) > 2 else []
         if self.model.compile is not None:
             methods.append(self._compile())
+        elif self.model.jit_compile is not None:
+            methods.append(self._keras_compile_with_jit())
         if self.model.own_metrics_only:
             methods.append(self._metrics_property())
         for step in self.model.steps:
@@ -113,6 +168,8 @@ class _ClassWriter:
             methods += [self._get_config(), self._from_config()]
         if self.model.compile is not None:
             methods += [self._get_compile_config(), self._compile_from_config()]
+        if self.model.uses_random:
+            methods += [self._save_own_variables(), self._load_own_variables()]
         line = self.model.span.line
         docstring = f"Generated from {self.plan.spec_name}:{line}; see the spec for the algorithm."
         return ClassModel(self.model.name, self.plan.package, docstring, tuple(methods))
@@ -125,7 +182,7 @@ class _ClassWriter:
                 "    super().__init__(*args, **kwargs)",
             ]
         else:
-            lines = [f"def __init__(self, {', '.join([*params, '**kwargs'])}):"]
+            lines = _def_line("__init__", ["self", *params, "**kwargs"])
             lines.append("    super().__init__(**kwargs)")
             lines += [f"    self.{name} = {name}" for name in params]
         for decl in self.model.metrics:
@@ -151,14 +208,41 @@ class _ClassWriter:
         comment = f"    # {self.plan.spec_name}:{decl.span.line}"
         return [comment, *_laid_out(f"self.{decl.name} = ", rendered.doc)]
 
+    def _compile_where(self) -> str:
+        """`spec:line` of the compile(...) declaration, for the messages of compile()."""
+        return f"{self.plan.spec_name}:{(self.model.compile_span or self.model.span).line}"
+
+    def _jit_default(self) -> list[str]:
+        """The spec's `jit_compile = ...`, as compile()'s default."""
+        value = self.model.jit_compile
+        if value is None:
+            return []
+        return [
+            f"    # {self.plan.spec_name}:{value.span.line}  jit_compile = {value.id}"
+            + (": XLA, unless compile(jit_compile=False)" if value.id == "True" else ""),
+            f'    kwargs.setdefault("jit_compile", {value.id})',
+        ]
+
+    def _keras_compile_with_jit(self) -> Method:
+        lines = [
+            "def compile(self, *args, **kwargs):",
+            *self._jit_default(),
+            "    super().compile(*args, **kwargs)",
+        ]
+        return Method(tuple(_indent(lines)))
+
     def _compile(self) -> Method:
         params = self.model.compile or ()
         names = [p.name for p in params]
-        lines = [f"def compile(self, {', '.join([*names, '**kwargs'])}):"]
-        lines.append(
-            "    # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile()."
-        )
-        lines.append("    super().compile(**kwargs)")
+        lines = _def_line("compile", ["self", *names, "**kwargs"])
+        lines += [
+            "    # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().",
+            "    # The step uses only its own optimizers: model.optimizer stays None unless",
+            "    # given (not an unused RMSprop that callbacks would read or build).",
+            '    kwargs.setdefault("optimizer", None)',
+            *self._jit_default(),
+            "    super().compile(**kwargs)",
+        ]
         for param in params:
             lines += self._compile_param(param.name, param.type_name)
         lines += self._build_optimizers()
@@ -177,11 +261,10 @@ class _ClassWriter:
 
     def _compile_param(self, name: str, type_name: str) -> list[str]:
         if type_name == "Optimizer":
-            self.used.add("policy")
-            return [f"    self.{name} = _for_dtype_policy(self, {name})"]
+            return self._compile_optimizer(name)
         if type_name != "Loss":
             return [f"    self.{name} = {name}"]
-        where = f"{self.plan.spec_name}:{self.model.span.line}"
+        where = self._compile_where()
         message = Text(
             f"{where}: {name} must be a keras.losses.Loss object that averages over the "
             "batch (e.g. keras.losses.BinaryCrossentropy()); stepc scales its value for "
@@ -196,14 +279,32 @@ class _ClassWriter:
             f"    self.{name} = {name}",
         ]
 
+    def _compile_optimizer(self, name: str) -> list[str]:
+        """Refuse use_ema: fit() swaps the moving averages in (finalize_variable_values)
+        only for model.optimizer, so a spec's own optimizer would end with the raw
+        weights and silently train something else than asked; then wrap the optimizer
+        for the dtype policy."""
+        self.used.update(("ema", "policy"))
+        where = self._compile_where()
+        message = Text(
+            f"{where}: {name} has use_ema=True, but fit() swaps the moving averages into "
+            "the weights only for Keras's own model.optimizer, not for an optimizer of "
+            f"the spec's compile(); give {name} without use_ema"
+        )
+        return [
+            f"    if _uses_ema({name}):",
+            *_laid_out("raise ", call("ValueError", [message]).doc, 2),
+            f"    self.{name} = _for_dtype_policy(self, {name})",
+        ]
+
     def _metrics_property(self) -> Method:
-        trackers = ", ".join(f"self.{d.name}" for d in self.model.metrics)
+        trackers = sequence("[", [f"self.{d.name}" for d in self.model.metrics], "]")
         lines = [
             "@property",
             "def metrics(self):",
             "    # The step reports only this model's own trackers (no compiled loss or",
             "    # metrics); Keras resets the ones listed here at every epoch.",
-            *_laid_out("return ", f"[{trackers}]"),
+            *_laid_out("return ", trackers.doc),
         ]
         return Method(tuple(_indent(lines)))
 
@@ -250,6 +351,35 @@ class _ClassWriter:
             "    )",
         ]
         return Method(tuple(_indent(lines)))
+
+    def _save_own_variables(self) -> Method:
+        lines = [
+            "def save_own_variables(self, store):",
+            "    # Keras saves no SeedGenerator's state; with it, a restored model (load_model,",
+            "    # load_weights, BackupAndRestore) draws the noise the original would draw next.",
+            "    super().save_own_variables(store)",
+            f'    store["{SEED_STATE_KEY}"] = self.seed_generator.state',
+        ]
+        return Method(tuple(_indent(lines)))
+
+    def _load_own_variables(self) -> Method:
+        lines = [
+            "def load_own_variables(self, store):",
+            "    # A file saved without the seed state (by an older stepc) leaves the fresh",
+            "    # state; Keras's own variables load as they always did.",
+            f'    if "{SEED_STATE_KEY}" not in store.keys():',
+            "        super().load_own_variables(store)",
+            "        return",
+            f'    own = {{k: store[k] for k in store.keys() if k != "{SEED_STATE_KEY}"}}',
+            "    super().load_own_variables(own)",
+            f'    self.seed_generator.state.assign(store["{SEED_STATE_KEY}"])',
+        ]
+        return Method(tuple(_indent(lines)))
+
+
+def _def_line(name: str, params: list[str]) -> list[str]:
+    """A `def` line, its parameters broken as ruff breaks a long signature."""
+    return _laid_out("def ", Concat((call(name, params).doc, ":")), depth=0)
 
 
 def _laid_out(prefix: str, doc, depth: int = 1) -> list[str]:

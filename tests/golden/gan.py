@@ -26,6 +26,14 @@ def _for_dtype_policy(model, optimizer):
     return optimizer
 
 
+def _uses_ema(optimizer):
+    """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its
+    weights (use_ema=True)."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return bool(optimizer.use_ema)
+
+
 @keras.saving.register_keras_serializable(package="stepc.gan")
 class GAN(keras.Model):
     """Generated from gan.step:4; see the spec for the algorithm."""
@@ -46,15 +54,32 @@ class GAN(keras.Model):
 
     def compile(self, d_optimizer, g_optimizer, loss_fn, **kwargs):
         # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
+        # The step uses only its own optimizers: model.optimizer stays None unless
+        # given (not an unused RMSprop that callbacks would read or build).
+        kwargs.setdefault("optimizer", None)
         super().compile(**kwargs)
+        if _uses_ema(d_optimizer):
+            raise ValueError(
+                "gan.step:6: d_optimizer has use_ema=True, but fit() swaps the moving "
+                "averages into the weights only for Keras's own model.optimizer, not "
+                "for an optimizer of the spec's compile(); give d_optimizer without "
+                "use_ema"
+            )
         self.d_optimizer = _for_dtype_policy(self, d_optimizer)
+        if _uses_ema(g_optimizer):
+            raise ValueError(
+                "gan.step:6: g_optimizer has use_ema=True, but fit() swaps the moving "
+                "averages into the weights only for Keras's own model.optimizer, not "
+                "for an optimizer of the spec's compile(); give g_optimizer without "
+                "use_ema"
+            )
         self.g_optimizer = _for_dtype_policy(self, g_optimizer)
         if not isinstance(loss_fn, keras.losses.Loss) or loss_fn.reduction not in (
             "sum_over_batch_size",
             "mean",
         ):
             raise TypeError(
-                "gan.step:4: loss_fn must be a keras.losses.Loss object that averages "
+                "gan.step:6: loss_fn must be a keras.losses.Loss object that averages "
                 "over the batch (e.g. keras.losses.BinaryCrossentropy()); stepc scales "
                 "its value for distribution and needs a scalar"
             )
@@ -176,3 +201,19 @@ class GAN(keras.Model):
                 for name, value in config.items()
             }
         )
+
+    def save_own_variables(self, store):
+        # Keras saves no SeedGenerator's state; with it, a restored model (load_model,
+        # load_weights, BackupAndRestore) draws the noise the original would draw next.
+        super().save_own_variables(store)
+        store["seed_generator_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        # A file saved without the seed state (by an older stepc) leaves the fresh
+        # state; Keras's own variables load as they always did.
+        if "seed_generator_state" not in store.keys():
+            super().load_own_variables(store)
+            return
+        own = {k: store[k] for k in store.keys() if k != "seed_generator_state"}
+        super().load_own_variables(own)
+        self.seed_generator.state.assign(store["seed_generator_state"])

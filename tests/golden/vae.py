@@ -42,7 +42,11 @@ class VAE(keras.Model):
     def metrics(self):
         # The step reports only this model's own trackers (no compiled loss or
         # metrics); Keras resets the ones listed here at every epoch.
-        return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+        return [
+            self.total_loss_tracker,
+            self.reconstruction_loss_tracker,
+            self.kl_loss_tracker,
+        ]
 
     def train_step(self, data):
         # vae.step:12  train(images)

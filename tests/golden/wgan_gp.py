@@ -29,15 +29,18 @@ def _for_dtype_policy(model, optimizer):
 def _uses_ema(optimizer):
     """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its
     weights (use_ema=True)."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    return bool(getattr(inner, "use_ema", False))
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return bool(optimizer.use_ema)
 
 
 @keras.saving.register_keras_serializable(package="stepc.wgan_gp")
 class WGANGP(keras.Model):
     """Generated from wgan_gp.step:8; see the spec for the algorithm."""
 
-    def __init__(self, critic, generator, latent_dim, critic_steps, gp_weight, **kwargs):
+    def __init__(
+        self, critic, generator, latent_dim, critic_steps, gp_weight, **kwargs
+    ):
         super().__init__(**kwargs)
         self.critic = critic
         self.generator = generator
@@ -63,7 +66,7 @@ class WGANGP(keras.Model):
         super().compile(**kwargs)
         if _uses_ema(d_optimizer):
             raise ValueError(
-                "wgan_gp.step:8: d_optimizer has use_ema=True, but fit() swaps the "
+                "wgan_gp.step:10: d_optimizer has use_ema=True, but fit() swaps the "
                 "moving averages into the weights only for Keras's own "
                 "model.optimizer, not for an optimizer of the spec's compile(); give "
                 "d_optimizer without use_ema"
@@ -71,7 +74,7 @@ class WGANGP(keras.Model):
         self.d_optimizer = _for_dtype_policy(self, d_optimizer)
         if _uses_ema(g_optimizer):
             raise ValueError(
-                "wgan_gp.step:8: g_optimizer has use_ema=True, but fit() swaps the "
+                "wgan_gp.step:10: g_optimizer has use_ema=True, but fit() swaps the "
                 "moving averages into the weights only for Keras's own "
                 "model.optimizer, not for an optimizer of the spec's compile(); give "
                 "g_optimizer without use_ema"
