@@ -103,7 +103,7 @@ OPS: dict[str, Op] = {
         # The sum of a model's own losses (layer regularizers, add_loss); 0 if none.
         Op(REGULARIZATION_LOSS, "_regularization_loss", ("model",), 1, helper="regularization"),
         # The norm of a list of gradients taken together.
-        Op("global_norm", "tf.linalg.global_norm", ("gradients",), 1),
+        Op("global_norm", "tf.linalg.global_norm", ("gradients",), 1, result=Result.REDUCE),
         Op("normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev"), random=True),
         Op("uniform", "keras.random.uniform", ("shape",), 1, ("minval", "maxval"), random=True),
         *_per_sample_losses(

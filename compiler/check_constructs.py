@@ -22,6 +22,7 @@ class ConstructChecks(ExprChecker):
     """Checks of repeat, assign, clipping, frozen models, gradient(...)."""
 
     whole_value: ir.Expr | None = None  # the value of the assignment being checked
+    called: set[str]  # models called so far in the step, in evaluation order
     weights_of: set[str] | None = None  # inside `assign`: models standing for weights
 
     def _statement(self, statement, is_last: bool) -> None:  # pragma: no cover - abstract
@@ -40,6 +41,9 @@ class ConstructChecks(ExprChecker):
         symbol = self.symbols.get(count.id) if isinstance(count, ir.Name) else None
         if symbol is not None and symbol.detail == "int":
             self.usage.names.add(symbol.name)
+            return
+        if isinstance(count, ir.Name) and symbol is None and count.id not in self.locals:
+            self._unknown_name(count)
             return
         what = "0" if isinstance(count, ir.Number) and count.is_int else "this"
         self.out.append(
@@ -138,8 +142,10 @@ class ConstructChecks(ExprChecker):
             )
             self.out.append(error(f"unknown clipping option `{clip.kind}`", clip.span, hint))
         value = self.expr(clip.threshold)
-        literal = clip.threshold if isinstance(clip.threshold, ir.Number) else None
-        if value.type not in (Type.NUMBER, Type.UNKNOWN) or (literal and float(literal.text) <= 0):
+        threshold = clip.threshold
+        positive_literal = isinstance(threshold, ir.Number) and float(threshold.text) > 0
+        parameter = isinstance(threshold, ir.Name) and value.type in (Type.NUMBER, Type.UNKNOWN)
+        if not (positive_literal or parameter):
             self.out.append(
                 error(
                     "a clipping threshold must be a positive number",
@@ -162,6 +168,7 @@ class ConstructChecks(ExprChecker):
         return False
 
     def _check_frozen_call(self, node: ir.Call) -> None:
+        self.called.add(node.func.id)
         symbol = self.symbols.get(node.func.id)
         if symbol is None or symbol.detail != FROZEN_MODEL:
             return
@@ -258,6 +265,9 @@ class ConstructChecks(ExprChecker):
         self._check_arguments(OPS["regularization_loss"], node.args, node.keywords, node.span)
         model = node.args[0] if node.args else None
         symbol = self.symbols.get(model.id) if isinstance(model, ir.Name) else None
+        if isinstance(model, ir.Name) and symbol is None and model.id not in self.locals:
+            self._unknown_name(model)
+            return Value(Type.SCALAR)
         if symbol is None or symbol.type is not Type.MODEL:
             if model is not None:
                 self.out.append(
@@ -270,5 +280,21 @@ class ConstructChecks(ExprChecker):
                 )
             return Value(Type.SCALAR)
         self.usage.names.add(model.id)
+        self._check_called_before(model)
         models = {model.id} if symbol.kind is not Kind.SELF else {"self"}
         return Value(Type.SCALAR, frozenset(models))
+
+    def _check_called_before(self, model: ir.Name) -> None:
+        """Keras collects a model's activity regularization when it runs: read
+        before the model's call, `model.losses` would hold a stale value."""
+        ran = bool(self.called) if model.id == "self" else model.id in self.called
+        if not ran:
+            self.out.append(
+                error(
+                    f"regularization_loss({model.id}) is read before `{model.id}` runs "
+                    "in this step",
+                    model.span,
+                    "the model's losses are collected when it runs; write the term after "
+                    "its call: `loss = mse(y, self(x)) + regularization_loss(self)`",
+                )
+            )

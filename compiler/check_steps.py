@@ -31,6 +31,7 @@ class StepChecker(ConstructChecks):
         self.optimizer_targets: dict[str, tuple[tuple[str, ...], ir.Span]] = {}
         self.compiled_loss_span: ir.Span | None = None
         self.reports = False
+        self.called: set[str] = set()
 
     def run(self) -> None:
         self._declare_data()

@@ -55,6 +55,8 @@ def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnosti
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", PurePath(checked.spec.path).name) or "spec"
     stem = re.sub(r"\W", "_", PurePath(name).stem, flags=re.ASCII) or "spec"
     models = tuple(_lower_model(m, diagnostics) for m in checked.models)
+    # A derived test step repeats its train step's statements and their findings.
+    diagnostics = list(dict.fromkeys(diagnostics))
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
     return ModulePlan(name, digest, f"stepc.{stem}", models), diagnostics
 
@@ -178,6 +180,7 @@ class _StepLowering:
             for inner in ir.statements((statement,))
         }
         self.flow = Dataflow([])
+        self.outer_depth = 0  # how many repeat blocks the statements placed are in
 
     def run(self) -> StepPlan:
         body = [s for s in self.step.body if not isinstance(s, ir.Return)]
@@ -218,6 +221,8 @@ class _StepLowering:
         # Placement questions arise only around a minimize.
         self.flow = Dataflow(body if minimizes else [])
         tapes = {i: self._tape_statements(body, i) for i in minimizes}
+        for i in minimizes:
+            self._check_recorded_here(body[i], tapes[i])
         groups = self._group(body, minimizes, tapes)
         items: list[PlanItem] = []
         done: set[int] = set()
@@ -234,6 +239,22 @@ class _StepLowering:
         if "self" in targets:
             targets |= self.models
         return self._recorded(body, index, lambda i: bool(self._models_used(i) & targets))
+
+    def _check_recorded_here(self, minimize: ir.Minimize, recorded: set[int]) -> None:
+        """A loss computed outside the block of its minimize (before a repeat
+        block that minimizes it) has nothing on this block's recording."""
+        targets = {t.id for t in minimize.targets}
+        targets = self.models if "self" in targets else targets
+        called = {n.func.id for n in ir.walk(minimize.loss) if isinstance(n, ir.Call)}
+        if recorded or called & targets or self.outer_depth == 0:
+            return
+        self.out.append(
+            error(
+                "the loss is computed outside the repeat block that minimizes it",
+                minimize.loss.span,
+                "compute the loss inside the block, so each pass records it",
+            )
+        )
 
     def _models_used(self, index: int) -> set[str]:
         """Models a unit calls or reads (regularization_loss(m), gradient(y, m))."""
@@ -283,7 +304,7 @@ class _StepLowering:
         recorded: set[int] = set()
         for name in sources:
             found = self._recorded(units, index, lambda i, n=name: self._reads_same(i, index, n))
-            if not found and name not in _names_in(call.args[0]):
+            if not found and name not in _names_carrying_gradient(call.args[0]):
                 self._report_independent(call, name)
             recorded |= found
         return recorded
@@ -388,7 +409,10 @@ class _StepLowering:
         if isinstance(unit, Block):
             return self._gradient_items(unit)
         if isinstance(unit, ir.Repeat):
-            return [RepeatBlock(unit.count, tuple(self._place(unit.body)), unit)]
+            self.outer_depth += 1
+            items = tuple(self._place(unit.body))
+            self.outer_depth -= 1
+            return [RepeatBlock(unit.count, items, unit)]
         return [self._compute(unit)]
 
     def _split_range(self, body, start: int, stop: int, recorded: set[int]):
@@ -494,8 +518,13 @@ class _StepLowering:
 # ---------------------------------------------------------------- dependencies
 
 
-def _names_in(expr: ir.Expr) -> set[str]:
-    return {n.id for n in ir.walk(expr) if isinstance(n, ir.Name)}
+def _names_carrying_gradient(expr: ir.Expr) -> set[str]:
+    """The names an expression reads outside any stop_gradient(...)."""
+    if isinstance(expr, ir.Name):
+        return {expr.id}
+    if isinstance(expr, ir.Call) and expr.func.id == "stop_gradient":
+        return set()
+    return set().union(*(_names_carrying_gradient(c) for c in ir.children(expr)))
 
 
 def _gradient_sources(call: ir.Call) -> tuple[str, ...]:

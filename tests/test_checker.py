@@ -1073,11 +1073,6 @@ def test_gradient_through_a_stopped_statement_does_not_depend_on_the_tensor() ->
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the lowering reports it twice, once for the train step and once for the "
-    "test step derived from it (a Functional model with its own trackers and no test step)",
-)
 def test_gradient_independence_is_reported_once_with_a_derived_test_step() -> None:
     text = functional(
         "z = 2.0 * x",
@@ -1095,13 +1090,6 @@ def test_gradient_independence_is_reported_once_with_a_derived_test_step() -> No
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a stop_gradient written inside the differentiated value is not seen by the "
-    "lowering's dependence check (it only skips stopped statements and trusts that the name "
-    "appears in y); the spec compiles and the step fails when traced with TensorFlow's "
-    "'ValueError: None values not supported.'",
-)
 def test_gradient_through_an_inline_stop_gradient_does_not_depend_on_the_tensor() -> None:
     text = submodels(
         "g = gradient(sum(gen(stop_gradient(x))), x)",
@@ -1130,12 +1118,6 @@ def test_gradient_with_respect_to_a_frozen_model() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: global_norm(g) is typed as a tensor (Op result TENSOR in builtins.py), so a "
-    "gradient-norm penalty on a model's gradients is refused with 'the loss to minimize must "
-    "be a scalar, not a tensor' although global_norm returns a scalar",
-)
 def test_global_norm_of_a_models_gradients_is_a_scalar() -> None:
     text = submodels(
         "loss = mean(disc(gen(x)))",
@@ -1179,12 +1161,6 @@ def test_repeat_count_that_is_not_a_positive_whole_number(count: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): a misspelt count name is reported as 'a repeat count must be a "
-    "positive whole number, not this', whose hint says to name an int parameter (which the "
-    "spec did, misspelt), instead of 'undefined name' with a did-you-mean",
-)
 def test_repeat_count_misspelt() -> None:
     text = teacher_student("repeat step:", *(f"    {s}" for s in TEACHER_BODY))
     check(the_error(text), "undefined name `step`", at(text, 6, "step"), "did you mean `steps`?")
@@ -1197,13 +1173,6 @@ def test_return_inside_a_repeat() -> None:
     check(the_error(text), "return must be the last statement of a step", (10, 13))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a loss computed before a repeat block and minimized inside it compiles; the "
-    "tape inside the loop records only the loss scaling, every gradient is None and the step "
-    "fails when traced with Keras's 'ValueError: No gradients provided for any variable.' "
-    "(a diagnostic is expected)",
-)
 def test_loss_computed_outside_a_repeat_and_minimized_inside() -> None:
     text = functional(
         "y_pred = self(x)",
@@ -1345,11 +1314,6 @@ def test_regularization_loss_of_something_that_is_not_a_model(argument: str) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): a misspelt model name in regularization_loss(...) gets 'takes a "
-    "model' with the generic hint, not 'undefined name' with a did-you-mean",
-)
 def test_regularization_loss_of_a_misspelt_model() -> None:
     text = teacher_student(
         "loss = mean(student(x)) + regularization_loss(studnt)",
@@ -1425,12 +1389,6 @@ def test_clipping_threshold_that_is_not_a_positive_number(threshold: str) -> Non
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a negative literal threshold passes the checker (it tests only ir.Number, "
-    "and -1.0 is a Negate) and the backend crashes: AttributeError: 'Negate' object has no "
-    "attribute 'is_int' in tf_steps._spec_text",
-)
 def test_negative_clipping_threshold() -> None:
     text = clipped("(clip_norm=-1.0)")
     check(
@@ -1441,12 +1399,6 @@ def test_negative_clipping_threshold() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a threshold computed from parameters (`2 * rate`) passes the checker as a "
-    "number and the backend crashes: AttributeError: 'BinaryOp' object has no attribute "
-    "'is_int' in tf_steps._spec_text (a diagnostic or working code is expected)",
-)
 def test_clipping_threshold_expression_does_not_crash() -> None:
     text = clipped("(clip_norm=2 * rate)").replace("disc: Model", "disc: Model, rate: float")
     module, diagnostics = analyze(text, "t.step")
