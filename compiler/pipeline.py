@@ -7,6 +7,7 @@ a module so Keras finds its registered classes.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -25,10 +26,17 @@ def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     problems = content_problems(source)
     if problems:
         return None, problems
+    # A compile builds many small objects and no long-lived cycles: the cyclic
+    # collector would only re-scan them (about 15% of a large spec's time).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return _stages(source, path)
     except RecursionError:
         return None, [_too_deep(source)]
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _too_deep(source: str) -> Diagnostic:

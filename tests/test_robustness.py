@@ -291,3 +291,22 @@ def test_mutated_specs(scratch: Path, text: str) -> None:
     scratch.write_text(text, encoding="utf-8")
     assert_cli_contract(scratch)
     assert_analyze_contract(text)
+
+
+def test_compiling_leaves_the_garbage_collector_as_it_found_it():
+    """The pipeline pauses the cyclic collector while it compiles; it must come back on,
+    after a good spec and after a bad one, and stay off if the caller had it off."""
+    import gc
+
+    from stepc.pipeline import analyze
+
+    good = (Path(__file__).parents[1] / "specs" / "gan.step").read_text(encoding="utf-8")
+    for text in (good, "model M:\n    oops\n"):
+        analyze(text, "t.step")
+        assert gc.isenabled()
+    gc.disable()
+    try:
+        analyze(good, "t.step")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
