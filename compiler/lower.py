@@ -234,17 +234,13 @@ class _StepLowering:
 
     def _tape_statements(self, body: list, index: int) -> set[int]:
         """Statements the loss of body[index] needs that go through a target."""
-        minimize = body[index]
-        targets = {t.id for t in minimize.targets}
-        if "self" in targets:
-            targets |= self.models
+        targets = self._models_of({t.id for t in body[index].targets})
         return self._recorded(body, index, lambda i: bool(self._models_used(i) & targets))
 
     def _check_recorded_here(self, minimize: ir.Minimize, recorded: set[int]) -> None:
         """A loss computed outside the block of its minimize (before a repeat
         block that minimizes it) has nothing on this block's recording."""
-        targets = {t.id for t in minimize.targets}
-        targets = self.models if "self" in targets else targets
+        targets = self._models_of({t.id for t in minimize.targets})
         called = {n.func.id for n in ir.walk(minimize.loss) if isinstance(n, ir.Call)}
         if recorded or called & targets or self.outer_depth == 0:
             return
@@ -255,6 +251,10 @@ class _StepLowering:
                 "compute the loss inside the block, so each pass records it",
             )
         )
+
+    def _models_of(self, names: set[str]) -> set[str]:
+        """The models behind gradient targets: `self` stands for all of them."""
+        return self.models if "self" in names else names
 
     def _models_used(self, index: int) -> set[str]:
         """Models a unit calls or reads (regularization_loss(m), gradient(y, m))."""
@@ -299,7 +299,7 @@ class _StepLowering:
         call = units[index].value
         sources = _gradient_sources(call)
         if sources and sources[0] in self.models:
-            models = self.models if sources[0] == "self" else {sources[0]}
+            models = self._models_of({sources[0]})
             return self._recorded(units, index, lambda i: bool(models & self._models_used(i)))
         recorded: set[int] = set()
         for name in sources:

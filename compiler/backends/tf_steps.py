@@ -72,6 +72,10 @@ class StepWriter:
     def emit(self, depth: int, text: str) -> None:
         self.lines.append(INDENT * depth + text)
 
+    def _raise(self, message: str, depth: int) -> None:
+        """`raise ValueError(message)`: an error the traced step reports."""
+        self.lines += layout("raise ", call("ValueError", [Text(message)]).doc, INDENT * depth)
+
     def comment(self, depth: int, span: ir.Span, what: str = "") -> None:
         text = f"# {self.spec_name}:{span.line}"
         self.emit(depth, f"{text}  {what}" if what else text)
@@ -92,8 +96,7 @@ class StepWriter:
                 f"{'fit' if self.training else 'evaluate'}() or remove it from the spec's data line"
             )
             self.emit(depth, f"if {name} is None:")
-            raise_call = call("ValueError", [Text(message)])
-            self.lines += layout("raise ", raise_call.doc, INDENT * (depth + 1))
+            self._raise(message, depth + 1)
 
     # ---------------------------------------------------------------- items
 
@@ -199,9 +202,7 @@ class StepWriter:
                 f"{self.spec_name}:{block.statement.span.line}: repeat {block.count.id} "
                 f"needs {block.count.id} >= 1"
             )
-            self.lines += layout(
-                "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
-            )
+            self._raise(message, depth + 1)
         self.emit(depth, f"for _ in range({count}):")
         for item in block.items:
             self._item(item, depth + 1)
@@ -217,9 +218,7 @@ class StepWriter:
                 f"{self.spec_name}:{statement.span.line}: assign needs "
                 f"{_listing(models)} to have the same weights, in the same order"
             )
-            self.lines += layout(
-                "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
-            )
+            self._raise(message, depth + 1)
         source = call("zip", lists).doc if len(lists) > 1 else lists[0]
         loop = f"for {', '.join(weights.values())} in "
         self.lines += layout(loop, Concat((source, ":")), INDENT * depth)
@@ -241,9 +240,7 @@ class StepWriter:
             f"{self.spec_name}:{apply.statement.span.line}: {targets} has no trainable "
             "variables to minimize over (frozen, or not built yet)"
         )
-        self.lines += layout(
-            "raise ", call("ValueError", [Text(message)]).doc, INDENT * (depth + 1)
-        )
+        self._raise(message, depth + 1)
         optimizer = self.names.python(apply.optimizer)
         if len(apply.targets) > 1 and apply.clips:
             self._apply_clipped_parts(apply, variables, grads, depth)
@@ -358,13 +355,15 @@ class StepWriter:
         args.append(f"training={self.training}")
         return call("self.compute_loss", args)
 
-    def _is_model(self, name: str) -> bool:
+    def _param_type(self, name: str) -> str | None:
         params = [*self.model.init, *(self.model.compile or ())]
-        return any(p.name == name and p.type_name in ("Model", FROZEN_MODEL) for p in params)
+        return next((p.type_name for p in params if p.name == name), None)
+
+    def _is_model(self, name: str) -> bool:
+        return self._param_type(name) in ("Model", FROZEN_MODEL)
 
     def _is_frozen(self, name: str) -> bool:
-        params = [*self.model.init, *(self.model.compile or ())]
-        return any(p.name == name and p.type_name == FROZEN_MODEL for p in params)
+        return self._param_type(name) == FROZEN_MODEL
 
 
 def _keyword(name: str, doc) -> Concat:
