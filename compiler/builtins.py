@@ -193,6 +193,11 @@ PARAM_TYPES: dict[str, Type] = {
 CONSTANTS: dict[str, Type] = {"True": Type.BOOL, "False": Type.BOOL, "None": Type.NONE}
 
 FROZEN_MODEL = "FrozenModel"
+# The parameter types that are Keras objects (saved with serialize_keras_object).
+MODEL_TYPES = frozenset(name for name, t in PARAM_TYPES.items() if t is Type.MODEL)
+KERAS_OBJECT_TYPES = frozenset(
+    name for name, t in PARAM_TYPES.items() if t in (Type.MODEL, Type.OPTIMIZER, Type.LOSS)
+)
 # The ways `over TARGET (...)` may clip a target's gradient, as Keras's
 # optimizer options name them: per variable, over the target's variables, per value.
 CLIP_KINDS: dict[str, str] = {

@@ -551,6 +551,23 @@ def test_mean_teacher_with_a_frozen_teacher_and_an_assigned_average():
     assert not np.allclose(moving_mean, mlp(12, batch_norm=True).layers[1].moving_mean.numpy())
 
 
+def test_a_frozen_model_saves_and_loads_as_a_model(tmp_path):
+    """A FrozenModel parameter is a sub-model like any other in get_config: after
+    `save` and `keras.models.load_model`, the teacher is a model again with the same
+    weights (exactly), not the dict of its config."""
+    module = compile_spec(MEAN_TEACHER, "mean_teacher")
+    generated, _ = _mean_teacher(module.MeanTeacher)
+    generated.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.teacher, keras.Model)
+    for original, restored in (
+        (generated.student, loaded.student),
+        (generated.teacher, loaded.teacher),
+    ):
+        for x, y in zip(original.get_weights(), restored.get_weights(), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_assign_between_models_of_different_weights_fails_naming_the_spec_line():
     """A teacher with other weights than the student (no BatchNorm) cannot be an
     average of it: the step raises ValueError naming mean_teacher.step and the

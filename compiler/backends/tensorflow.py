@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from stepc import ir
 from stepc.backends.names import Names
 from stepc.backends.tf_steps import StepWriter, variables_of
+from stepc.builtins import KERAS_OBJECT_TYPES, MODEL_TYPES
 from stepc.plan import Declaration, ModelPlan, ModulePlan
 from stepc.pyexpr import (
     INDENT,
@@ -320,14 +321,14 @@ class _ClassWriter:
         ]
         for param in self.model.init:
             value = f"self.{param.name}"
-            if param.type_name == "Model":
+            if param.type_name in MODEL_TYPES:
                 value = call("keras.saving.serialize_keras_object", [value]).doc
             lines += _laid_out(f'config["{param.name}"] = ', value)
         lines.append("    return config")
         return Method(tuple(_indent(lines)))
 
     def _from_config(self) -> Method:
-        models = [p.name for p in self.model.init if p.type_name == "Model"]
+        models = [p.name for p in self.model.init if p.type_name in MODEL_TYPES]
         lines = ["@classmethod", "def from_config(cls, config):", "    config = dict(config)"]
         for name in models:
             value = call("keras.saving.deserialize_keras_object", [f'config["{name}"]'])
@@ -339,7 +340,7 @@ class _ClassWriter:
         lines = ["def get_compile_config(self):", "    return {"]
         for param in self.model.compile or ():
             value = f"self.{param.name}"
-            if param.type_name in ("Optimizer", "Loss", "Model"):
+            if param.type_name in KERAS_OBJECT_TYPES:
                 value = f"keras.saving.serialize_keras_object({value})"
             lines.append(f'        "{param.name}": {value},')
         lines.append("    }")

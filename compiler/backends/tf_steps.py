@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.backends.names import Names
-from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, OPS
+from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
 from stepc.plan import (
     SCALE,
     UNSCALE,
@@ -360,7 +360,7 @@ class StepWriter:
         return next((p.type_name for p in params if p.name == name), None)
 
     def _is_model(self, name: str) -> bool:
-        return self._param_type(name) in ("Model", FROZEN_MODEL)
+        return self._param_type(name) in MODEL_TYPES
 
     def _is_frozen(self, name: str) -> bool:
         return self._param_type(name) == FROZEN_MODEL
