@@ -1,4 +1,4 @@
-"""Subprocess worker for the distribution tests of ``test_fit_features.py``.
+"""Subprocess worker for the distribution tests of ``test_distribution.py``.
 
     python tests/fit_features_worker.py mirrored      # 2 logical CPUs, MirroredStrategy
     python tests/fit_features_worker.py multiworker   # one worker of TF_CONFIG's cluster
@@ -12,6 +12,7 @@ devices must be configured before TensorFlow initializes its devices, and a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -103,7 +104,76 @@ def mirrored_cases() -> dict:
     gan_mirrored = {"images": doubled, "batch_size": 2 * GAN_BATCH_SIZE, "strategy": strategy}
     results["gan/single"] = guarded(lambda: run_gan())
     results["gan/mirrored"] = guarded(lambda: run_gan(**gan_mirrored))
+    results.update(later_spec_cases(strategy))
+    results.update(construct_cases(strategy))
     return results
+
+
+def later_spec_cases(strategy) -> dict:
+    """The WGAN-GP, VAE and adversarial specs, single-device and mirrored; the mirrored
+    run gets each single-device batch once per replica, as the GAN does (their seed
+    generators give every replica the same noise, keras3-facts 15)."""
+    from tests.equivalence import DIGITS_BATCH_SIZE, digits_data
+    from tests.fit_features_helpers import replicate_batches
+    from tests.later_specs import LATER_SPECS, run_later
+
+    images, labels = digits_data()
+    doubled = {
+        "x": replicate_batches(images, DIGITS_BATCH_SIZE, 2),
+        "y": replicate_batches(labels, DIGITS_BATCH_SIZE, 2),
+        "batch_size": 2 * DIGITS_BATCH_SIZE,
+        "strategy": strategy,
+    }
+    results = {}
+    for name in LATER_SPECS:  # SGD everywhere: Adam would hide a gradient scaled twice
+        results[f"{name}/single"] = guarded(lambda name=name: run_later(name, optimizer="sgd"))
+        results[f"{name}/mirrored"] = guarded(
+            lambda name=name: run_later(name, optimizer="sgd", **doubled)
+        )
+    return results
+
+
+CONSTRUCT_CASES = ("clip_norm", "clip_global_norm", "clip_value", "model_gradient")
+
+
+def construct_cases(strategy) -> dict:
+    """Per-target clipping and a gradient with respect to a model, single-device and
+    mirrored: each replica gets half of every batch (the models have no batch
+    statistics, so the mirrored step computes the single-device one)."""
+    results = {}
+    for case in CONSTRUCT_CASES:
+        for setting, on in (("single", None), ("mirrored", strategy)):
+            results[f"{case}/{setting}"] = guarded(lambda case=case, on=on: run_construct(case, on))
+    return results
+
+
+def run_construct(case: str, strategy=None):
+    """Two epochs of 3 batches of 8 of ``test_constructs``'s CLIPPED spec (``case`` is
+    the clipping option, threshold 0.05) or MODEL_GRADIENT spec, as its tests train
+    them: SGD, every batch's logs and the final weights."""
+    import keras
+
+    from tests import test_constructs as constructs
+    from tests.fit_features_helpers import Recorder, Run
+
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        if case == "model_gradient":
+            module = constructs.compile_spec(constructs.MODEL_GRADIENT, "model_gradient")
+            model, y = module.Norm(*constructs.graph(8)), constructs.Y
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+        else:
+            module = constructs.compile_spec(constructs.CLIPPED.format(kind=case), "clipped")
+            model = module.AutoEncoder(*constructs._encoder_decoder(), threshold=0.05)
+            model.compile(opt=keras.optimizers.SGD(0.2))
+            y = 3.0 * constructs.Y
+    recorder = Recorder(lambda m: m.get_weights())
+    history = model.fit(
+        constructs.X, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[recorder]
+    )
+    return Run(
+        list(model.get_weights()), history.history, {}, None, {"batch_logs": recorder.batch_logs}
+    )
 
 
 def multiworker_cases() -> dict:

@@ -21,8 +21,7 @@ Tolerances:
   measured 2.6%): a gradient left scaled or unscaled by the loss scale (128 here) or
   frozen would be off by ~100%; epoch losses and metrics within ``MIXED_METRIC_RTOL``.
 
-Distribution runs in subprocesses (``fit_features_worker.py``) started when this module's
-first test starts, so they overlap with the in-process tests; their tests come last.
+Distribution (MirroredStrategy, MultiWorkerMirroredStrategy) is in ``test_distribution.py``.
 Where a combination cannot work, a test pins what happens instead: the generated class
 refusing it with a clear error (``use_ema`` on a spec's own optimizers), or Keras's own
 behaviour and the documented workaround (``TerminateOnNaN`` on a model that reports no
@@ -34,13 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -92,8 +85,6 @@ SAME_ATOL = WEIGHT_ATOL  # 1e-6
 MIXED_UPDATE_RTOL = {"functional": 0.02, "gan": 0.10}
 MIXED_METRIC_RTOL = {"functional": 2e-3, "gan": 5e-3}
 MIXED_LOSS_SCALE = 2.0**7  # small enough that no float16 gradient overflows: no step skipped
-WORKER = Path(__file__).with_name("fit_features_worker.py")
-WORKER_TIMEOUT = 600  # seconds, for each group of subprocesses (2 busy cores)
 
 STEPS_PER_EPOCH = -(-N_SAMPLES // BATCH_SIZE)  # 4: 16, 16, 16, 2
 GAN_STEPS_PER_EPOCH = -(-N_IMAGES // GAN_BATCH_SIZE)  # 3: 8, 8, 4
@@ -851,215 +842,3 @@ def test_gan_compile_refuses_use_ema(which, wrapped):
         compile_gan(gan, **optimizers)
     compile_gan(gan, optimizer=make_optimizer("sgd", use_ema=True))
     assert gan.optimizer.use_ema
-
-
-# 2. Distribution (subprocesses; started with the module's first test) ---------------------
-
-
-RESULT_PREFIX = "RESULT "
-
-
-class WorkerGroup:
-    """Subprocesses of ``fit_features_worker.py`` started now, awaited by ``results()``.
-
-    Output goes to files (no pipe can fill up). ``results()`` waits until every process
-    has exited or ``WORKER_TIMEOUT`` has passed since the start; on a timeout, or as
-    soon as one process fails, it kills the others and fails the test with their stderr.
-    """
-
-    def __init__(self, mode: str, envs: list[dict], directory: Path):
-        self.mode = mode
-        self.started = time.monotonic()
-        self.processes = []
-        self.outputs = []
-        self._results = None
-        for index, env in enumerate(envs):
-            out = directory / f"{mode}{index}.out"
-            err = directory / f"{mode}{index}.err"
-            with open(out, "w") as stdout, open(err, "w") as stderr:
-                process = subprocess.Popen(
-                    [sys.executable, str(WORKER), mode],
-                    env=env,
-                    stdout=stdout,
-                    stderr=stderr,
-                    cwd=WORKER.parent.parent,
-                )
-            self.processes.append(process)
-            self.outputs.append((out, err))
-
-    def kill(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-    def _stderr_tail(self) -> str:
-        return "\n".join(f"--- {err.name}:\n{err.read_text()[-3000:]}" for _, err in self.outputs)
-
-    def results(self) -> list[dict]:
-        if self._results is not None:
-            return self._results
-        while any(p.poll() is None for p in self.processes):
-            failed = [p for p in self.processes if p.poll() not in (None, 0)]
-            overdue = time.monotonic() - self.started > WORKER_TIMEOUT
-            if failed or overdue:
-                self.kill()
-                why = "timed out" if overdue else "failed"
-                pytest.fail(f"{self.mode} worker {why}:\n{self._stderr_tail()}")
-            time.sleep(0.2)
-        if any(p.returncode != 0 for p in self.processes):
-            pytest.fail(f"{self.mode} worker failed:\n{self._stderr_tail()}")
-        results = []
-        for out, _ in self.outputs:
-            lines = [line for line in out.read_text().splitlines() if line.startswith("RESULT ")]
-            assert lines, f"no result from {out.name}:\n{self._stderr_tail()}"
-            results.append(json.loads(lines[-1][len(RESULT_PREFIX) :]))
-        self._results = results
-        return results
-
-
-def free_local_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (held together while picking, so distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def worker_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **extra})
-    return env
-
-
-@pytest.fixture(scope="module", autouse=True)
-def distribution_workers(request, tmp_path_factory):
-    """Starts the distribution workers when the module starts, if a selected test
-    needs them, so that they run while the in-process tests do; kills them at the end."""
-    wanted = {
-        item.originalname.split("_")[1]
-        for item in request.session.items
-        if item.module is request.module
-        and item.originalname.startswith(("test_mirrored", "test_multiworker"))
-    }
-    directory = tmp_path_factory.mktemp("workers")
-    groups: dict[str, WorkerGroup] = {}
-    if "mirrored" in wanted or "multiworker" in wanted:
-        groups["mirrored"] = WorkerGroup("mirrored", [worker_env()], directory)
-    if "multiworker" in wanted:
-        ports = free_local_ports(2)
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-        envs = [
-            worker_env(
-                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            )
-            for i in range(2)
-        ]
-        groups["multiworker"] = WorkerGroup("multiworker", envs, directory)
-    yield groups
-    for group in groups.values():
-        group.kill()
-
-
-def worker_run(results: dict, case: str) -> Run:
-    """One case of a worker's results; a case that raised fails the test."""
-    data = results[case]
-    if "error" in data:
-        pytest.fail(f"{case}: {data['error']}: {data['message']}\n{data['traceback']}")
-    return Run.from_json(data)
-
-
-def assert_batch_logs_close(actual: Run, expected: Run, skip: tuple[str, ...] = ()) -> None:
-    """Every training batch's logs (but the ``skip`` keys) within rtol=1e-5."""
-    got, want = actual.extra["batch_logs"], expected.extra["batch_logs"]
-    assert len(got) == len(want), f"{len(got)} vs {len(want)} batches"
-    for index, (a, b) in enumerate(zip(got, want, strict=True)):
-        assert sorted(a) == sorted(b), f"batch {index}: {sorted(a)} vs {sorted(b)}"
-        a = {k: v for k, v in a.items() if k not in skip}
-        b = {k: v for k, v in b.items() if k not in skip}
-        assert_logs_close(a, b, SAME_RTOL, SAME_ATOL)
-
-
-@pytest.mark.parametrize("case", [*FUNCTIONAL_SPECS, "weighted_class_weight"])
-def test_mirrored_matches_single_device(case, distribution_workers):
-    """MirroredStrategy over 2 logical CPUs vs one device, in a subprocess: 48 samples in
-    global batches of 16 (8 per replica), 3 epochs of SGD, with validation data, a
-    synchronized BatchNormalization (so both compute the same function). The reported
-    loss and metrics (History per epoch, val_ metrics, every batch's logs, evaluate()
-    where stepc generates the test step) within rtol=1e-5 and every weight within
-    rtol=1e-5/atol=1e-6 (measured: 1.2e-7). ``weighted_class_weight``: weighted.step with
-    class_weight and a sigmoid output.
-
-    Per-batch logs are Keras's mean over replicas of each replica's own metric results:
-    for the sample-weighted ``weighted_mae`` that is not the global weighted mean (for
-    Keras's own train_step too), so that key's batch logs are compared, in
-    ``test_mirrored_weighted_batch_logs_equal_keras_default``, with Keras's default step
-    under the same strategy instead; its epoch values (synced metrics) are compared here.
-    """
-    results = distribution_workers["mirrored"].results()[0]
-    single = worker_run(results, f"{case}/single")
-    mirrored = worker_run(results, f"{case}/mirrored")
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored vs single")
-    assert_batch_logs_close(mirrored, single, skip=("weighted_mae",))
-
-
-def test_mirrored_weighted_batch_logs_equal_keras_default(distribution_workers):
-    """weighted.step under MirroredStrategy vs a plain keras.Model (Keras's default
-    train_step) under the same strategy, with sample weights: every batch's logs,
-    ``weighted_mae`` included, History and weights within rtol=1e-5/atol=1e-6."""
-    results = distribution_workers["mirrored"].results()[0]
-    generated = worker_run(results, "weighted/mirrored")
-    default = worker_run(results, "weighted/mirrored_keras_default")
-    assert_runs_close(generated, default, SAME_RTOL, SAME_ATOL, "generated vs Keras default")
-    assert_batch_logs_close(generated, default)
-
-
-def test_mirrored_gan_matches_single_device(distribution_workers):
-    """The GAN under MirroredStrategy (2 replicas), compiled as a user would, vs one device.
-
-    Every replica draws the same noise from the seed generator (keras3-facts 15), so the
-    mirrored run gets each single-device batch once per replica (global batch 16, each
-    replica sees the single-device batch of 8): each replica then computes the
-    single-device step exactly, and if each loss is scaled for distribution once, the
-    all-reduced gradients are the single-device ones. Weights and seed state within
-    rtol=1e-5/atol=1e-6 (measured: equal), d_loss/g_loss per epoch and per batch within
-    rtol=1e-5 (a loss reported unscaled would be half: keras3-facts 9). Before the
-    generated compile() built both optimizers, Adam created its slots inside the
-    replicated step and fit() failed ("You must feed a value for placeholder tensor").
-    """
-    results = distribution_workers["mirrored"].results()[0]
-    data = results["gan/mirrored"]
-    assert "error" not in data, f"{data['error']}: {data['message'][:400]}"
-    single = worker_run(results, "gan/single")
-    mirrored = Run.from_json(data)
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored GAN vs single")
-    assert_batch_logs_close(mirrored, single)
-
-
-@pytest.mark.parametrize("case", ["basic", "gan"])
-def test_multiworker_matches_single_process(case, distribution_workers):
-    """MultiWorkerMirroredStrategy, two worker processes on 127.0.0.1 (TF_CONFIG, ports
-    picked free at run time), one replica each, vs the single-device run of the mirrored
-    worker: basic.step as in ``test_mirrored_matches_single_device``, the GAN as in
-    ``test_mirrored_gan_matches_single_device`` (batches repeated per replica). Both
-    workers' weights within
-    rtol=1e-5/atol=1e-6, History, per-batch logs and evaluate() within rtol=1e-5.
-
-    Keras 3.15's fit() fails under this strategy for every model (keras.Model's own
-    train_step too) in two reductions outside the step; the worker patches
-    ``strategy.reduce`` for those (see ``patch_multiworker_reduce``); the steps run
-    unchanged."""
-    workers = distribution_workers["multiworker"].results()
-    single_results = distribution_workers["mirrored"].results()[0]
-    single = worker_run(single_results, f"{case}/single")
-    assert len(workers) == 2
-    for index, results in enumerate(workers):
-        got = worker_run(results, f"{case}/multiworker")
-        assert_runs_close(got, single, SAME_RTOL, SAME_ATOL, f"worker {index} vs single")
-        assert_batch_logs_close(got, single)
