@@ -14,8 +14,6 @@ whose reason starts with "BUG".
 
 from __future__ import annotations
 
-import types
-
 import keras
 import numpy as np
 import pytest
@@ -25,26 +23,22 @@ from keras import ops
 from stepc.diagnostics import Severity
 from stepc.pipeline import analyze
 
-RTOL, ATOL = 1e-5, 1e-6
-X = np.random.default_rng(0).normal(size=(24, 3)).astype("float32")
-Y = np.random.default_rng(1).normal(size=(24, 1)).astype("float32")
-
-
-def compile_spec(text: str, name: str) -> types.ModuleType:
-    module = types.ModuleType(f"stepc_constructs_{name}")
-    exec(stepc.compile_source(text, f"{name}.step"), module.__dict__)
-    return module
-
-
-def dense(units: int, seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(units)])
-
-
-def assert_same_weights(a: keras.Model, b: keras.Model) -> None:
-    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
-        np.testing.assert_allclose(x, y, rtol=RTOL, atol=ATOL)
-
+from tests.construct_helpers import (
+    ATOL,
+    RTOL,
+    TrackedReference,
+    X,
+    Y,
+    assert_same_logs,
+    assert_same_weights,
+    compile_spec,
+    dense,
+    fit_logs,
+    graph,
+    line_of,
+    mlp,
+    step_source,
+)
 
 SIMULTANEOUS = """
 model Pair:
@@ -175,84 +169,6 @@ def test_one_optimizer_over_two_targets():
         optimizer.apply(tape.gradient(loss, variables), variables)
     assert_same_weights(generated.a, a)
     assert_same_weights(generated.b, b)
-
-
-# ---------------------------------------------------------------- helpers of the constructs
-
-
-class BatchLogs(keras.callbacks.Callback):
-    """Every batch's logs, as fit() reports them."""
-
-    def __init__(self):
-        super().__init__()
-        self.logs: list[dict[str, float]] = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.logs.append({key: float(value) for key, value in logs.items()})
-
-
-def fit_logs(model: keras.Model, x=X, y=Y) -> list[dict[str, float]]:
-    """Train one epoch of 3 batches of 8; return each batch's logs."""
-    logs = BatchLogs()
-    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[logs])
-    return logs.logs
-
-
-def assert_same_logs(a: list[dict[str, float]], b: list[dict[str, float]]) -> None:
-    assert len(a) == len(b) == 3
-    for logs_a, logs_b in zip(a, b, strict=True):
-        assert logs_a.keys() == logs_b.keys()
-        for key in logs_a:
-            np.testing.assert_allclose(logs_a[key], logs_b[key], rtol=RTOL, atol=ATOL, err_msg=key)
-
-
-def graph(seed: int, **hidden_options) -> tuple:
-    """Inputs and outputs of a small Functional model: Dense(4, tanh), Dense(1)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((3,))
-    hidden = keras.layers.Dense(4, activation="tanh", **hidden_options)(inputs)
-    return inputs, keras.layers.Dense(1)(hidden)
-
-
-def mlp(seed: int, batch_norm: bool = False) -> keras.Model:
-    """A small sub-model: Dense(4), [BatchNormalization], Dense(1)."""
-    keras.utils.set_random_seed(seed)
-    norm = [keras.layers.BatchNormalization()] if batch_norm else []
-    return keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(4), *norm, keras.layers.Dense(1)]
-    )
-
-
-class TrackedReference(keras.Model):
-    """A hand-written Functional model whose trackers are `Mean`s named in `names`,
-    each weighted by the batch size, as Keras's own loss tracker is."""
-
-    names: tuple[str, ...] = ("loss",)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.trackers = [keras.metrics.Mean(name=name) for name in self.names]
-
-    @property
-    def metrics(self):
-        return list(self.trackers)
-
-    def report(self, x, *values):
-        for tracker, value in zip(self.trackers, values, strict=True):
-            tracker.update_state(value, sample_weight=ops.shape(x)[0])
-        return {tracker.name: tracker.result() for tracker in self.trackers}
-
-
-def step_source(module_text: str, step: str = "train_step") -> str:
-    """The text of one generated step method."""
-    start = module_text.index(f"    def {step}(")
-    end = module_text.find("\n    def ", start + 1)
-    return module_text[start : end if end >= 0 else None]
-
-
-def line_of(text: str, needle: str) -> int:
-    """The number of the line of `text` holding `needle`."""
-    return next(n for n, line in enumerate(text.split("\n"), 1) if needle in line)
 
 
 # ---------------------------------------------------------------- gradient(y, x)
@@ -633,154 +549,6 @@ def test_regularization_loss_written_before_the_model_call_is_refused():
     assert module is None
     (diag,) = [d for d in diagnostics if d.severity is Severity.ERROR]
     assert diag.message == "regularization_loss(self) is read before `self` runs in this step"
-
-
-# ---------------------------------------------------------------- per-target clipping
-
-CLIPPED = """
-model AutoEncoder:
-    init(encoder: Model, decoder: Model, threshold: float)
-    compile(opt: Optimizer)
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        loss = mean(square(decoder(encoder(x)) - y))
-        minimize loss over encoder ({kind}=threshold), decoder using opt
-        update loss_tracker(loss)
-"""
-
-TF_CLIPS = {
-    "clip_norm": lambda grads, t: [tf.clip_by_norm(g, t) for g in grads],
-    "clip_global_norm": lambda grads, t: tf.clip_by_global_norm(grads, t)[0],
-    "clip_value": lambda grads, t: [ops.clip(g, -t, t) for g in grads],
-    None: lambda grads, t: grads,
-}
-
-
-def _encoder_decoder():
-    keras.utils.set_random_seed(14)
-    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh")])
-    decoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    return encoder, decoder
-
-
-def _clipped_reference(kind, threshold):
-    """The encoder's gradients clipped, the decoder's not, one optimizer for both."""
-    encoder, decoder = _encoder_decoder()
-    optimizer, tracker, logs = keras.optimizers.SGD(0.2), keras.metrics.Mean(), []
-    for start in range(0, 24, 8):
-        x, y = X[start : start + 8], 3.0 * Y[start : start + 8]
-        with tf.GradientTape() as tape:
-            loss = ops.mean(ops.square(decoder(encoder(x, training=True), training=True) - y))
-        encoder_grads, decoder_grads = tape.gradient(
-            loss, [encoder.trainable_variables, decoder.trainable_variables]
-        )
-        grads = TF_CLIPS[kind](encoder_grads, threshold) + decoder_grads
-        optimizer.apply(grads, encoder.trainable_variables + decoder.trainable_variables)
-        tracker.update_state(loss, sample_weight=8)
-        logs.append({"loss": float(tracker.result())})
-    return encoder, decoder, logs
-
-
-@pytest.mark.parametrize("kind", ["clip_norm", "clip_global_norm", "clip_value"])
-def test_per_target_clipping_matches_tf_clipping(kind):
-    """`minimize loss over encoder (KIND=threshold), decoder using opt`, threshold a
-    float init parameter (0.05): only the encoder's gradients are clipped, as
-    tf.clip_by_norm (each), tf.clip_by_global_norm (together) or ops.clip (each
-    value) clip them, before one apply() over both. Every weight of both after 3
-    SGD steps (rtol 1e-5, atol 1e-6) and each batch's loss log (rtol 1e-5, atol
-    1e-6); the clipping is checked to change the result."""
-    module_text = stepc.compile_source(CLIPPED.format(kind=kind), "clipped.step")
-    assert "_clipped(" in step_source(module_text)
-    module = compile_spec(CLIPPED.format(kind=kind), "clipped")
-    generated = module.AutoEncoder(*_encoder_decoder(), threshold=0.05)
-    generated.compile(opt=keras.optimizers.SGD(0.2))
-    generated_logs = fit_logs(generated, y=3.0 * Y)
-    encoder, decoder, reference_logs = _clipped_reference(kind, 0.05)
-    assert_same_logs(generated_logs, reference_logs)
-    assert_same_weights(generated.encoder, encoder)
-    assert_same_weights(generated.decoder, decoder)
-    unclipped, _, _ = _clipped_reference(None, 0.05)
-    difference = np.abs(unclipped.get_weights()[0] - encoder.get_weights()[0]).max()
-    assert difference > 1e-3
-
-
-CLIPPED_SELF = """
-model Clipped(Functional):
-    loss mse = MeanSquaredError()
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        loss = mse(y, self(x))
-        minimize loss over self ({kind}=0.05) using optimizer
-        update loss_tracker(loss)
-"""
-
-KERAS_CLIPS = {
-    "clip_norm": "clipnorm",
-    "clip_global_norm": "global_clipnorm",
-    "clip_value": "clipvalue",
-}
-
-
-@pytest.mark.parametrize("kind", KERAS_CLIPS)
-def test_single_target_clipping_equals_the_keras_optimizer_option(kind):
-    """One target clipped in the spec (`over self (clip_norm=0.05)`) equals Keras's
-    default step with the optimizer's own option (SGD(clipnorm=0.05), and likewise
-    global_clipnorm, clipvalue) on one device. Every weight after 3 steps (rtol
-    1e-5, atol 1e-6) and each batch's loss log (rtol 1e-5, atol 1e-6); the clipping is
-    checked to change the result."""
-    module = compile_spec(CLIPPED_SELF.format(kind=kind), "clipped_self")
-    generated = module.Clipped(*graph(15))
-    generated.compile(optimizer=keras.optimizers.SGD(0.2))
-    keras_default = keras.Model(*graph(15))
-    option = {KERAS_CLIPS[kind]: 0.05}
-    keras_default.compile(optimizer=keras.optimizers.SGD(0.2, **option), loss="mse")
-    assert_same_logs(fit_logs(generated, y=3.0 * Y), fit_logs(keras_default, y=3.0 * Y))
-    assert_same_weights(generated, keras_default)
-    unclipped = keras.Model(*graph(15))
-    unclipped.compile(optimizer=keras.optimizers.SGD(0.2), loss="mse")
-    fit_logs(unclipped, y=3.0 * Y)
-    assert np.abs(unclipped.get_weights()[0] - generated.get_weights()[0]).max() > 1e-3
-
-
-ONE_HEAD_CLIPPED = """
-model Heads(Functional):
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        a, b = self(x)
-        loss = mean(square(a - y))
-        minimize loss over self ({kind}=0.05) using optimizer
-        update loss_tracker(loss)
-"""
-
-
-def _two_heads():
-    keras.utils.set_random_seed(17)
-    inputs = keras.Input((3,))
-    hidden = keras.layers.Dense(4, activation="tanh")(inputs)
-    return inputs, [keras.layers.Dense(1)(hidden), keras.layers.Dense(1)(hidden)]
-
-
-@pytest.mark.filterwarnings("ignore:Gradients do not exist for variables")
-@pytest.mark.parametrize(
-    "kind",
-    ["clip_norm", "clip_global_norm", "clip_value"],
-)
-def test_clipping_a_target_with_variables_the_loss_does_not_reach(kind):
-    """A two-output model whose loss uses the first output only: the second head's
-    variables have no gradient. Clipped in the spec, it trains as Keras's default
-    step with the optimizer option (clipnorm, global_clipnorm, clipvalue) and
-    loss=["mse", None]: every weight after 3 steps (rtol 1e-5, atol 1e-6) and each
-    batch's loss log (rtol 1e-5, atol 1e-6)."""
-    module = compile_spec(ONE_HEAD_CLIPPED.format(kind=kind), "one_head_clipped")
-    generated = module.Heads(*_two_heads())
-    generated.compile(optimizer=keras.optimizers.SGD(0.2))
-    keras_default = keras.Model(*_two_heads())
-    option = {KERAS_CLIPS[kind]: 0.05}
-    keras_default.compile(optimizer=keras.optimizers.SGD(0.2, **option), loss=["mse", None])
-    generated_logs = fit_logs(generated, y=3.0 * Y)
-    keras_logs = [{"loss": logs["loss"]} for logs in fit_logs(keras_default, y=3.0 * Y)]
-    assert_same_logs(generated_logs, keras_logs)
-    assert_same_weights(generated, keras_default)
 
 
 # ---------------------------------------------------------------- stop_gradient
