@@ -8,6 +8,7 @@ a module so Keras finds its registered classes.
 from __future__ import annotations
 
 import gc
+import linecache
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -80,10 +81,20 @@ def load(path: str | Path, module_name: str | None = None) -> ModuleType:
     text = compile_source(source, path.name)
     name = module_name or f"stepc_generated.{path.stem}"
     module = ModuleType(name)
-    module.__file__ = f"<stepc {path}>"
+    module.__file__ = _register_source(path, text)
     sys.modules[name] = module
-    exec(compile(text, str(path.with_suffix(".py")), "exec"), module.__dict__)
+    exec(compile(text, module.__file__, "exec"), module.__dict__)
     return module
+
+
+def _register_source(path: Path, text: str) -> str:
+    """A name for the generated text that no file has, with the text in ``linecache``:
+    tracebacks and ``inspect.getsource`` then show the generated lines (and their spec
+    line comments), never the lines of a stale ``.py`` file beside the spec."""
+    filename = f"<stepc {path}>"
+    # mtime None: linecache.checkcache() keeps the entry (there is no file to compare).
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    return filename
 
 
 __all__ = ["analyze", "compile_source", "load"]

@@ -15,6 +15,7 @@ import pytest
 from tests.equivalence import (
     BATCH_SIZE,
     GAN_BATCH_SIZE,
+    SPECS_DIR,
     compile_and_fit_gan,
     fresh_functional,
     fresh_gan,
@@ -97,3 +98,32 @@ def test_lowlevel_evaluate_uses_the_derived_test_step():
     predictions = model.predict(x, verbose=0)
     np.testing.assert_allclose(results["loss"], np.mean((predictions - y) ** 2), rtol=1e-5)
     np.testing.assert_allclose(results["mae"], np.mean(np.abs(predictions - y)), rtol=1e-5)
+
+
+def test_tracebacks_show_the_generated_source_not_a_stale_file(tmp_path):
+    """stepc.load registers the generated text in linecache under a name no file has:
+    inspect.getsource works on the generated step, and a traceback through it shows the
+    generated line (with its spec line comment just above), even when an old `.py` of
+    different content sits beside the spec (it used to be the code's file name)."""
+    import inspect
+    import traceback
+
+    import stepc
+
+    spec = tmp_path / "basic.step"
+    spec.write_text((SPECS_DIR / "basic.step").read_text())
+    (tmp_path / "basic.py").write_text("# stale\n" * 200)
+    module = stepc.load(spec, module_name="stepc_runtime_traceback_basic")
+    source = inspect.getsource(module.CustomModel.train_step)
+    assert source.lstrip().startswith("def train_step(self, data):")
+    assert "# basic.step:6" in source
+    model = fresh_functional(module.CustomModel)
+    model.compile(optimizer="adam", loss="mse")
+    x, _ = regression_data()
+    with pytest.raises(ValueError) as raised:
+        model.fit(x, batch_size=BATCH_SIZE, epochs=1, verbose=0)
+    frames = traceback.extract_tb(raised.value.__traceback__)
+    ours = [frame for frame in frames if frame.filename == f"<stepc {spec}>"]
+    assert ours, [frame.filename for frame in frames]
+    assert ours[-1].line.startswith("raise ValueError(")
+    assert all("stale" not in (frame.line or "") for frame in frames)
