@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, OPS, Result, Type
-from stepc.plan import SCALE, UNSCALE
+from stepc.plan import FULL_PRECISION, SCALE, UNSCALE
 from stepc.symbols import Symbol
 
-_LINEAR_OPS = {"negative", "stop_gradient"}
+# Operations that keep a value's scale (and scalar-ness).
+_LINEAR_OPS = {"negative", "stop_gradient", FULL_PRECISION}
 
 
 def _pseudo(name: str, expr: ir.Expr) -> ir.Call:

@@ -45,6 +45,7 @@ from stepc.plan import (
     TakeGradient,
     fresh_name,
 )
+from stepc.precision import cast_model_outputs
 from stepc.symbols import Kind
 
 
@@ -163,6 +164,7 @@ class _StepLowering:
     def __init__(self, checked: CheckedModel, step: ir.Step, out: list[Diagnostic], derived=False):
         self.derived = derived
         self.symbols = checked.symbols
+        step = dataclasses.replace(step, body=self._cast_model_outputs(step.body))
         self.functional = checked.functional
         self.step = step
         self.out = out
@@ -181,6 +183,12 @@ class _StepLowering:
         }
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
+
+    def _cast_model_outputs(self, body):
+        """Mixed precision: model outputs the spec computes with, in float32."""
+        models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
+        losses = {n for n, s in self.symbols.items() if s.type is Type.LOSS}
+        return cast_model_outputs(body, models, losses)
 
     def run(self) -> StepPlan:
         body = [s for s in self.step.body if not isinstance(s, ir.Return)]

@@ -20,6 +20,7 @@ from stepc import ir
 
 SCALE = "@scale"
 UNSCALE = "@unscale"
+FULL_PRECISION = "@full_precision"  # a model output cast for the step's arithmetic
 
 
 def fresh_name(base: str, taken: set[str]) -> str:

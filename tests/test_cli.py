@@ -339,7 +339,7 @@ def test_check_flag_on_a_stale_module_prints_a_diff(capsys, tmp_path: Path) -> N
     assert f"{target}: stale against {spec}" in err
     assert f"--- {target} (on disk)" in out
     assert f"+++ {target} (from the spec)" in out
-    assert "+            y_pred = self(x, training=True) * 2" in out
+    assert "+            y_pred = _full_precision(self(x, training=True)) * 2" in out
     assert target.read_text(encoding="utf-8") == before  # --check writes nothing
 
 

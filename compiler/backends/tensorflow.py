@@ -61,6 +61,18 @@ HELPERS = {
         "    losses = [ops.sum(loss) for loss in model.losses]",
         "    return ops.sum(losses) if losses else ops.zeros(())",
     ),
+    "full_precision": (
+        "def _full_precision(outputs):",
+        '    """A model\'s half-precision outputs (mixed precision) as float32, the dtype of',
+        '    the step\'s other tensors; any other dtype as it is."""',
+        "",
+        "    def cast(x):",
+        '        if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):',
+        '            return ops.cast(x, "float32")',
+        "        return x",
+        "",
+        "    return keras.tree.map_structure(cast, outputs)",
+    ),
     "sum_replicas": (
         "def _sum_over_replicas(grads):",
         '    """Gradients of one replica\'s share of a value, summed into the whole batch\'s."""',

@@ -13,6 +13,7 @@ from stepc import ir
 from stepc.backends.names import Names
 from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
 from stepc.plan import (
+    FULL_PRECISION,
     SCALE,
     UNSCALE,
     ApplyGradients,
@@ -330,6 +331,9 @@ class StepWriter:
             self.used.add("scale" if name == SCALE else "unscale")
             helper = "_scale_for_distribution" if name == SCALE else "_unscale_for_distribution"
             return call(helper, args)
+        if name == FULL_PRECISION:
+            self.used.add("full_precision")
+            return call("_full_precision", args)
         if name in OPS:
             return self._op(name, args, keywords)
         if name == "self" or self._is_model(name):

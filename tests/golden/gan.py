@@ -26,6 +26,18 @@ def _for_dtype_policy(model, optimizer):
     return optimizer
 
 
+def _full_precision(outputs):
+    """A model's half-precision outputs (mixed precision) as float32, the dtype of
+    the step's other tensors; any other dtype as it is."""
+
+    def cast(x):
+        if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+            return ops.cast(x, "float32")
+        return x
+
+    return keras.tree.map_structure(cast, outputs)
+
+
 def _uses_ema(optimizer):
     """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its
     weights (use_ema=True)."""
@@ -102,11 +114,13 @@ class GAN(keras.Model):
         # gan.step:11
         batch_size = ops.shape(real_images)[0]
         # gan.step:13
-        generated = self.generator(
-            keras.random.normal(
-                (batch_size, self.latent_dim), seed=self.seed_generator
-            ),
-            training=True,
+        generated = _full_precision(
+            self.generator(
+                keras.random.normal(
+                    (batch_size, self.latent_dim), seed=self.seed_generator
+                ),
+                training=True,
+            )
         )
         # gan.step:14
         combined = ops.concatenate([generated, real_images], axis=0)

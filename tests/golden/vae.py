@@ -17,6 +17,18 @@ def _scale_for_distribution(loss):
     return loss
 
 
+def _full_precision(outputs):
+    """A model's half-precision outputs (mixed precision) as float32, the dtype of
+    the step's other tensors; any other dtype as it is."""
+
+    def cast(x):
+        if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+            return ops.cast(x, "float32")
+        return x
+
+    return keras.tree.map_structure(cast, outputs)
+
+
 @keras.saving.register_keras_serializable(package="stepc.vae")
 class VAE(keras.Model):
     """Generated from vae.step:6; see the spec for the algorithm."""
@@ -54,13 +66,13 @@ class VAE(keras.Model):
         # vae.step:21  the recorded computation of the loss
         with tf.GradientTape() as tape:
             # vae.step:13
-            z_mean, z_log_var = self.encoder(images, training=True)
+            z_mean, z_log_var = _full_precision(self.encoder(images, training=True))
             # vae.step:15
             z = z_mean + ops.exp(0.5 * z_log_var) * keras.random.normal(
                 ops.shape(z_mean), seed=self.seed_generator
             )
             # vae.step:16
-            reconstruction = self.decoder(z, training=True)
+            reconstruction = _full_precision(self.decoder(z, training=True))
             # vae.step:17
             reconstruction_loss = ops.mean(
                 ops.sum(

@@ -26,6 +26,18 @@ def _for_dtype_policy(model, optimizer):
     return optimizer
 
 
+def _full_precision(outputs):
+    """A model's half-precision outputs (mixed precision) as float32, the dtype of
+    the step's other tensors; any other dtype as it is."""
+
+    def cast(x):
+        if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+            return ops.cast(x, "float32")
+        return x
+
+    return keras.tree.map_structure(cast, outputs)
+
+
 def _uses_ema(optimizer):
     """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its
     weights (use_ema=True)."""
@@ -104,11 +116,13 @@ class WGANGP(keras.Model):
             )
         for _ in range(self.critic_steps):
             # wgan_gp.step:18
-            fake_images = self.generator(
-                keras.random.normal(
-                    (batch_size, self.latent_dim), seed=self.seed_generator
-                ),
-                training=True,
+            fake_images = _full_precision(
+                self.generator(
+                    keras.random.normal(
+                        (batch_size, self.latent_dim), seed=self.seed_generator
+                    ),
+                    training=True,
+                )
             )
             # wgan_gp.step:22
             alpha = keras.random.uniform(
@@ -119,13 +133,15 @@ class WGANGP(keras.Model):
             # wgan_gp.step:28  the recorded computation of the loss
             with tf.GradientTape() as tape:
                 # wgan_gp.step:20
-                d_cost = ops.mean(self.critic(fake_images, training=True)) - ops.mean(
-                    self.critic(real_images, training=True)
-                )
+                d_cost = ops.mean(
+                    _full_precision(self.critic(fake_images, training=True))
+                ) - ops.mean(_full_precision(self.critic(real_images, training=True)))
                 # wgan_gp.step:24  the recorded computation of the value differentiated
                 with tf.GradientTape() as tape_2:
                     tape_2.watch(mixed)
-                    value_for_slopes = ops.sum(self.critic(mixed, training=True))
+                    value_for_slopes = ops.sum(
+                        _full_precision(self.critic(mixed, training=True))
+                    )
                 # wgan_gp.step:24
                 slopes = tape_2.gradient(value_for_slopes, mixed)
                 # wgan_gp.step:25
@@ -151,14 +167,16 @@ class WGANGP(keras.Model):
         with tf.GradientTape() as tape_3:
             # wgan_gp.step:29
             g_loss = -ops.mean(
-                self.critic(
-                    self.generator(
-                        keras.random.normal(
-                            (batch_size, self.latent_dim), seed=self.seed_generator
+                _full_precision(
+                    self.critic(
+                        self.generator(
+                            keras.random.normal(
+                                (batch_size, self.latent_dim), seed=self.seed_generator
+                            ),
+                            training=True,
                         ),
                         training=True,
-                    ),
-                    training=True,
+                    )
                 )
             )
             # Scaled for a LossScaleOptimizer (mixed precision); else as is.

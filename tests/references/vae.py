@@ -25,6 +25,8 @@ How it is written, as in the Keras VAE example but for Keras 3:
 * Trackers are weighted by batch size and listed in ``metrics`` (which also keeps the
   tracker named "loss" from colliding with compile()'s own), so History records the epoch
   means.
+* Under mixed precision the sub-models return float16: their outputs are cast to float32
+  before the step's own arithmetic (a no-op in float32), as Keras's losses cast theirs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def _replica_share(loss):
     """A whole-batch mean as this replica's share of the global loss."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss / ops.cast(replicas, loss.dtype)
+
+
+def _float32(x):
+    """A sub-model's output (float16 under mixed precision) in float32."""
+    return ops.cast(x, "float32")
 
 
 @keras.saving.register_keras_serializable(package="stepc_references")
@@ -73,8 +80,9 @@ class VAEReference(keras.Model):
         """One optimizer step on the encoder and decoder; returns the trackers."""
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            z_mean, z_log_var = self.encoder(images, training=True)
-            reconstruction = self.decoder(self._sample(z_mean, z_log_var), training=True)
+            z_mean, z_log_var = map(_float32, self.encoder(images, training=True))
+            z = self._sample(z_mean, z_log_var)
+            reconstruction = _float32(self.decoder(z, training=True))
             pixel_losses = keras.losses.binary_crossentropy(images, reconstruction)
             reconstruction_loss = ops.mean(ops.sum(pixel_losses, axis=(1, 2)))
             kl_loss = self._kl_loss(z_mean, z_log_var)

@@ -25,6 +25,8 @@ How it is written, as in the Keras WGAN-GP example but for Keras 3:
   as Keras's own step does (a no-op on one device). ``compile()`` forwards ``**kwargs``.
 * Trackers are weighted by batch size and listed in ``metrics``, so History records the
   epoch means.
+* Under mixed precision the sub-models return float16: their outputs are cast to float32
+  before the step's own arithmetic (a no-op in float32), as Keras's losses cast theirs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def _replica_share(loss):
     """A whole-batch mean as this replica's share of the global loss."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss / ops.cast(replicas, loss.dtype)
+
+
+def _float32(x):
+    """A sub-model's output (float16 under mixed precision) in float32."""
+    return ops.cast(x, "float32")
 
 
 @keras.saving.register_keras_serializable(package="stepc_references")
@@ -83,7 +90,7 @@ class WGANGPReference(keras.Model):
         mixed = real_images + alpha * (fake_images - real_images)
         with tf.GradientTape() as penalty_tape:
             penalty_tape.watch(mixed)
-            scores = self.critic(mixed, training=True)
+            scores = _float32(self.critic(mixed, training=True))
         input_gradient = penalty_tape.gradient(scores, mixed)
         norm = ops.sqrt(ops.sum(ops.square(input_gradient), axis=[1, 2, 3]))
         return ops.mean(ops.square(norm - 1.0))
@@ -91,10 +98,10 @@ class WGANGPReference(keras.Model):
     def _train_critic(self, real_images):
         """One critic step; returns its loss and its gradient penalty."""
         batch_size = ops.shape(real_images)[0]
-        fake_images = self.generator(self._latent_noise(batch_size), training=True)
+        fake_images = _float32(self.generator(self._latent_noise(batch_size), training=True))
         with tf.GradientTape() as tape:
-            fake_scores = self.critic(fake_images, training=True)
-            real_scores = self.critic(real_images, training=True)
+            fake_scores = _float32(self.critic(fake_images, training=True))
+            real_scores = _float32(self.critic(real_images, training=True))
             wasserstein = ops.mean(fake_scores) - ops.mean(real_scores)
             penalty = self._gradient_penalty(real_images, fake_images)
             d_loss = wasserstein + self.gp_weight * penalty
@@ -108,7 +115,7 @@ class WGANGPReference(keras.Model):
         latent = self._latent_noise(batch_size)
         with tf.GradientTape() as tape:
             fake_images = self.generator(latent, training=True)
-            g_loss = -ops.mean(self.critic(fake_images, training=True))
+            g_loss = -ops.mean(_float32(self.critic(fake_images, training=True)))
             scaled_loss = self.g_optimizer.scale_loss(_replica_share(g_loss))
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
