@@ -37,34 +37,43 @@ def cast_model_outputs(
     """
     casting = _Casting(models, losses | {COMPILED_LOSS})
     outputs = {t.id for s in ir.statements(body) if casting.defines_output(s) for t in s.targets}
-    casting.needy = _needing_full_precision(body, outputs, casting)
+    _scan(body, outputs, casting)
+    if not casting.calling:  # no model call: nothing to cast (most of a long spec)
+        return body
     return casting.statements(body)
 
 
-def _needing_full_precision(body, outputs: set[str], casting: _Casting) -> set[str]:
-    """The names in `outputs` that have a use where nothing casts them."""
-    needy: set[str] = set()
+def _scan(body, outputs: set[str], casting: _Casting) -> None:
+    """Note the names in `outputs` that have a use where nothing casts them, and the
+    statements that call a model (only those can change)."""
     for statement in ir.statements(body):
+        calls = False
         for expr, cast_free in casting.uses(statement):
-            _visit(expr, cast_free, outputs, casting, needy)
-    return needy
+            calls = _visit(expr, cast_free, outputs, casting) or calls
+        if calls:
+            casting.calling.add(id(statement))
 
 
-def _visit(expr, cast_free: bool, outputs: set[str], casting: _Casting, needy: set[str]):
+def _visit(expr, cast_free: bool, outputs: set[str], casting: _Casting) -> bool:
+    """Note the uses in `expr` that need a cast; say whether it calls a model."""
     if isinstance(expr, ir.Name):
         if not cast_free and expr.id in outputs:
-            needy.add(expr.id)
-        return
-    inner_free = isinstance(expr, ir.Call) and casting.casts_inputs(expr)
+            casting.needy.add(expr.id)
+        return False
+    is_call = isinstance(expr, ir.Call)
+    calls = is_call and expr.func.id in casting.models
+    inner_free = is_call and casting.casts_inputs(expr)
     for child in ir.children(expr):
-        _visit(child, inner_free, outputs, casting, needy)
+        calls = _visit(child, inner_free, outputs, casting) or calls
+    return calls
 
 
 class _Casting:
     def __init__(self, models: set[str], consumers: set[str]):
         self.models = models
         self.consumers = consumers | models  # they cast what they are given
-        self.needy: set[str] = set()
+        self.needy: set[str] = set()  # outputs with a use that nothing casts
+        self.calling: set[int] = set()  # id() of each statement that calls a model
 
     def is_model_call(self, expr) -> bool:
         return isinstance(expr, ir.Call) and expr.func.id in self.models
@@ -93,6 +102,8 @@ class _Casting:
     def statement(self, statement):
         if isinstance(statement, ir.Repeat):
             return dataclasses.replace(statement, body=self.statements(statement.body))
+        if id(statement) not in self.calling:
+            return statement
         if isinstance(statement, ir.Assign):
             cast = self.defines_output(statement) and any(
                 t.id in self.needy for t in statement.targets
