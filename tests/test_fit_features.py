@@ -30,18 +30,14 @@ behaviour and the documented workaround (``TerminateOnNaN`` on a model that repo
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.util
 import re
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.equivalence import (
     BATCH_SIZE,
@@ -78,6 +74,15 @@ from tests.fit_features_helpers import (
     run_functional,
     run_gan,
     validation_data,
+)
+from tests.fit_tools import (
+    HAS_TENSORBOARD,
+    InterruptAt,
+    Interrupted,
+    counting,
+    mixed_float16,
+    read_scalars,
+    relative_update_error,
 )
 
 SAME_RTOL = WEIGHT_RTOL  # 1e-5
@@ -127,13 +132,6 @@ def initial_weights(name: str) -> list[np.ndarray]:
     return list(initial_dense_weights())
 
 
-def relative_update_error(actual, expected, start) -> float:
-    """``|actual - expected| / |expected - start|`` over all weights (2-norms)."""
-    delta = np.concatenate([(a - e).ravel() for a, e in zip(actual, expected, strict=True)])
-    update = np.concatenate([(e - s).ravel() for e, s in zip(expected, start, strict=True)])
-    return float(np.linalg.norm(delta) / np.linalg.norm(update))
-
-
 # 1. XLA -----------------------------------------------------------------------------------
 
 
@@ -171,17 +169,7 @@ def test_xla_gan_matches_reference_under_xla():
     assert max_abs_diff(generated.weights[:-1], non_xla.weights[:-1]) > 1e-3
 
 
-# 3. Mixed precision ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def mixed_float16():
-    """The global dtype policy mixed_float16, restored to float32 afterwards."""
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+# 2. Mixed precision ----------------------------------------------------------------------
 
 
 def loss_scaled_sgd() -> keras.optimizers.Optimizer:
@@ -277,7 +265,7 @@ def test_gan_compile_does_not_wrap_optimizers_in_float32():
     assert gan.d_optimizer is d_optimizer and gan.g_optimizer is g_optimizer
 
 
-# 4. fit() options and callbacks -----------------------------------------------------------
+# 3. fit() options and callbacks -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ALL_SPECS)
@@ -330,7 +318,6 @@ def test_class_weight_equals_per_sample_weights_and_reference():
 # tf.summary needs the tensorboard package, which TensorFlow 2.21 does not depend on;
 # stepc[test] pins it (pyproject.toml), so test_tensorboard_writes_the_history fails
 # without it. The other callback tests run either way.
-HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
 MONITORED = {"basic": "loss", "lowlevel": "loss", "weighted": "loss", "evaluate": "val_loss"}
 
@@ -436,17 +423,6 @@ def test_model_checkpoint_loads_predicts_and_keeps_training(name, callback_runs)
     )
     second_epoch = {key: values[1:2] for key, values in expected.history.items()}
     assert_logs_close(resumed.history, second_epoch, SAME_RTOL)
-
-
-def read_scalars(log_dir: Path) -> dict[str, list[float]]:
-    """Every scalar summary under ``log_dir``, by tag, in step order."""
-    by_tag: dict[str, dict[int, float]] = {}
-    for path in log_dir.glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor))
-                by_tag.setdefault(value.tag, {})[event.step] = number
-    return {tag: [steps[s] for s in sorted(steps)] for tag, steps in by_tag.items()}
 
 
 @pytest.mark.parametrize("name", ALL_SPECS)
@@ -578,26 +554,7 @@ def test_learning_rate_callbacks_fail_on_the_gan(callback):
         run_gan(gan=gan, epochs=1, callbacks=[make()])
 
 
-# 5. BackupAndRestore and saved state ------------------------------------------------------
-
-
-class Interrupted(Exception):
-    """Raised by ``InterruptAt``: stands for a crash."""
-
-
-class InterruptAt(keras.callbacks.Callback):
-    """Raises ``Interrupted`` at the end of batch ``batch`` of epoch ``epoch`` (0-based)."""
-
-    def __init__(self, epoch: int, batch: int):
-        super().__init__()
-        self.epoch, self.batch, self.current = epoch, batch, -1
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch and batch == self.batch:
-            raise Interrupted(f"epoch {self.epoch}, batch {self.batch}")
+# 4. BackupAndRestore and saved state ------------------------------------------------------
 
 
 def interrupt_then_resume(name: str, backup_dir: Path) -> Run:
@@ -713,25 +670,7 @@ def test_gan_loads_files_saved_without_the_seed_state(tmp_path, monkeypatch):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-# 6. Tracing -------------------------------------------------------------------------------
-
-
-def counting(cls: type) -> tuple[type, Counter]:
-    """A subclass of ``cls`` counting how often its train_step and test_step are traced
-    (Python in a step runs once per trace, keras3-facts 13)."""
-    counts: Counter = Counter()
-
-    class Counting(cls):
-        def train_step(self, data):
-            counts["train"] += 1
-            return super().train_step(data)
-
-        def test_step(self, data):
-            counts["test"] += 1
-            return super().test_step(data)
-
-    Counting.__name__ = cls.__name__
-    return Counting, counts
+# 5. Tracing -------------------------------------------------------------------------------
 
 
 # Traces of the first 3-epoch fit: one per input signature (every batch, the partial last
@@ -781,7 +720,7 @@ def test_train_step_traced_once_per_input_signature(name):
         assert default_counts["train"] == counts["train"]
 
 
-# 7. Optimizer options ---------------------------------------------------------------------
+# 6. Optimizer options ---------------------------------------------------------------------
 
 
 OPTIMIZER_OPTIONS = {

@@ -39,6 +39,15 @@ from tests.fit_features_helpers import (
     assert_weights_close,
     max_abs_diff,
 )
+from tests.fit_tools import (
+    HAS_TENSORBOARD,
+    InterruptAt,
+    Interrupted,
+    counting,
+    mixed_float16,
+    read_scalars,
+    relative_update_error,
+)
 from tests.later_specs import (
     LATER_SPECS,
     PARAMETERS,
@@ -50,15 +59,6 @@ from tests.later_specs import (
     make_optimizers,
     optimizers_of,
     run_later,
-)
-from tests.test_fit_features import (
-    HAS_TENSORBOARD,
-    InterruptAt,
-    Interrupted,
-    counting,
-    mixed_float16,
-    read_scalars,
-    relative_update_error,
 )
 
 SAME_RTOL = 1e-5

@@ -1,0 +1,84 @@
+"""Tools the fit() feature tests share (``test_fit_features.py`` for the seed specs,
+``test_fit_features_later_specs.py`` for the later ones): the mixed-precision policy as a
+context, the relative error of weight updates, TensorBoard's scalars, a callback that
+interrupts ``fit`` like a crash, and a subclass that counts traces of the steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def relative_update_error(actual, expected, start) -> float:
+    """``|actual - expected| / |expected - start|`` over all weights (2-norms)."""
+    delta = np.concatenate([(a - e).ravel() for a, e in zip(actual, expected, strict=True)])
+    update = np.concatenate([(e - s).ravel() for e, s in zip(expected, start, strict=True)])
+    return float(np.linalg.norm(delta) / np.linalg.norm(update))
+
+
+@contextlib.contextmanager
+def mixed_float16():
+    """The global dtype policy mixed_float16, restored to float32 afterwards."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+
+
+def read_scalars(log_dir: Path) -> dict[str, list[float]]:
+    """Every scalar summary under ``log_dir``, by tag, in step order."""
+    by_tag: dict[str, dict[int, float]] = {}
+    for path in log_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                by_tag.setdefault(value.tag, {})[event.step] = number
+    return {tag: [steps[s] for s in sorted(steps)] for tag, steps in by_tag.items()}
+
+
+class Interrupted(Exception):
+    """Raised by ``InterruptAt``: stands for a crash."""
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Raises ``Interrupted`` at the end of batch ``batch`` of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch: int, batch: int):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise Interrupted(f"epoch {self.epoch}, batch {self.batch}")
+
+
+def counting(cls: type) -> tuple[type, Counter]:
+    """A subclass of ``cls`` counting how often its train_step and test_step are traced
+    (Python in a step runs once per trace, keras3-facts 13)."""
+    counts: Counter = Counter()
+
+    class Counting(cls):
+        def train_step(self, data):
+            counts["train"] += 1
+            return super().train_step(data)
+
+        def test_step(self, data):
+            counts["test"] += 1
+            return super().test_step(data)
+
+    Counting.__name__ = cls.__name__
+    return Counting, counts
