@@ -1,6 +1,7 @@
-"""Shared helpers of the construct tests (``test_constructs.py``, ``test_clipping.py``):
-small models and data, compiling a spec's text, fitting one epoch of 3 batches of 8 with
-every batch's logs, and comparing weights and logs at rtol 1e-5, atol 1e-6.
+"""Shared helpers of the construct tests (``test_constructs.py``, ``test_clipping.py``
+and the distribution worker): small models and data, compiling a spec's text, fitting
+one epoch of 3 batches of 8 with every batch's logs, comparing weights and logs at
+rtol 1e-5, atol 1e-6, and the specs the distribution worker also runs.
 """
 
 from __future__ import annotations
@@ -106,3 +107,36 @@ def step_source(module_text: str, step: str = "train_step") -> str:
 def line_of(text: str, needle: str) -> int:
     """The number of the line of `text` holding `needle`."""
     return next(n for n, line in enumerate(text.split("\n"), 1) if needle in line)
+
+
+# Specs that the distribution worker also runs ------------------------------------------
+
+CLIPPED = """
+model AutoEncoder:
+    init(encoder: Model, decoder: Model, threshold: float)
+    compile(opt: Optimizer)
+    metric loss_tracker = Mean(name="loss")
+    train(x, y):
+        loss = mean(square(decoder(encoder(x)) - y))
+        minimize loss over encoder ({kind}=threshold), decoder using opt
+        update loss_tracker(loss)
+"""
+
+
+def encoder_decoder():
+    keras.utils.set_random_seed(14)
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh")])
+    decoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    return encoder, decoder
+
+
+MODEL_GRADIENT = """
+model Norm(Functional):
+    metric loss_tracker = Mean(name="loss")
+    train(x, y):
+        loss = mean(square(self(x) - y))
+        g = gradient(loss, self)
+        minimize loss over self using optimizer
+        update loss_tracker(loss)
+        return loss_tracker, grad_norm=global_norm(g)
+"""

@@ -148,25 +148,23 @@ def construct_cases(strategy) -> dict:
 
 
 def run_construct(case: str, strategy=None):
-    """Two epochs of 3 batches of 8 of ``test_clipping``'s CLIPPED spec (``case`` is
+    """Two epochs of 3 batches of 8 of ``construct_helpers``' CLIPPED spec (``case`` is
     the clipping option, threshold 0.05) or MODEL_GRADIENT spec, as its tests train
     them: SGD, every batch's logs and the final weights."""
     import keras
 
     from tests import construct_helpers as helpers
-    from tests import test_clipping as clipping
-    from tests import test_constructs as constructs
     from tests.fit_features_helpers import Recorder, Run
 
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         if case == "model_gradient":
-            module = helpers.compile_spec(constructs.MODEL_GRADIENT, "model_gradient")
+            module = helpers.compile_spec(helpers.MODEL_GRADIENT, "model_gradient")
             model, y = module.Norm(*helpers.graph(8)), helpers.Y
             model.compile(optimizer=keras.optimizers.SGD(0.1))
         else:
-            module = helpers.compile_spec(clipping.CLIPPED.format(kind=case), "clipped")
-            model = module.AutoEncoder(*clipping.encoder_decoder(), threshold=0.05)
+            module = helpers.compile_spec(helpers.CLIPPED.format(kind=case), "clipped")
+            model = module.AutoEncoder(*helpers.encoder_decoder(), threshold=0.05)
             model.compile(opt=keras.optimizers.SGD(0.2))
             y = 3.0 * helpers.Y
     recorder = Recorder(lambda m: m.get_weights())

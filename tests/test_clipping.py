@@ -17,26 +17,17 @@ import tensorflow as tf
 from keras import ops
 
 from tests.construct_helpers import (
+    CLIPPED,
     X,
     Y,
     assert_same_logs,
     assert_same_weights,
     compile_spec,
+    encoder_decoder,
     fit_logs,
     graph,
     step_source,
 )
-
-CLIPPED = """
-model AutoEncoder:
-    init(encoder: Model, decoder: Model, threshold: float)
-    compile(opt: Optimizer)
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        loss = mean(square(decoder(encoder(x)) - y))
-        minimize loss over encoder ({kind}=threshold), decoder using opt
-        update loss_tracker(loss)
-"""
 
 TF_CLIPS = {
     "clip_norm": lambda grads, t: [tf.clip_by_norm(g, t) for g in grads],
@@ -44,13 +35,6 @@ TF_CLIPS = {
     "clip_value": lambda grads, t: [ops.clip(g, -t, t) for g in grads],
     None: lambda grads, t: grads,
 }
-
-
-def encoder_decoder():
-    keras.utils.set_random_seed(14)
-    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh")])
-    decoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    return encoder, decoder
 
 
 def _clipped_reference(kind, threshold):

@@ -25,6 +25,7 @@ from stepc.pipeline import analyze
 
 from tests.construct_helpers import (
     ATOL,
+    MODEL_GRADIENT,
     RTOL,
     TrackedReference,
     X,
@@ -261,18 +262,6 @@ def test_gradient_with_respect_to_a_tuple_of_tensors_matches_the_reference():
         model.compile(optimizer=keras.optimizers.Adam(0.05))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
     assert_same_weights(generated, reference)
-
-
-MODEL_GRADIENT = """
-model Norm(Functional):
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        loss = mean(square(self(x) - y))
-        g = gradient(loss, self)
-        minimize loss over self using optimizer
-        update loss_tracker(loss)
-        return loss_tracker, grad_norm=global_norm(g)
-"""
 
 
 class ModelGradientReference(TrackedReference):

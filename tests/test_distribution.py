@@ -159,14 +159,15 @@ def test_mirrored_construct_matches_single_device(case, distribution_workers):
     strategy, under MirroredStrategy (2 replicas) vs one device, each replica getting
     half of every batch of 8 (no batch statistics, so the same function):
 
-    * ``clip_norm`` / ``clip_global_norm`` / ``clip_value``: ``test_clipping``'s
+    * ``clip_norm`` / ``clip_global_norm`` / ``clip_value``: ``construct_helpers``'
       CLIPPED spec (the encoder's gradients clipped at 0.05, the decoder's not);
       ``_clipped`` all-reduces the replicas' gradients, clips the whole batch's
       gradient and hands each replica its share back. Clipping each replica's share
       instead would clip at twice the threshold.
-    * ``model_gradient``: ``test_constructs``'s MODEL_GRADIENT, ``g = gradient(loss, self)`` and its
-      ``global_norm`` reported; ``_sum_over_replicas`` makes it the whole batch's
-      gradient on every replica. Each replica's own share would report about half.
+    * ``model_gradient``: ``construct_helpers``' MODEL_GRADIENT,
+      ``g = gradient(loss, self)`` and its ``global_norm`` reported;
+      ``_sum_over_replicas`` makes it the whole batch's gradient on every replica.
+      Each replica's own share would report about half.
 
     Weights after 2 epochs of SGD within rtol=1e-5/atol=1e-6 (measured: 7.5e-8), History
     and every batch's logs (loss, grad_norm) within rtol=1e-5."""
