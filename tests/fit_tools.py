@@ -82,3 +82,16 @@ def counting(cls: type) -> tuple[type, Counter]:
 
     Counting.__name__ = cls.__name__
     return Counting, counts
+
+
+def stopping_checkpointing_logging(
+    directory: Path, monitor: str
+) -> tuple[keras.callbacks.EarlyStopping, list[keras.callbacks.Callback]]:
+    """The callback tests' set: an EarlyStopping on ``monitor`` that stops after the
+    second epoch (no epoch improves by 1e9), a ModelCheckpoint writing every epoch's
+    model to ``directory``, and TensorBoard logging to ``directory/tb`` if installed."""
+    stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode="min", min_delta=1e9, patience=1)
+    callbacks = [stopper, keras.callbacks.ModelCheckpoint(str(directory / "epoch{epoch}.keras"))]
+    if HAS_TENSORBOARD:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(directory / "tb")))
+    return stopper, callbacks

@@ -83,6 +83,7 @@ from tests.fit_tools import (
     mixed_float16,
     read_scalars,
     relative_update_error,
+    stopping_checkpointing_logging,
 )
 
 SAME_RTOL = WEIGHT_RTOL  # 1e-5
@@ -338,15 +339,7 @@ def callback_runs(tmp_path_factory):
         if name not in cache:
             directory = tmp_path_factory.mktemp(f"callbacks_{name}")
             monitor = MONITORED.get(name, "d_loss")
-            stopper = keras.callbacks.EarlyStopping(
-                monitor=monitor, mode="min", min_delta=1e9, patience=1
-            )
-            callbacks = [
-                stopper,
-                keras.callbacks.ModelCheckpoint(str(directory / "epoch{epoch}.keras")),
-            ]
-            if HAS_TENSORBOARD:
-                callbacks.append(keras.callbacks.TensorBoard(log_dir=str(directory / "tb")))
+            stopper, callbacks = stopping_checkpointing_logging(directory, monitor)
             cache[name] = (adam_run(name, epochs=4, callbacks=callbacks), stopper, directory)
         return cache[name]
 

@@ -47,6 +47,7 @@ from tests.fit_tools import (
     mixed_float16,
     read_scalars,
     relative_update_error,
+    stopping_checkpointing_logging,
 )
 from tests.later_specs import (
     LATER_SPECS,
@@ -374,15 +375,7 @@ def callback_runs(tmp_path_factory):
     def get(name):
         if name not in cache:
             directory = tmp_path_factory.mktemp(f"callbacks_{name}")
-            stopper = keras.callbacks.EarlyStopping(
-                monitor=MONITORED[name], mode="min", min_delta=1e9, patience=1
-            )
-            callbacks = [
-                stopper,
-                keras.callbacks.ModelCheckpoint(str(directory / "epoch{epoch}.keras")),
-            ]
-            if HAS_TENSORBOARD:
-                callbacks.append(keras.callbacks.TensorBoard(log_dir=str(directory / "tb")))
+            stopper, callbacks = stopping_checkpointing_logging(directory, MONITORED[name])
             cache[name] = (run_later(name, epochs=3, callbacks=callbacks), stopper, directory)
         return cache[name]
 
