@@ -1,13 +1,15 @@
 """Tools the fit() feature tests share (``test_fit_features.py`` for the seed specs,
 ``test_fit_features_later_specs.py`` for the later ones): the mixed-precision policy as a
 context, the relative error of weight updates, TensorBoard's scalars, a callback that
-interrupts ``fit`` like a crash, and a subclass that counts traces of the steps.
+interrupts ``fit`` like a crash, a subclass that counts traces of the steps, the
+callback tests' set, and the README's Python examples.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -95,3 +97,11 @@ def stopping_checkpointing_logging(
     if HAS_TENSORBOARD:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(directory / "tb")))
     return stopper, callbacks
+
+
+def readme_python_block(marker: str) -> str:
+    """The one fenced ``python`` block of README.md that contains ``marker``."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
+    assert len(blocks) == 1, f"{len(blocks)} README python blocks contain {marker!r}"
+    return blocks[0]

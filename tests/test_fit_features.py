@@ -82,6 +82,7 @@ from tests.fit_tools import (
     counting,
     mixed_float16,
     read_scalars,
+    readme_python_block,
     relative_update_error,
     stopping_checkpointing_logging,
 )
@@ -488,14 +489,6 @@ def test_terminate_on_nan_does_not_see_the_gans_losses():
     assert np.isfinite(counter.logs[0]["d_loss"]) and np.isnan(counter.logs[1]["d_loss"])
     assert len(counter.logs) == 2 * GAN_STEPS_PER_EPOCH
     assert not got.model.stop_training
-
-
-def readme_python_block(marker: str) -> str:
-    """The one fenced ``python`` block of README.md that contains ``marker``."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
-    assert len(blocks) == 1, f"{len(blocks)} README python blocks contain {marker!r}"
-    return blocks[0]
 
 
 def test_readme_terminate_on_nan_workaround_stops_the_gan():

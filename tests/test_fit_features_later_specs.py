@@ -46,6 +46,7 @@ from tests.fit_tools import (
     counting,
     mixed_float16,
     read_scalars,
+    readme_python_block,
     relative_update_error,
     stopping_checkpointing_logging,
 )
@@ -446,3 +447,38 @@ def test_tensorboard_writes_the_history(name, callback_runs):
             logged = train.get(f"epoch_{key}")
         assert logged is not None, f"{key} not logged: {sorted(train)} {sorted(validation)}"
         np.testing.assert_allclose(logged, values, rtol=1e-6, err_msg=key)
+
+
+def nan_digits() -> np.ndarray:
+    """The training digits with NaN pixels in digit 8: the second batch's losses are NaN."""
+    images = digits_data()[0].copy()
+    images[8] = np.nan
+    return images
+
+
+@pytest.mark.parametrize("name", ["vae", "adversarial"])
+def test_terminate_on_nan_stops_at_the_nan_batch(name):
+    """VAE and adversarial training report ``loss``, so Keras's TerminateOnNaN stops them
+    at the first NaN batch: of 2 epochs of 2 batches, 2 run, the first with a finite
+    loss, the second NaN; one History epoch; ``stop_training`` set."""
+    got = run_later(name, x=nan_digits(), callbacks=[keras.callbacks.TerminateOnNaN()])
+    losses = [logs["loss"] for logs in got.extra["batch_logs"]]
+    assert len(losses) == 2, losses
+    assert np.isfinite(losses[0]) and np.isnan(losses[1])
+    assert len(got.history["loss"]) == 1
+    assert got.model.stop_training
+
+
+def test_readme_terminate_on_nan_workaround_stops_the_wgan_gp():
+    """The WGAN-GP reports ``d_loss``, ``g_loss`` and ``gradient_penalty``, which Keras's
+    TerminateOnNaN does not read (as for the GAN); the README's ``TerminateOnNaNLosses``
+    stops it at the first NaN batch: 2 of the 4 batches run, the first finite, the
+    second NaN; one History epoch; ``stop_training`` set."""
+    namespace: dict = {}
+    exec(readme_python_block("class TerminateOnNaNLosses"), namespace)
+    got = run_later("wgan_gp", x=nan_digits(), callbacks=[namespace["TerminateOnNaNLosses"]()])
+    losses = [logs["d_loss"] for logs in got.extra["batch_logs"]]
+    assert len(losses) == 2, losses
+    assert np.isfinite(losses[0]) and np.isnan(losses[1])
+    assert len(got.history["d_loss"]) == 1
+    assert got.model.stop_training
