@@ -69,6 +69,8 @@ def _visit(expr, cast_free: bool, outputs: set[str], casting: _Casting) -> bool:
 
 
 class _Casting:
+    """What casts its inputs itself, what the scan found, and the rewriting."""
+
     def __init__(self, models: set[str], consumers: set[str]):
         self.models = models
         self.consumers = consumers | models  # they cast what they are given
@@ -86,9 +88,7 @@ class _Casting:
 
     def uses(self, statement) -> list[tuple[ir.Expr, bool]]:
         """The expressions a statement reads, each with whether its consumer casts it."""
-        if isinstance(statement, ir.Update):
-            return [(e, True) for e in ir.children(statement)]
-        if isinstance(statement, ir.Return):
+        if isinstance(statement, (ir.Update, ir.Return)):  # metrics and logs cast
             return [(e, True) for e in ir.children(statement)]
         if isinstance(statement, ir.Repeat):
             return [(statement.count, False)]
