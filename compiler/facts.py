@@ -15,15 +15,11 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, OPS, Result, Type
-from stepc.plan import FULL_PRECISION, SCALE, UNSCALE
+from stepc.plan import FULL_PRECISION, SCALE, UNSCALE, pseudo_call
 from stepc.symbols import Symbol
 
 # Operations that keep a value's scale (and scalar-ness).
 _LINEAR_OPS = {"negative", "stop_gradient", FULL_PRECISION}
-
-
-def _pseudo(name: str, expr: ir.Expr) -> ir.Call:
-    return ir.Call(ir.Name(name, expr.span), (expr,), (), expr.span)
 
 
 class Facts:
@@ -41,12 +37,12 @@ class Facts:
     # ---------------------------------------------------------------- scale
 
     def scale(self, expr: ir.Expr) -> ir.Expr:
-        return _pseudo(SCALE, expr)
+        return pseudo_call(SCALE, expr)
 
     def unscaled(self, expr: ir.Expr) -> ir.Expr:
         """The expression at its true (global-batch) value."""
         value, scaled = self.normalize(expr)
-        return _pseudo(UNSCALE, value) if scaled else value
+        return pseudo_call(UNSCALE, value) if scaled else value
 
     def normalize(self, expr: ir.Expr) -> tuple[ir.Expr, bool]:
         """Rewrite so no operation mixes scaled and unscaled values; say if the
@@ -70,8 +66,8 @@ class Facts:
         )
         if linear:
             return ir.BinaryOp(expr.op, left, right, expr.span), True
-        left = _pseudo(UNSCALE, left) if left_scaled else left
-        right = _pseudo(UNSCALE, right) if right_scaled else right
+        left = pseudo_call(UNSCALE, left) if left_scaled else left
+        right = pseudo_call(UNSCALE, right) if right_scaled else right
         return ir.BinaryOp(expr.op, left, right, expr.span), False
 
     def _call(self, expr: ir.Call) -> tuple[ir.Expr, bool]:

@@ -164,6 +164,7 @@ class _StepLowering:
     def __init__(self, checked: CheckedModel, step: ir.Step, out: list[Diagnostic], derived=False):
         self.derived = derived
         self.symbols = checked.symbols
+        self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
         step = dataclasses.replace(step, body=self._cast_model_outputs(step.body))
         self.functional = checked.functional
         self.step = step
@@ -173,7 +174,6 @@ class _StepLowering:
         self.taken |= {
             t.id for s in ir.statements(step.body) if isinstance(s, ir.Assign) for t in s.targets
         }
-        self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
         # Where each statement is in the step's own body (a repeat's, its block's).
         self._position = {
@@ -186,9 +186,8 @@ class _StepLowering:
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
-        models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
         losses = {n for n, s in self.symbols.items() if s.type is Type.LOSS}
-        return cast_model_outputs(body, models, losses)
+        return cast_model_outputs(body, self.models, losses)
 
     def run(self) -> StepPlan:
         body = [s for s in self.step.body if not isinstance(s, ir.Return)]

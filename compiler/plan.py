@@ -23,6 +23,11 @@ UNSCALE = "@unscale"
 FULL_PRECISION = "@full_precision"  # a model output cast for the step's arithmetic
 
 
+def pseudo_call(name: str, expr: ir.Expr) -> ir.Call:
+    """`name(expr)` for one of the pseudo-calls above, spanning `expr`."""
+    return ir.Call(ir.Name(name, expr.span), (expr,), (), expr.span)
+
+
 def fresh_name(base: str, taken: set[str]) -> str:
     """`base`, or `base_2`, `base_3`...: the first not in `taken` (which it joins).
 

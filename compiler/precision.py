@@ -24,7 +24,7 @@ import dataclasses
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS
-from stepc.plan import FULL_PRECISION
+from stepc.plan import FULL_PRECISION, pseudo_call
 
 
 def cast_model_outputs(
@@ -135,7 +135,7 @@ class _Casting:
             args = tuple(self.expr(a, inner_free) for a in expr.args)
             call = ir.Call(expr.func, args, self._keywords(expr.keywords, inner_free), expr.span)
             if self.is_model_call(expr) and not cast_free:
-                return ir.Call(ir.Name(FULL_PRECISION, expr.span), (call,), (), expr.span)
+                return pseudo_call(FULL_PRECISION, call)
             return call
         if isinstance(expr, ir.BinaryOp):
             left, right = self.expr(expr.left, False), self.expr(expr.right, False)

@@ -42,6 +42,12 @@ from stepc.pyexpr import (
 from stepc.pyexpr import subscript as subscript_doc
 
 _METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
+# Each pseudo-call of the plan: the helper it needs (a HELPERS key) and its name.
+_PSEUDO_CALL_HELPERS = {
+    SCALE: ("scale", "_scale_for_distribution"),
+    UNSCALE: ("unscale", "_unscale_for_distribution"),
+    FULL_PRECISION: ("full_precision", "_full_precision"),
+}
 _ROLES = ("x", "y", "sample_weight")
 
 
@@ -327,13 +333,10 @@ class StepWriter:
         name = node.func.id
         args = [self.expr(a).doc for a in node.args]
         keywords = {k.name: self.expr(k.value).doc for k in node.keywords}
-        if name in (SCALE, UNSCALE):
-            self.used.add("scale" if name == SCALE else "unscale")
-            helper = "_scale_for_distribution" if name == SCALE else "_unscale_for_distribution"
+        if name in _PSEUDO_CALL_HELPERS:
+            key, helper = _PSEUDO_CALL_HELPERS[name]
+            self.used.add(key)
             return call(helper, args)
-        if name == FULL_PRECISION:
-            self.used.add("full_precision")
-            return call("_full_precision", args)
         if name in OPS:
             return self._op(name, args, keywords)
         if name == "self" or self._is_model(name):
