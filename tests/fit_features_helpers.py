@@ -97,6 +97,22 @@ def make_optimizer(name: str, **options) -> keras.optimizers.Optimizer:
     raise ValueError(name)
 
 
+def loss_scaled(
+    optimizer: keras.optimizers.Optimizer, loss_scale: bool | float
+) -> keras.optimizers.Optimizer:
+    """``optimizer`` in a ``LossScaleOptimizer`` (``loss_scale`` True: its default initial
+    scale; a number: that scale), or as it is for ``loss_scale=False``."""
+    if not loss_scale:
+        return optimizer
+    scale = {} if loss_scale is True else {"initial_scale": loss_scale}
+    return keras.optimizers.LossScaleOptimizer(optimizer, **scale)
+
+
+def strategy_scope(strategy):
+    """``strategy.scope()``, or a scope that does nothing for ``strategy=None``."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
 # Data ------------------------------------------------------------------------------------
 
 
@@ -291,8 +307,7 @@ def run_functional(
     if evaluate is None:  # Where stepc generates the test_step (lowlevel derives one).
         evaluate = name == "evaluate" or (name == "lowlevel" and kind == "generated")
     if model is None:
-        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-        with scope:
+        with strategy_scope(strategy):
             cls = model_class(name, kind)
             activation = output_activation(name, weighting)
             model = build_functional(cls, activation, synchronized)
@@ -365,15 +380,13 @@ def run_gan(
     """
     images = image_data() if images is None else images
     if gan is None:
-        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-        with scope:
+        with strategy_scope(strategy):
             cls = model_class("gan", kind)
             gan = dense_gan(cls) if dense else fresh_gan(cls)
-            d_opt, g_opt = (make_optimizer(o, **(optimizer_options or {})) for o in optimizers)
-            if loss_scale:
-                scale = {} if loss_scale is True else {"initial_scale": loss_scale}
-                d_opt = keras.optimizers.LossScaleOptimizer(d_opt, **scale)
-                g_opt = keras.optimizers.LossScaleOptimizer(g_opt, **scale)
+            d_opt, g_opt = (
+                loss_scaled(make_optimizer(o, **(optimizer_options or {})), loss_scale)
+                for o in optimizers
+            )
             compile_gan(gan, d_optimizer=d_opt, g_optimizer=g_opt, **(compile_kwargs or {}))
     recorder = Recorder(gan_state)
     keras.utils.set_random_seed(SEED)

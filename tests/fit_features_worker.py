@@ -12,7 +12,6 @@ devices must be configured before TensorFlow initializes its devices, and a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -154,10 +153,9 @@ def run_construct(case: str, strategy=None):
     import keras
 
     from tests import construct_helpers as helpers
-    from tests.fit_features_helpers import Recorder, Run
+    from tests.fit_features_helpers import Recorder, Run, strategy_scope
 
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    with strategy_scope(strategy):
         if case == "model_gradient":
             module = helpers.compile_spec(helpers.MODEL_GRADIENT, "model_gradient")
             model, y = module.Norm(*helpers.graph(8)), helpers.Y

@@ -49,6 +49,22 @@ def read_scalars(log_dir: Path) -> dict[str, list[float]]:
     return {tag: [steps[s] for s in sorted(steps)] for tag, steps in by_tag.items()}
 
 
+def assert_tensorboard_logged_the_history(log_dir: Path, history: dict) -> dict:
+    """Every History key is logged under ``log_dir`` as ``epoch_<metric>`` (train/, or
+    validation/ for ``val_`` keys), equal to the History epoch by epoch within rtol=1e-6.
+    Returns the train/ scalars, for further checks."""
+    train = read_scalars(log_dir / "train")
+    validation = read_scalars(log_dir / "validation")
+    for key, values in history.items():
+        if key.startswith("val_"):
+            logged = validation.get(f"epoch_{key[4:]}")
+        else:
+            logged = train.get(f"epoch_{key}")
+        assert logged is not None, f"{key} not logged: {sorted(train)} {sorted(validation)}"
+        np.testing.assert_allclose(logged, values, rtol=1e-6, err_msg=key)
+    return train
+
+
 class Interrupted(Exception):
     """Raised by ``InterruptAt``: stands for a crash."""
 

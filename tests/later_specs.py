@@ -14,7 +14,6 @@ batch's logs and, for the adversarial classifier, ``evaluate()`` on the validati
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -39,7 +38,7 @@ from tests.equivalence import (
     initial_weights,
     load_spec,
 )
-from tests.fit_features_helpers import Recorder, Run
+from tests.fit_features_helpers import Recorder, Run, loss_scaled, strategy_scope
 from tests.references.adversarial import AdversarialReference
 from tests.references.vae import VAEReference
 from tests.references.wgan_gp import WGANGPReference
@@ -109,10 +108,7 @@ def make_optimizers(
         kinds = ("sgd", "wgan_adam") if name == "wgan_gp" else ("adam",)
     else:
         kinds = (kind,) * len(optimizer_names(name))
-    optimizers = [_optimizer(k) for k in kinds]
-    if loss_scale:
-        scale = {} if loss_scale is True else {"initial_scale": loss_scale}
-        optimizers = [keras.optimizers.LossScaleOptimizer(o, **scale) for o in optimizers]
+    optimizers = [loss_scaled(_optimizer(k), loss_scale) for k in kinds]
     return dict(zip(optimizer_names(name), optimizers, strict=True))
 
 
@@ -181,8 +177,7 @@ def run_later(
     ``extra`` holds every batch's logs and the state after every epoch.
     """
     if model is None:
-        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-        with scope:
+        with strategy_scope(strategy):
             model = build_later(later_class(name, kind), name)
             model.compile(**make_optimizers(name, optimizer, loss_scale), **(compile_kwargs or {}))
     data, data_kwargs = fit_arrays(name, x, y)

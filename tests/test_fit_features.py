@@ -79,9 +79,9 @@ from tests.fit_tools import (
     HAS_TENSORBOARD,
     InterruptAt,
     Interrupted,
+    assert_tensorboard_logged_the_history,
     counting,
     mixed_float16,
-    read_scalars,
     readme_python_block,
     relative_update_error,
     stopping_checkpointing_logging,
@@ -427,16 +427,8 @@ def test_tensorboard_writes_the_history(name, callback_runs):
     ``model.optimizer``'s, and the GAN keeps none (before, that of an unused RMSprop)."""
     assert HAS_TENSORBOARD, "keras.callbacks.TensorBoard needs tensorboard: pip install '.[test]'"
     got, _, directory = callback_runs(name)
-    train = read_scalars(directory / "tb" / "train")
-    validation = read_scalars(directory / "tb" / "validation")
+    train = assert_tensorboard_logged_the_history(directory / "tb", got.history)
     assert ("epoch_learning_rate" in train) == (name != "gan"), sorted(train)
-    for key, values in got.history.items():
-        if key.startswith("val_"):
-            logged = validation.get(f"epoch_{key[4:]}")
-        else:
-            logged = train.get(f"epoch_{key}")
-        assert logged is not None, f"{key} not logged: {sorted(train)} {sorted(validation)}"
-        np.testing.assert_allclose(logged, values, rtol=1e-6, err_msg=key)
 
 
 class BatchCounter(keras.callbacks.Callback):
