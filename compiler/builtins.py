@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -55,6 +56,7 @@ class Op:
     result: Result = Result.TENSOR
     random: bool = False  # draws from the model's seed generator
     helper: str = ""  # a function the generated module defines for it
+    by_position: int = 0  # how many of `params` the target takes only by position
 
     def signature(self) -> str:
         parts = list(self.params[: self.required])
@@ -78,23 +80,25 @@ def _per_sample_losses(*names: str) -> list[Op]:
 GRADIENT = "gradient"
 REGULARIZATION_LOSS = "regularization_loss"
 
+# Parameter names are exactly Keras's (a keyword argument is passed through as
+# written); tests/test_keras_facts.py checks them against the pinned Keras.
 OPS: dict[str, Op] = {
     op.name: op
     for op in [
         Op("shape", "ops.shape", ("x",), 1, result=Result.SHAPE),
         Op("concatenate", "ops.concatenate", ("xs", "axis"), 1),
-        Op("stack", "ops.stack", ("xs", "axis"), 1),
+        Op("stack", "ops.stack", ("x", "axis"), 1),
         Op("ones", "ops.ones", ("shape",), 1, ("dtype",)),
         Op("zeros", "ops.zeros", ("shape",), 1, ("dtype",)),
         Op("ones_like", "ops.ones_like", ("x",), 1, result=Result.SAME),
         Op("zeros_like", "ops.zeros_like", ("x",), 1, result=Result.SAME),
-        Op("reshape", "ops.reshape", ("x", "shape"), 2),
+        Op("reshape", "ops.reshape", ("x", "newshape"), 2),
         Op("cast", "ops.cast", ("x", "dtype"), 2, result=Result.SAME),
-        Op("matmul", "ops.matmul", ("a", "b"), 2),
-        Op("maximum", "ops.maximum", ("a", "b"), 2, result=Result.SAME),
-        Op("minimum", "ops.minimum", ("a", "b"), 2, result=Result.SAME),
-        Op("clip", "ops.clip", ("x", "min", "max"), 3, result=Result.SAME),
-        Op("stop_gradient", "ops.stop_gradient", ("x",), 1, result=Result.SAME),
+        Op("matmul", "ops.matmul", ("x1", "x2"), 2),
+        Op("maximum", "ops.maximum", ("x1", "x2"), 2, result=Result.SAME),
+        Op("minimum", "ops.minimum", ("x1", "x2"), 2, result=Result.SAME),
+        Op("clip", "ops.clip", ("x", "x_min", "x_max"), 3, result=Result.SAME),
+        Op("stop_gradient", "ops.stop_gradient", ("variable",), 1, result=Result.SAME),
         *_elementwise("square", "sqrt", "abs", "exp", "log", "log1p", "tanh", "sign"),
         *_elementwise("sigmoid", "relu", "softplus", "negative"),
         *_reductions("mean", "sum", "max", "min", "std", "var"),
@@ -103,7 +107,15 @@ OPS: dict[str, Op] = {
         # The sum of a model's own losses (layer regularizers, add_loss); 0 if none.
         Op(REGULARIZATION_LOSS, "_regularization_loss", ("model",), 1, helper="regularization"),
         # The norm of a list of gradients taken together.
-        Op("global_norm", "tf.linalg.global_norm", ("gradients",), 1, result=Result.REDUCE),
+        # By position: TensorFlow names its parameter `t_list`.
+        Op(
+            "global_norm",
+            "tf.linalg.global_norm",
+            ("gradients",),
+            1,
+            result=Result.REDUCE,
+            by_position=1,
+        ),
         Op("normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev"), random=True),
         Op("uniform", "keras.random.uniform", ("shape",), 1, ("minval", "maxval"), random=True),
         *_per_sample_losses(
@@ -115,6 +127,52 @@ OPS: dict[str, Op] = {
         ),
     ]
 }
+
+# The operations no gradient flows through (TensorFlow registers none, so a
+# gradient through them is None): a value computed by one depends on nothing.
+NOT_DIFFERENTIABLE = frozenset(
+    {"stop_gradient", "shape", "ones_like", "zeros_like", "ones", "zeros"}
+)
+
+# Names a spec may use for an operation meaning it (from TensorFlow, NumPy or
+# habit): the hint then names the operation, not a look-alike spelling. A
+# Keras name stepc does not offer yet is said to be so.
+OP_ALIASES: dict[str, str] = {
+    "concat": "concatenate",
+    "reduce_mean": "mean",
+    "reduce_sum": "sum",
+    "reduce_max": "max",
+    "reduce_min": "min",
+    "reduce_std": "std",
+    "reduce_variance": "var",
+    "average": "mean",
+    "absolute": "abs",
+    "neg": "negative",
+    "clip_by_value": "clip",
+    "random_normal": "normal",
+    "random_uniform": "uniform",
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "l2_normalize": "normalize",
+    "norm": "global_norm",
+}
+
+# The calls of a spec's own objects, as the generated code makes them (checked
+# against Keras by tests/test_keras_facts.py). A model's input is given by
+# position: a sub-model's `call` may name it otherwise.
+LOSS_CALL_PARAMS = ("y_true", "y_pred", "sample_weight")  # keras.losses.Loss.__call__
+LABELS_UPDATE_PARAMS = ("y_true", "y_pred", "sample_weight")  # Metric.update_state
+VALUES_UPDATE_PARAMS = ("values", "sample_weight")  # Mean / Sum .update_state
+
+
+def model_call_op(name: str) -> Op:
+    return Op(name, "", ("inputs",), 1, ("training",), by_position=1)
+
+
+def object_call_op(name: str, params: tuple[str, ...]) -> Op:
+    """A loss object's call or a metric's update: all but the sample weight required."""
+    return Op(name, "", params, len(params) - 1)
+
 
 # The loss and metrics that Keras's compile() configured, as stepc names them.
 COMPILED_LOSS = "compiled_loss"
@@ -155,6 +213,17 @@ METRIC_CLASSES: dict[str, MetricArgs] = {
         )
     },
 }
+
+
+def default_metric_name(class_name: str) -> str:
+    """The name Keras gives a metric built without `name=` (it does not make it
+    unique): `MeanAbsoluteError` is "mean_absolute_error", `AUC` is "auc"."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# The name Keras's own loss tracker reports (compile()'s `Mean(name="loss")`).
+LOSS_TRACKER_NAME = "loss"
 
 # Loss classes: called as loss(y_true, y_pred[, sample_weight]), they reduce to
 # the batch mean (Keras's default "sum_over_batch_size"). stepc fixes the

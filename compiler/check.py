@@ -17,15 +17,20 @@ from stepc.builtins import (
     COMPILED_LOSS,
     CONSTANTS,
     LOSS_CLASSES,
+    LOSS_TRACKER_NAME,
     METRIC_CLASSES,
     OPS,
     PARAM_TYPES,
     RESERVED_NAMES,
     Type,
 )
+from stepc.check_binding import repeated_keywords
+from stepc.check_hints import suggest
+from stepc.check_lowering import lowering_findings
+from stepc.check_objects import REDUCTION, constructor_problems, metric_name, reduction_error
 from stepc.check_steps import StepChecker, Usage
-from stepc.diagnostics import Diagnostic, did_you_mean, error, warning
-from stepc.keras_names import KERAS_MODEL_ATTRIBUTES
+from stepc.diagnostics import Diagnostic, error, has_errors, warning
+from stepc.keras_names import FUNCTIONAL_ATTRIBUTES, SUBCLASS_ATTRIBUTES
 from stepc.symbols import Kind, Symbol, base_symbols
 
 
@@ -50,10 +55,19 @@ def check(spec: ir.Spec) -> tuple[CheckedSpec, list[Diagnostic]]:
         )
     seen: dict[str, ir.Span] = {}
     models = []
-    for model in spec.models:
+    clean: dict[int, tuple[ir.Step, ...]] = {}
+    for index, model in enumerate(spec.models):
         _check_unique(model.name, seen, "model", diagnostics)
-        models.append(_ModelChecker(model, diagnostics).run())
-    return CheckedSpec(spec, tuple(models)), diagnostics
+        checker = _ModelChecker(model, diagnostics)
+        models.append(checker.run())
+        if checker.declarations_clean:
+            clean[index] = tuple(checker.clean_steps)
+    checked = CheckedSpec(spec, tuple(models))
+    # The pipeline lowers a spec without errors itself (a recovered statement
+    # stands for a syntax error the parser reported).
+    if has_errors(diagnostics) or spec.recovered:
+        diagnostics += lowering_findings(checked, clean)
+    return checked, diagnostics
 
 
 def _check_unique(name: ir.Name, seen: dict[str, ir.Span], what: str, out: list) -> bool:
@@ -86,12 +100,14 @@ def check_identifier(name: ir.Name, out: list[Diagnostic]) -> bool:
     return True
 
 
-def check_attribute_name(name: ir.Name, out: list[Diagnostic]) -> bool:
+def check_attribute_name(name: ir.Name, out: list[Diagnostic], functional: bool) -> bool:
     """A declaration becomes `self.<name>`: it must not replace Keras's own."""
+    keras_names = FUNCTIONAL_ATTRIBUTES if functional else SUBCLASS_ATTRIBUTES
     if name.id.startswith("_") or name.id == "seed_generator":
         message = f"`{name.id}` is reserved: Keras and stepc keep such attributes on the model"
-    elif name.id in KERAS_MODEL_ATTRIBUTES:
-        message = f"`{name.id}` is already an attribute of every keras.Model"
+    elif name.id in keras_names:
+        kind = "Functional model" if functional else "keras.Model"
+        message = f"`{name.id}` is already an attribute of every {kind}"
     else:
         return True
     hint = f"the model would hold it as self.{name.id}; pick another name"
@@ -103,6 +119,7 @@ class _ModelChecker:
     def __init__(self, model: ir.Model, diagnostics: list[Diagnostic]):
         self.model = model
         self.out = diagnostics
+        self.first_diagnostic = len(diagnostics)  # where this model's own begin
         self.functional = self._check_base()
         self.symbols = base_symbols(self.functional, model.compile is not None)
         self.usage = Usage()
@@ -120,9 +137,19 @@ class _ModelChecker:
             self._declare_object(decl, Kind.METRIC)
         for decl in self.model.losses:
             self._declare_object(decl, Kind.LOSS_OBJECT)
+        self._check_metric_names()
+        self._declare_recovered()
         self._check_steps()
         self._warn_unused()
         return CheckedModel(self.model, self.functional, dict(self.symbols))
+
+    def _declare_recovered(self) -> None:
+        """A model item with a syntax error (already reported): the names it would have
+        declared exist with an unknown type, and those it mentions are used."""
+        for item in self.model.recovered:
+            self.usage.names.update(item.mentions)
+            for name in item.defines:
+                self.symbols.setdefault(name, Symbol(name, Kind.INIT_PARAM, Type.UNKNOWN))
 
     def _check_jit_compile(self) -> None:
         value = self.model.jit_compile
@@ -149,7 +176,7 @@ class _ModelChecker:
                 )
             return False
         if base.id != "Functional":
-            hint = did_you_mean(base.id, ["Functional"]) or "the only base is `Functional`"
+            hint = suggest(base.id, ["Functional"]) or "the only base is `Functional`"
             self.out.append(error(f"unknown model base `{base.id}`", base.span, hint))
         elif self.model.init is not None:
             self.out.append(
@@ -165,7 +192,7 @@ class _ModelChecker:
     def _declare(self, symbol: Symbol, name: ir.Name) -> None:
         # A bad name is reported but still declared, so its uses do not cascade.
         if check_identifier(name, self.out):
-            check_attribute_name(name, self.out)
+            check_attribute_name(name, self.out, self.functional)
         previous = self.symbols.get(name.id)
         if previous is not None and previous.span is None:
             return  # a built-in name: check_identifier or check_attribute_name said why
@@ -179,7 +206,7 @@ class _ModelChecker:
         for param in params:
             type_ = PARAM_TYPES.get(param.type_name.id)
             if type_ is None:
-                hint = did_you_mean(param.type_name.id, PARAM_TYPES) or (
+                hint = suggest(param.type_name.id, PARAM_TYPES) or (
                     "the types are " + ", ".join(PARAM_TYPES)
                 )
                 self.out.append(
@@ -193,7 +220,7 @@ class _ModelChecker:
         classes = METRIC_CLASSES if kind is Kind.METRIC else LOSS_CLASSES
         what = "metric" if kind is Kind.METRIC else "loss"
         if decl.class_name.id not in classes:
-            hint = did_you_mean(decl.class_name.id, classes) or (
+            hint = suggest(decl.class_name.id, classes) or (
                 f"the {what} classes include " + ", ".join(sorted(classes)[:6]) + ", ..."
             )
             self.out.append(
@@ -206,6 +233,7 @@ class _ModelChecker:
         )
 
     def _check_constructor_args(self, decl: ir.ObjectDecl, kind: Kind) -> None:
+        self.out.extend(repeated_keywords(decl.keywords))
         for value in (*decl.args, *(k.value for k in decl.keywords)):
             if not _is_literal(value):
                 self.out.append(
@@ -224,22 +252,59 @@ class _ModelChecker:
                         'use the keyword arguments of the Keras class, e.g. name="..."',
                     )
                 )
-            if kind is Kind.LOSS_OBJECT and kw.name == "reduction":
+            if kind is Kind.LOSS_OBJECT and kw.name == REDUCTION:
+                self.out.append(reduction_error(kw.span))
+        self.out.extend(constructor_problems(decl, kind is Kind.METRIC))
+
+    def _check_metric_names(self) -> None:
+        """Keras reports each metric under its `name`: two alike lose one."""
+        seen: dict[str, ir.ObjectDecl] = {}
+        for decl in self.model.metrics:
+            name, span = metric_name(decl)
+            if name is None:
+                continue
+            keras_tracker = name == LOSS_TRACKER_NAME and self._keras_loss_tracker()
+            if keras_tracker:
                 self.out.append(
                     error(
-                        "a spec's loss objects always reduce to the batch mean",
-                        kw.span,
-                        "stepc relies on it to scale the loss for distribution; "
-                        "use sum(...) in the step for a sum",
+                        f'metric `{decl.name.id}` is named "loss", as Keras\'s loss tracker is',
+                        span,
+                        f"this model's step uses {keras_tracker}, whose tracker Keras reports "
+                        'as `loss`: name the metric otherwise, e.g. `Mean(name="total_loss")`',
                     )
                 )
+            elif name in seen:
+                message = (
+                    f"metrics `{seen[name].name.id}` and `{decl.name.id}` are both named "
+                    f'"{name}" in the logs'
+                )
+                hint = "Keras reports each metric under its name; give each its own `name=`"
+                self.out.append(error(message, span, hint))
+            seen.setdefault(name, decl)
+
+    def _keras_loss_tracker(self) -> str | None:
+        """What makes Keras's own `loss` tracker report: compiled_loss in a step,
+        or Keras's default train step (a Functional model without `train`)."""
+        for statement in (s for step in self.model.steps for s in step.body):
+            for node in ir.walk(statement):
+                if isinstance(node, ir.Call) and node.func.id == COMPILED_LOSS:
+                    return "compiled_loss"
+        kinds = {step.kind for step in self.model.steps}
+        if self.functional and self.model.compile is None and ir.StepKind.TRAIN not in kinds:
+            return "Keras's own train_step"
+        return None
 
     def _check_steps(self) -> None:
         seen: dict[str, ir.Span] = {}
+        self.declarations_clean = not has_errors(self.out[self.first_diagnostic :])
+        self.clean_steps: list[ir.Step] = []
         for step in self.model.steps:
             name = ir.Name(step.kind.value, step.span)
             if _check_unique(name, seen, "step", self.out):
+                before = len(self.out)
                 StepChecker(step, self.symbols, self.functional, self.usage, self.out).run()
+                if not has_errors(self.out[before:]):
+                    self.clean_steps.append(step)
         if not self.model.steps:
             self.out.append(
                 error(

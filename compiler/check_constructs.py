@@ -9,19 +9,56 @@ really depends on its tensor is a data-flow question the lowering answers.
 
 from __future__ import annotations
 
+import math
+
 from stepc import ir
 from stepc.builtins import CLIP_KINDS, FROZEN_MODEL, GRADIENT, OPS, Type
+from stepc.check_depends import TENSORS, Reach
 from stepc.check_exprs import ExprChecker, Value, article
-from stepc.diagnostics import did_you_mean, error
+from stepc.check_hints import suggest
+from stepc.diagnostics import error
 from stepc.symbols import Kind
 
 _WEIGHT_VALUES = (Type.NUMBER, Type.SCALAR, Type.UNKNOWN)
+# A repeat block is unrolled at trace time: a bound on the passes of nested
+# blocks together keeps the traced graph sane.
+MAX_REPEAT = 1000
+MAX_REPEAT_NESTING = 8
+# Python's limit on statically nested blocks (for, with, try) in one function.
+MAX_BLOCKS = 20
+
+
+def block_depth(body) -> int:
+    """An upper bound on the blocks the TensorFlow backend nests for `body`.
+
+    A repeat is a `for`, an `assign` a `for` over the weights; at one level
+    a minimize's recording is one `with` and each gradient's recording one
+    more (a gradient's recording may hold earlier ones: at worst a chain).
+    """
+    minimize = any(isinstance(s, ir.Minimize) for s in body)
+    gradients = sum(1 for s in body if _is_gradient(s))
+    inner = max((1 + block_depth(s.body) for s in body if isinstance(s, ir.Repeat)), default=0)
+    if any(isinstance(s, ir.AssignWeights) for s in body):
+        inner = max(inner, 1)
+    return int(minimize) + gradients + inner
+
+
+def _merge_unknown(values: list[Value]) -> Value:
+    """A gradient whose error was reported: of unknown type, through the models
+    of its arguments."""
+    return Value(Type.UNKNOWN, frozenset().union(*(v.models for v in values)))
+
+
+def _is_gradient(statement) -> bool:
+    value = statement.value if isinstance(statement, ir.Assign) else None
+    return isinstance(value, ir.Call) and value.func.id == GRADIENT
 
 
 class ConstructChecks(ExprChecker):
     """Checks of repeat, assign, clipping, frozen models, gradient(...)."""
 
     whole_value: ir.Expr | None = None  # the value of the assignment being checked
+    repeats: list[int]  # the counts of the repeat blocks around the statement (1: unknown)
     called: set[str]  # models called so far in the step, in evaluation order
     weights_of: set[str] | None = None  # inside `assign`: models standing for weights
 
@@ -31,27 +68,98 @@ class ConstructChecks(ExprChecker):
     # ---------------------------------------------------------------- repeat
 
     def _repeat(self, statement: ir.Repeat) -> None:
-        self._check_count(statement.count)
+        count = self._check_count(statement.count)
+        self.repeats.append(count)
+        self._check_repeat_limits(statement)
+        entry = dict(self.locals)
+        used = {name: local.used for name, local in entry.items()}
+        for local in entry.values():
+            local.used = False  # now: read in the block, before any reassignment
         for inner in statement.body:
             self._statement(inner, is_last=False)
+        self.repeats.pop()
+        for name, local in entry.items():
+            self._carry(local, self.locals[name])
+            local.used = local.used or used[name]
 
-    def _check_count(self, count: ir.Expr) -> None:
-        if isinstance(count, ir.Number) and count.is_int and int(count.text) >= 1:
+    def _carry(self, before, after) -> None:
+        """A later pass reads what the earlier one assigned where the first read
+        the value from before the block: that value is used, and depended on."""
+        if after is before:
             return
+        self.graph.carry(before.key, after.key)
+        if before.used:
+            after.used = True
+
+    def _check_count(self, count: ir.Expr) -> int:
+        """The count of a literal (1 for a parameter or an error, which is reported)."""
+        if isinstance(count, ir.Number) and count.is_int:
+            return self._check_literal_count(count)
         symbol = self.symbols.get(count.id) if isinstance(count, ir.Name) else None
-        if symbol is not None and symbol.detail == "int":
+        if symbol is not None and (symbol.detail == "int" or symbol.type is Type.UNKNOWN):
             self.usage.names.add(symbol.name)
-            return
+            return 1
         if isinstance(count, ir.Name) and symbol is None and count.id not in self.locals:
             self._unknown_name(count)
+            return 1
+        self._bad_count("a repeat count must be a positive whole number, not this", count)
+        return 1
+
+    def _check_literal_count(self, count: ir.Number) -> int:
+        digits = count.text.lstrip("0")
+        if not digits:
+            self._bad_count("a repeat count must be a positive whole number, not 0", count)
+            return 1
+        # The length first: int() of thousands of digits is refused by Python.
+        if len(digits) > len(str(MAX_REPEAT)) or int(digits) > MAX_REPEAT:
+            shown = digits if len(digits) < 20 else f"a {len(digits)}-digit number"
+            self._bad_count(f"a repeat count is at most {MAX_REPEAT}, not {shown}", count)
+            return 1
+        return int(digits)
+
+    def _bad_count(self, message: str, count: ir.Expr) -> None:
+        hint = (
+            "a repeat block is unrolled when the step is traced: write a whole number from 1 "
+            f"to {MAX_REPEAT} (`repeat 5:`), or name an int parameter "
+            "(`init(..., critic_steps: int)`)"
+        )
+        self.out.append(error(message, count.span, hint))
+
+    def _check_repeat_limits(self, statement: ir.Repeat) -> None:
+        """Nested blocks: Python's limit on nesting, and how often they unroll."""
+        if len(self.repeats) == MAX_REPEAT_NESTING + 1:
+            self.out.append(
+                error(
+                    f"repeat blocks nest at most {MAX_REPEAT_NESTING} deep",
+                    statement.span,
+                    f"Python allows {MAX_BLOCKS} nested blocks in a function; move the inner "
+                    "blocks out, or merge them into one repeat with a larger count",
+                )
+            )
+        passes = math.prod(self.repeats)
+        if passes > MAX_REPEAT and math.prod(self.repeats[:-1]) <= MAX_REPEAT:
+            counts = " x ".join(str(n) for n in self.repeats if n > 1)
+            self.out.append(
+                error(
+                    f"these nested repeat blocks unroll their statements {passes} times ({counts})",
+                    statement.span,
+                    "the step is traced with every pass written out; at most "
+                    f"{MAX_REPEAT} passes in all",
+                )
+            )
+
+    def _check_nesting(self) -> None:
+        """The generated step must stay within Python's 20 nested blocks."""
+        depth = block_depth(self.step.body)
+        if depth <= MAX_BLOCKS:
             return
-        what = "0" if isinstance(count, ir.Number) and count.is_int else "this"
+        first = next((s for s in self.step.body if isinstance(s, ir.Repeat)), None)
         self.out.append(
             error(
-                f"a repeat count must be a positive whole number, not {what}",
-                count.span,
-                "write a literal such as `repeat 5:` or name an int parameter: "
-                "`init(..., critic_steps: int)` and `repeat critic_steps:`",
+                f"this step's code would nest {depth} blocks (repeat loops and gradient "
+                f"recordings); Python allows {MAX_BLOCKS}",
+                first.span if first is not None else self.step.span,
+                "move a repeat block out, or take fewer gradients inside it",
             )
         )
 
@@ -84,7 +192,7 @@ class ConstructChecks(ExprChecker):
             error(
                 f"`{target.id}` is not a model: assign sets the weights of a model",
                 target.span,
-                did_you_mean(target.id, models) or "the models: " + ", ".join(models),
+                suggest(target.id, models) or "the models: " + ", ".join(models),
             )
         )
 
@@ -137,7 +245,7 @@ class ConstructChecks(ExprChecker):
 
     def _check_clip(self, clip: ir.Clip) -> None:
         if clip.kind not in CLIP_KINDS:
-            hint = did_you_mean(clip.kind, CLIP_KINDS) or (
+            hint = suggest(clip.kind, CLIP_KINDS) or (
                 "the options: " + "; ".join(f"{k}: {v}" for k, v in CLIP_KINDS.items())
             )
             self.out.append(error(f"unknown clipping option `{clip.kind}`", clip.span, hint))
@@ -204,36 +312,64 @@ class ConstructChecks(ExprChecker):
                     "name it first: `g = gradient(loss, x)`, then use g",
                 )
             )
+        if node.keywords:  # the lowering reads the two by position
+            self.out.append(
+                error(
+                    "gradient(...) takes its arguments by position",
+                    node.keywords[0].span,
+                    "write `gradient(y, x)`: the value, then what it is taken with respect to",
+                )
+            )
         if len(node.args) != 2 or node.keywords:
-            self._values(node.args, node.keywords)
-            return Value(Type.TENSOR)
+            return _merge_unknown(self._values(node.args, node.keywords))
         value = self.expr(node.args[0])
         if value.type not in (Type.SCALAR, Type.UNKNOWN):
             self.out.append(
                 error(
                     f"gradient(...) differentiates a scalar, not {article(value.type.value)}",
                     node.args[0].span,
-                    "reduce it first: the gradient of sum(y) gives each example's gradient",
+                    self._swapped_hint(*node.args)
+                    or "reduce it first: the gradient of sum(y) gives each example's gradient",
                 )
             )
         return self._gradient_sources(node.args[1], value)
 
-    def _gradient_sources(self, wrt: ir.Expr, value: Value) -> Value:
-        if isinstance(wrt, (ir.TupleExpr, ir.ListExpr)) and wrt.items:
-            for item in wrt.items:
-                self._gradient_source(item, value)
-            return Value(Type.MULTI, value.models, value.names)
-        return Value(self._gradient_source(wrt, value), value.models, value.names)
+    def _swapped_hint(self, y: ir.Expr, x: ir.Expr) -> str | None:
+        """`gradient(x, loss)`: a tensor, then a scalar value of the step."""
+        local = self.locals.get(x.id) if isinstance(x, ir.Name) else None
+        if local is None or local.value.type is not Type.SCALAR or not isinstance(y, ir.Name):
+            return None
+        return (
+            "the value comes first, then what it is taken with respect to: "
+            f"`gradient({x.id}, {y.id})`"
+        )
 
-    def _gradient_source(self, wrt: ir.Expr, value: Value) -> Type:
+    def _gradient_sources(self, wrt: ir.Expr, value: Value) -> Value:
+        """The gradient's value, computed from the value and what it is taken
+        with respect to (a gradient of a gradient is a second derivative)."""
+        reach = self.graph.reach(value.models, value.reads)
+        items = wrt.items if isinstance(wrt, (ir.TupleExpr, ir.ListExpr)) and wrt.items else None
+        types = [self._gradient_source(item, value, reach) for item in items or (wrt,)]
+        keys = {self.locals[n.id].key for n in items or (wrt,) if self._is_local(n)}
+        type_ = Type.MULTI if items else types[0]
+        return Value(type_, value.models, value.names, value.reads | keys)
+
+    def _is_local(self, node: ir.Expr) -> bool:
+        return isinstance(node, ir.Name) and node.id in self.locals
+
+    def _gradient_source(self, wrt: ir.Expr, value: Value, reach: Reach) -> Type:
         if isinstance(wrt, ir.Name):
             local = self.locals.get(wrt.id)
-            if local is not None and local.value.type in (Type.TENSOR, Type.SCALAR):
-                local.used = True
+            if local is not None and local.value.type in (Type.TENSOR, Type.SCALAR, Type.UNKNOWN):
+                local.used = True  # unknown: its error was reported
+                self._check_reaches(wrt, value, reach.depends_on(local.key))
                 return Type.TENSOR
             symbol = self.symbols.get(wrt.id)
+            if symbol is not None and symbol.type is Type.UNKNOWN:  # its error was reported
+                self.usage.names.add(wrt.id)
+                return Type.UNKNOWN
             if symbol is not None and symbol.type is Type.MODEL:
-                return self._gradient_model(wrt, value)
+                return self._gradient_model(wrt, value, reach)
             if local is None and symbol is None:
                 self._unknown_name(wrt)
                 return Type.TENSOR
@@ -247,19 +383,31 @@ class ConstructChecks(ExprChecker):
         )
         return Type.TENSOR
 
-    def _gradient_model(self, wrt: ir.Name, value: Value) -> Type:
+    def _gradient_model(self, wrt: ir.Name, value: Value, reach: Reach) -> Type:
         self.usage.names.add(wrt.id)
         if not self._check_not_frozen(wrt, "differentiated"):
             return Type.GRADIENTS
-        if value.type is Type.SCALAR and wrt.id != "self" and wrt.id not in value.models:
-            self.out.append(
-                error(
-                    f"the value does not depend on `{wrt.id}`: its gradient would be None",
-                    wrt.span,
-                    f"call `{wrt.id}` in the value (and not inside stop_gradient)",
-                )
+        if wrt.id != "self" and not reach.depends_on_model(wrt.id):
+            self._independent(
+                wrt, value, f"call `{wrt.id}` in the value (and not inside stop_gradient)"
             )
         return Type.GRADIENTS
+
+    def _check_reaches(self, wrt: ir.Name, value: Value, depends: bool) -> None:
+        if not depends:
+            hint = f"compute the value from `{wrt.id}` (and not through stop_gradient)"
+            self._independent(wrt, value, hint)
+
+    def _independent(self, wrt: ir.Name, value: Value, hint: str) -> None:
+        if value.type not in (Type.SCALAR, Type.UNKNOWN):
+            return  # a value that is not a scalar is reported instead
+        self.out.append(
+            error(
+                f"the value does not depend on `{wrt.id}`: its gradient would be None",
+                wrt.span,
+                hint,
+            )
+        )
 
     def _regularization_loss(self, node: ir.Call) -> Value:
         self._check_arguments(OPS["regularization_loss"], node.args, node.keywords, node.span)
@@ -282,7 +430,8 @@ class ConstructChecks(ExprChecker):
         self.usage.names.add(model.id)
         self._check_called_before(model)
         models = {model.id} if symbol.kind is not Kind.SELF else {"self"}
-        return Value(Type.SCALAR, frozenset(models))
+        # Activity regularizers are computed from the model's inputs: any tensor.
+        return Value(Type.SCALAR, frozenset(models), reads=frozenset({TENSORS}))
 
     def _check_called_before(self, model: ir.Name) -> None:
         """Keras collects a model's activity regularization when it runs: read

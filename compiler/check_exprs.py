@@ -9,15 +9,51 @@ against their signatures; arithmetic only on numbers and tensors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stepc import ir
-from stepc.builtins import COMPILED_LOSS, COMPILED_LOSS_OP, OPS, Op, Result, Type
-from stepc.diagnostics import Diagnostic, did_you_mean, error
+from stepc.builtins import (
+    COMPILED_LOSS,
+    COMPILED_LOSS_OP,
+    LOSS_CALL_PARAMS,
+    NOT_DIFFERENTIABLE,
+    OPS,
+    Op,
+    Result,
+    Type,
+    model_call_op,
+    object_call_op,
+)
+from stepc.check_binding import bind
+from stepc.check_depends import ANY, TENSORS
+from stepc.check_hints import suggest, unknown_operation
+from stepc.diagnostics import Diagnostic, error, has_errors
 from stepc.symbols import Kind, Symbol
 
 _NUMERIC = (Type.TENSOR, Type.SCALAR, Type.NUMBER)
 _DATA_ROLES = ("x", "y", "sample_weight")
+# What no call takes as an argument (a string may name a dtype; a loss or a
+# metric may take a `sample_weight?` that is None).
+_NOT_ARGUMENTS = (
+    Type.MODEL,
+    Type.OPTIMIZER,
+    Type.LOSS,
+    Type.METRIC,
+    Type.GRADIENTS,
+    Type.STRING,
+    Type.OPTIONAL_TENSOR,
+)
+_OPTIONAL_HINT = "it is optional (`?`) and may be None; pass it only to losses and metrics"
+# What a subscript can take a part of; MULTI (a model's outputs) and
+# GRADIENTS (one per variable) are Python sequences too.
+_SUBSCRIPTABLE = (
+    Type.TENSOR,
+    Type.SHAPE,
+    Type.SEQUENCE,
+    Type.MULTI,
+    Type.GRADIENTS,
+    Type.UNKNOWN,
+)
 
 
 @dataclass
@@ -30,8 +66,13 @@ class Usage:
 @dataclass(frozen=True)
 class Value:
     type: Type
-    models: frozenset[str] = frozenset()  # models whose forward pass it went through
+    # The models its own expression calls and the definitions (`Local.key`) it
+    # reads, outside what no gradient flows through; the rest is in the step's
+    # `DependencyGraph` (a value does not carry its ancestors: see check_depends).
+    models: frozenset[str] = frozenset()
     names: tuple[str, ...] = ()  # the locals it was computed from, for messages
+    reads: frozenset[int] = frozenset()
+    items: tuple[Value, ...] | None = None  # a literal tuple's elements, each its own
 
 
 @dataclass
@@ -41,6 +82,13 @@ class Local:
     is_data: bool
     used: bool = False
     feeds_loss_tracker: bool = False  # compiled_loss: used by Keras's loss tracker
+    key: int = ANY  # its node in the dependency graph
+
+
+def reported(value: Value) -> Value:
+    """A value whose checks found an error: it may depend on anything, so no
+    "does not depend" error follows from it."""
+    return replace(value, reads=value.reads | {ANY}, items=None)
 
 
 class ExprChecker:
@@ -60,8 +108,11 @@ class ExprChecker:
         return [self.expr(a) for a in args] + [self.expr(k.value) for k in keywords]
 
     def expr(self, node: ir.Expr) -> Value:
-        method = getattr(self, "_expr_" + type(node).__name__)
-        return method(node)
+        before = len(self.out)
+        value = getattr(self, "_expr_" + type(node).__name__)(node)
+        if len(self.out) > before and has_errors(self.out[before:]):
+            return reported(value)
+        return value
 
     def _expr_Number(self, node: ir.Number) -> Value:
         return Value(Type.NUMBER)
@@ -73,16 +124,19 @@ class ExprChecker:
         local = self.locals.get(node.id)
         if local is not None:
             local.used = True
-            return local.value
+            value = local.value
+            return Value(value.type, frozenset(), value.names, frozenset({local.key}), value.items)
         symbol = self.symbols.get(node.id)
         if symbol is not None:
             self.usage.names.add(node.id)
+            if symbol.type is Type.UNKNOWN:  # its declaration's error was reported
+                return reported(Value(symbol.type))
             return Value(symbol.type)
         self._unknown_name(node)
-        return Value(Type.TENSOR)
+        return Value(Type.UNKNOWN)  # reported: nothing follows from it
 
     def _unknown_name(self, node: ir.Name) -> None:
-        hint = did_you_mean(node.id, [*self.locals, *self.symbols])
+        hint = suggest(node.id, [*self.locals, *self.symbols])
         if node.id in _DATA_ROLES and hint is None:
             hint = f"declare it in the step's data: `{self.step.kind.value}(x, y, sample_weight?)`"
         if node.id in OPS:
@@ -99,12 +153,12 @@ class ExprChecker:
 
     def _sequence(self, node) -> Value:
         items = [self.expr(item) for item in node.items]
-        return _merge(Type.SEQUENCE, items)
+        return replace(_merge(Type.SEQUENCE, items), items=tuple(items))
 
     def _expr_Negate(self, node: ir.Negate) -> Value:
         value = self.expr(node.operand)
         if not self._check_numeric(node.operand, value):
-            return Value(Type.TENSOR, value.models, value.names)  # reported once
+            return replace(value, type=Type.TENSOR)  # reported once
         return value
 
     def _expr_BinaryOp(self, node: ir.BinaryOp) -> Value:
@@ -115,6 +169,10 @@ class ExprChecker:
         result = Type.TENSOR if Type.TENSOR in types else Type.NUMBER
         if Type.SCALAR in types and Type.TENSOR not in types:
             result = Type.SCALAR
+        if Type.UNKNOWN in types:  # an operand whose error was reported
+            result = Type.UNKNOWN
+        if node.op == "//":  # TensorFlow's FloorDiv has no gradient
+            return Value(result, names=_merge(result, [left, right]).names)
         return _merge(result, [left, right])
 
     def _check_numeric(self, node: ir.Expr, value: Value) -> bool:
@@ -122,25 +180,40 @@ class ExprChecker:
             return True
         hint = None
         if value.type is Type.OPTIONAL_TENSOR:
-            hint = "it is optional (`?`) and may be None; pass it only to losses and metrics"
+            hint = _OPTIONAL_HINT
         self.out.append(error(f"arithmetic on {article(value.type.value)}", node.span, hint))
         return False
 
     def _expr_Subscript(self, node: ir.Subscript) -> Value:
         value = self.expr(node.value)
-        if isinstance(node.index, ir.Slice):
-            bounds = [b for b in (node.index.start, node.index.stop) if b is not None]
-            for bound in bounds:
-                self.expr(bound)
-            return Value(value.type, value.models, value.names)
-        self.expr(node.index)
-        if value.type is Type.SHAPE:
-            return Value(Type.NUMBER, value.models, value.names)
-        if value.type not in (Type.TENSOR, Type.SEQUENCE):
+        sliced = isinstance(node.index, ir.Slice)
+        for index in ir.children(node.index) if sliced else (node.index,):
+            self.expr(index)
+        if value.type not in _SUBSCRIPTABLE:
+            what = "sliced" if sliced else "indexed"
+            message = f"{article(value.type.value)} cannot be {what}"
+            self.out.append(error(message, node.value.span))
+            return Value(Type.UNKNOWN, value.models, value.names, value.reads)  # reported once
+        if value.items is not None and not sliced:
+            self._check_in_range(value.items, node.index)
+        part = literal_part(value.items, node.index) if value.items is not None else None
+        if part is not None:  # of a literal tuple: that element (or elements) alone
+            return part
+        if sliced:  # a part of the same kind of value
+            return replace(value, items=None)
+        type_ = Type.NUMBER if value.type is Type.SHAPE else Type.TENSOR
+        return Value(type_, value.models, value.names, value.reads)
+
+    def _check_in_range(self, items: tuple[Value, ...], index: ir.Expr) -> None:
+        position, count = _literal_int(index), len(items)
+        if position is not None and not -count <= position < count:
             self.out.append(
-                error(f"{article(value.type.value)} cannot be indexed", node.value.span)
+                error(
+                    f"index {position} is past the end of a tuple of {count}",
+                    index.span,
+                    f"the tuple's indices are 0 to {count - 1} (or -{count} to -1)",
+                )
             )
-        return Value(Type.TENSOR, value.models, value.names)
 
     def _expr_Call(self, node: ir.Call) -> Value:
         name = node.func.id
@@ -160,22 +233,21 @@ class ExprChecker:
         if name in OPS:
             return self._call_op(node, OPS[name])
         callables = [*OPS, COMPILED_LOSS, *(n for n, s in self.symbols.items() if _callable(s))]
-        hint = did_you_mean(name, callables) or "see the operation list in docs/language.md"
-        self.out.append(error(f"`{name}` is not an allowed operation", node.func.span, hint))
-        self._values(node.args, node.keywords)
-        return Value(Type.TENSOR)
+        message, hint = unknown_operation(name, callables)
+        self.out.append(error(message, node.func.span, hint))
+        # Of unknown type, through its arguments' models: nothing false follows.
+        return _merge(Type.UNKNOWN, self._values(node.args, node.keywords))
 
     def _call_symbol(self, node: ir.Call, symbol: Symbol) -> Value:
         if symbol.type is Type.UNKNOWN:  # its declaration was already reported
             return _merge(Type.UNKNOWN, self._values(node.args, node.keywords))
         if symbol.type is Type.LOSS:
-            op = Op(symbol.name, "", ("y_true", "y_pred", "sample_weight"), 2)
-            return self._call_checked(node, op, Type.SCALAR)
+            op = object_call_op(symbol.name, LOSS_CALL_PARAMS)
+            return self._call_checked(node, op, Type.SCALAR, optional=True)
         if self._is_model(symbol.name):
             self._check_frozen_call(node)
-            op = Op(symbol.name, "", ("inputs",), 1, ("training",))
-            value = self._call_checked(node, op, Type.TENSOR)
-            return Value(Type.TENSOR, value.models | {symbol.name}, value.names)
+            value = self._call_checked(node, model_call_op(symbol.name), Type.TENSOR)
+            return replace(value, models=value.models | {symbol.name})
         message = f"{article(symbol.kind.value)} cannot be called"
         if symbol.kind is Kind.SELF:
             message = "`self` has no forward pass: this model holds sub-models; call one of them"
@@ -201,42 +273,58 @@ class ExprChecker:
                 )
             )
         self.compiled_loss_span = node.span
-        return self._call_checked(node, COMPILED_LOSS_OP, Type.SCALAR)
+        value = self._call_checked(node, COMPILED_LOSS_OP, Type.SCALAR, optional=True)
+        # It adds the model's losses, whose activity regularizers read any input.
+        return replace(value, reads=value.reads | {TENSORS})
 
     def _call_op(self, node: ir.Call, op: Op) -> Value:
         self._check_arguments(op, node.args, node.keywords, node.span)
-        values = self._values(node.args, node.keywords)
+        values = self.typed_values(op, node.args, node.keywords)
         first = values[0].type if node.args else Type.TENSOR
         value = _merge(_op_result(op, node, first), values)
-        if op.name == "stop_gradient":  # no gradient flows back through it
+        if op.name in NOT_DIFFERENTIABLE:  # no gradient flows back through it
             return Value(value.type, frozenset(), value.names)
         return value
 
-    def _call_checked(self, node: ir.Call, op: Op, result: Type) -> Value:
+    def _call_checked(self, node: ir.Call, op: Op, result: Type, optional=False) -> Value:
         self._check_arguments(op, node.args, node.keywords, node.span)
-        return _merge(result, self._values(node.args, node.keywords))
+        return _merge(result, self.typed_values(op, node.args, node.keywords, optional))
+
+    def typed_values(self, op: Op, args, keywords, optional: bool = False) -> list[Value]:
+        """The arguments' values; those the call cannot take are reported (a
+        model, an optimizer, a string except a dtype, ...: the traced call
+        would fail). `optional`: it takes a `sample_weight?` that may be None."""
+        values = self._values(args, keywords)
+        names = [op.params[i] if i < len(op.params) else "" for i in range(len(args))]
+        names += [k.name for k in keywords]
+        exprs = [*args, *(k.value for k in keywords)]
+        for name, expr, value in zip(names, exprs, values, strict=True):
+            if op.name == "global_norm":
+                self._check_gradient_list(expr, value)
+                continue
+            refused = value.type in _NOT_ARGUMENTS and not (
+                (value.type is Type.STRING and name == "dtype")
+                or (value.type is Type.OPTIONAL_TENSOR and optional)
+            )
+            if refused:
+                hint = _OPTIONAL_HINT if value.type is Type.OPTIONAL_TENSOR else None
+                message = f"`{op.name}` cannot take {article(value.type.value)}"
+                self.out.append(error(message, expr.span, hint))
+        return values
+
+    def _check_gradient_list(self, expr: ir.Expr, value: Value) -> None:
+        if value.type not in (Type.GRADIENTS, Type.SEQUENCE, Type.MULTI, Type.UNKNOWN):
+            self.out.append(
+                error(
+                    f"global_norm(...) takes a list of gradients, not {article(value.type.value)}",
+                    expr.span,
+                    "the gradients with respect to a model: `g = gradient(loss, model)`, "
+                    "then global_norm(g)",
+                )
+            )
 
     def _check_arguments(self, op: Op, args, keywords, span: ir.Span) -> None:
-        allowed = set(op.params[len(args) :]) | set(op.keywords)
-        given = len(args) + sum(1 for k in keywords if k.name in op.params)
-        problem = None
-        if len(args) > len(op.params):
-            problem = f"takes at most {len(op.params)} positional arguments, got {len(args)}"
-        elif given < op.required:
-            problem = f"needs {op.required} argument(s), got {given}"
-        for kw in keywords:
-            if kw.name not in allowed:
-                self.out.append(
-                    error(
-                        f"`{op.name}` has no parameter `{kw.name}` here",
-                        kw.span,
-                        f"the signature is {op.signature()}",
-                    )
-                )
-        if problem:
-            self.out.append(
-                error(f"`{op.name}` {problem}", span, f"the signature is {op.signature()}")
-            )
+        self.out.extend(bind(op, args, keywords, span))
 
     def _is_model(self, name: str) -> bool:
         symbol = self.symbols.get(name)
@@ -265,18 +353,46 @@ def chain(names: tuple[str, ...], name: str) -> tuple[str, ...]:
 
 def _merge(result: Type, values: list[Value]) -> Value:
     models = frozenset().union(*(v.models for v in values)) if values else frozenset()
+    reads = frozenset().union(*(v.reads for v in values)) if values else frozenset()
     names: tuple[str, ...] = ()
     for value in values:
         names += tuple(n for n in value.names if n not in names)
-    return Value(result, models, names[-CHAIN_NAMES:])
+    return Value(result, models, names[-CHAIN_NAMES:], reads)
+
+
+def literal_part(items: tuple[Value, ...], index: ir.Expr) -> Value | None:
+    """`t[1]`, `t[-1]` or `t[1:]` of a literal tuple `t`: the element(s) it
+    names, or None when the index is not a literal within range."""
+    if isinstance(index, ir.Slice):
+        written = (index.start, index.stop)
+        bounds = [_literal_int(b) for b in written]
+        if any(b is None and w is not None for b, w in zip(bounds, written, strict=True)):
+            return None
+        part = items[slice(*bounds)]
+        return replace(_merge(Type.SEQUENCE, list(part)), items=part)
+    position = _literal_int(index)
+    if position is None or not -len(items) <= position < len(items):
+        return None
+    return items[position]
+
+
+def _literal_int(expr: ir.Expr | None) -> int | None:
+    if isinstance(expr, ir.Number) and expr.is_int:
+        return int(expr.text)
+    if isinstance(expr, ir.Negate):
+        inner = _literal_int(expr.operand)
+        return -inner if inner is not None else None
+    return None
 
 
 def _op_result(op: Op, node: ir.Call, first: Type) -> Type:
     if op.result is Result.SHAPE:
         return Type.SHAPE
     if op.result is Result.SAME:
-        return first if first in (Type.SCALAR, Type.NUMBER) else Type.TENSOR
+        return first if first in (Type.SCALAR, Type.NUMBER, Type.UNKNOWN) else Type.TENSOR
     if op.result is Result.REDUCE:
+        # Over an axis, the rank of the result is the input's less one: unknown
+        # here (mean(v, 0) of a vector is a scalar), so not refused as a loss.
         has_axis = len(node.args) > 1 or any(k.name in ("axis", "keepdims") for k in node.keywords)
-        return Type.TENSOR if has_axis else Type.SCALAR
+        return Type.UNKNOWN if has_axis else Type.SCALAR
     return Type.TENSOR

@@ -11,10 +11,21 @@ in `stepc.check_exprs`.
 from __future__ import annotations
 
 from stepc import ir
-from stepc.builtins import COMPILED_LOSS, METRIC_CLASSES, MetricArgs, Op, Type
+from stepc.builtins import (
+    COMPILED_LOSS,
+    KERAS_OPTIMIZER,
+    LABELS_UPDATE_PARAMS,
+    METRIC_CLASSES,
+    VALUES_UPDATE_PARAMS,
+    MetricArgs,
+    Type,
+    object_call_op,
+)
 from stepc.check_constructs import ConstructChecks
-from stepc.check_exprs import Local, Usage, Value, article, chain
-from stepc.diagnostics import Diagnostic, did_you_mean, error, warning
+from stepc.check_depends import DependencyGraph
+from stepc.check_exprs import Local, Usage, Value, article, chain, reported
+from stepc.check_hints import suggest
+from stepc.diagnostics import Diagnostic, error, has_errors, warning
 from stepc.symbols import Kind, Symbol
 
 __all__ = ["StepChecker", "Usage"]
@@ -32,12 +43,15 @@ class StepChecker(ConstructChecks):
         self.compiled_loss_span: ir.Span | None = None
         self.reports = False
         self.called: set[str] = set()
+        self.repeats: list[int] = []
+        self.graph = DependencyGraph()
 
     def run(self) -> None:
         self._declare_data()
         for index, statement in enumerate(self.step.body):
             self._statement(statement, is_last=index == len(self.step.body) - 1)
         self._check_reports()
+        self._check_nesting()
         self._warn_unused_locals()
 
     # ---------------------------------------------------------------- data
@@ -63,12 +77,17 @@ class StepChecker(ConstructChecks):
             self.out.append(
                 error("x cannot be optional", param.span, "only y and sample_weight may be")
             )
-        if not check_identifier(param.name, self.out) or self._shadows(param.name):
+        if not check_identifier(param.name, self.out):
+            return
+        key = self.graph.define(frozenset(), frozenset())
+        if self._shadows(param.name):  # reported; a tensor still, so its uses do not cascade
+            self.locals[param.name.id] = Local(Value(Type.TENSOR), param.name.span, True, key=key)
             return
         if param.name.id in self.locals:
             self.out.append(error(f"`{param.name.id}` names two parts of the data", param.span))
-        type_ = Type.OPTIONAL_TENSOR if param.optional else Type.TENSOR
-        self.locals[param.name.id] = Local(Value(type_), param.name.span, is_data=True)
+        optional = param.optional and position > 0  # an optional x was reported
+        type_ = Type.OPTIONAL_TENSOR if optional else Type.TENSOR
+        self.locals[param.name.id] = Local(Value(type_), param.name.span, True, key=key)
 
     def _shadows(self, name: ir.Name) -> bool:
         symbol = self.symbols.get(name.id)
@@ -87,6 +106,27 @@ class StepChecker(ConstructChecks):
     # ---------------------------------------------------------------- statements
 
     def _statement(self, statement: ir.Statement, is_last: bool) -> None:
+        before = len(self.out)
+        self._dispatch(statement, is_last)
+        if has_errors(self.out[before:]):
+            self._count_uses(statement)
+
+    def _count_uses(self, statement: ir.Statement) -> None:
+        """A statement with an error still uses what it names: no "never used"
+        warning follows from the error."""
+        names = [n for n in ir.walk(statement) if isinstance(n, ir.Name)]
+        names += [n.func for n in ir.walk(statement) if isinstance(n, ir.Call)]
+        if isinstance(statement, ir.Minimize):
+            names += [*statement.targets, *([statement.optimizer] if statement.optimizer else [])]
+        elif isinstance(statement, ir.Update):
+            names.append(statement.metric)
+        for name in names:
+            if name.id in self.locals:
+                self.locals[name.id].used = True
+            elif name.id in self.symbols:
+                self.usage.names.add(name.id)
+
+    def _dispatch(self, statement: ir.Statement, is_last: bool) -> None:
         if isinstance(statement, ir.Assign):
             self._assign(statement)
         elif isinstance(statement, ir.Minimize):
@@ -97,8 +137,28 @@ class StepChecker(ConstructChecks):
             self._repeat(statement)
         elif isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement)
-        else:
+        elif isinstance(statement, ir.Recovered):
+            self._recovered(statement)
+        elif isinstance(statement, ir.Return):
             self._return(statement, is_last)
+        else:  # a new kind of statement must get its own checks
+            raise TypeError(f"no checks for {type(statement).__name__}")
+
+    def _recovered(self, statement: ir.Recovered) -> None:
+        """A statement with a syntax error (already reported): the names it would have
+        defined exist, of unknown type and through any model, and those it mentions
+        are used, so none of the error's consequences is reported."""
+        self.reports = True  # it may have been the update or the return
+        for name in statement.mentions:
+            if name in self.locals:
+                self.locals[name].used = True
+            elif name in self.symbols:
+                self.usage.names.add(name)
+        models = frozenset(n for n in self.symbols if self._is_model(n))
+        for name in statement.defines:
+            value = reported(Value(Type.UNKNOWN, models))
+            key = self.graph.define(value.models, value.reads)
+            self.locals[name] = Local(value, statement.span, is_data=False, used=True, key=key)
 
     def _assign(self, statement: ir.Assign) -> None:
         from stepc.check import check_identifier
@@ -106,38 +166,58 @@ class StepChecker(ConstructChecks):
         self.whole_value = statement.value
         value = self.expr(statement.value)
         self.whole_value = None
+        tracked = isinstance(statement.value, ir.Call)
+        tracked = tracked and statement.value.func.id == COMPILED_LOSS
+        for target, (part, expr) in zip(
+            statement.targets, self._unpacked(statement, value), strict=True
+        ):
+            self._check_nameable(part, expr)
+            if check_identifier(target, self.out) and not self._shadows(target):
+                self._define(target, part, tracked)
+
+    def _unpacked(self, statement: ir.Assign, value: Value) -> list[tuple[Value, ir.Expr]]:
+        """Each target's value and the expression it comes from: a literal tuple's
+        element for each name, else the whole value (a model's outputs may each
+        be computed from all of its input)."""
+        whole = statement.value
+        if len(statement.targets) == 1:
+            return [(value, whole)]
+        if not self._check_unpacking(statement):
+            return [(reported(Value(Type.TENSOR)), whole)] * len(statement.targets)
+        if value.items is not None and isinstance(whole, (ir.TupleExpr, ir.ListExpr)):
+            return list(zip(value.items, whole.items, strict=True))
+        part = Value(Type.TENSOR, value.models, value.names, value.reads)
+        return [(part, whole)] * len(statement.targets)
+
+    def _check_nameable(self, value: Value, expr: ir.Expr) -> None:
         if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC):
             self.out.append(
                 error(
                     f"{article(value.type.value)} cannot be given another name",
-                    statement.value.span,
+                    expr.span,
                     "call it, or name it directly where it is used",
                 )
             )
-        if len(statement.targets) > 1:
-            self._check_unpacking(statement)
-            value = Value(Type.TENSOR, value.models, value.names)
-        for target in statement.targets:
-            if check_identifier(target, self.out) and not self._shadows(target):
-                names = chain(value.names, target.id)
-                tracked = isinstance(statement.value, ir.Call)
-                tracked = tracked and statement.value.func.id == COMPILED_LOSS
-                self.locals[target.id] = Local(
-                    Value(value.type, value.models, names), target.span, False, False, tracked
-                )
 
-    def _check_unpacking(self, statement: ir.Assign) -> None:
+    def _define(self, target: ir.Name, value: Value, tracked: bool) -> None:
+        key = self.graph.define(value.models, value.reads)
+        names = chain(value.names, target.id)
+        value = Value(value.type, value.models, names, value.reads, value.items)
+        self.locals[target.id] = Local(value, target.span, False, False, tracked, key)
+
+    def _check_unpacking(self, statement: ir.Assign) -> bool:
         value = statement.value
         count = len(statement.targets)
         if isinstance(value, (ir.TupleExpr, ir.ListExpr)):
-            if len(value.items) != count:
-                self.out.append(
-                    error(
-                        f"{count} names but {len(value.items)} values",
-                        statement.span,
-                        "unpack as many names as there are values",
-                    )
+            if len(value.items) == count:
+                return True
+            self.out.append(
+                error(
+                    f"{count} names but {len(value.items)} values",
+                    statement.span,
+                    "unpack as many names as there are values",
                 )
+            )
         elif not (isinstance(value, ir.Call) and self._unpackable(value)):
             self.out.append(
                 error(
@@ -145,11 +225,17 @@ class StepChecker(ConstructChecks):
                     value.span,
                 )
             )
+        else:
+            return True
+        return False
 
     def _unpackable(self, value: ir.Call) -> bool:
         """A model's outputs, or the gradients with respect to a tuple of tensors."""
         if value.func.id == "gradient" and len(value.args) == 2:
             return isinstance(value.args[1], (ir.TupleExpr, ir.ListExpr))
+        symbol = self.symbols.get(value.func.id)
+        if symbol is not None and symbol.type is Type.UNKNOWN:  # its error was reported
+            return True
         return self._is_model(value.func.id)
 
     def _minimize(self, statement: ir.Minimize) -> None:
@@ -163,15 +249,33 @@ class StepChecker(ConstructChecks):
             )
         loss = self.expr(statement.loss)
         self._check_scalar_loss(statement.loss, loss)
-        targets = tuple(t for t in statement.targets if self._check_target(t))
+        targets = tuple(t for t in self._unique_targets(statement) if self._check_target(t))
         targets = tuple(t for t in targets if self._check_not_frozen(t, "trained"))
         self._check_clips(statement)
         for target in targets:
             self._check_depends(statement.loss, loss, target)
         self._check_optimizer(statement, tuple(t.id for t in targets))
 
+    def _unique_targets(self, statement: ir.Minimize) -> list[ir.Name]:
+        """Each target once: the optimizer would update a repeated one's variables twice."""
+        seen: set[str] = set()
+        unique = []
+        for target in statement.targets:
+            if target.id in seen:
+                self.out.append(
+                    error(
+                        f"`{target.id}` is a target twice",
+                        target.span,
+                        "name each model once; its variables would be updated twice",
+                    )
+                )
+                continue
+            seen.add(target.id)
+            unique.append(target)
+        return unique
+
     def _check_scalar_loss(self, expr: ir.Expr, loss: Value) -> None:
-        if loss.type is Type.SCALAR:
+        if loss.type in (Type.SCALAR, Type.UNKNOWN):  # unknown: its error was reported
             return
         hint = None
         if loss.type is Type.TENSOR:
@@ -204,17 +308,17 @@ class StepChecker(ConstructChecks):
         else:
             message = f"unknown model `{target.id}`"
         models = [n for n in self.symbols if self._is_model(n)]
-        hint = did_you_mean(target.id, models) if target.id != "self" else None
+        hint = suggest(target.id, models) if target.id != "self" else None
         hint = hint or "the models it can update: " + ", ".join(models)
         self.out.append(error(message, target.span, hint))
         return False
 
     def _check_depends(self, expr: ir.Expr, loss: Value, target: ir.Name) -> None:
-        depends = bool(loss.models) if target.id == "self" else target.id in loss.models
-        if depends or loss.type is not Type.SCALAR:
+        reach = self.graph.reach(loss.models, loss.reads)
+        if reach.depends_on_model(target.id) or loss.type not in (Type.SCALAR, Type.UNKNOWN):
             return
         chain = " <- ".join(reversed(loss.names)) if loss.names else "the expression"
-        through = ", ".join(sorted(loss.models)) or "no model"
+        through = ", ".join(sorted(reach.models)) or "no model"
         self.out.append(
             error(
                 f"the loss does not depend on `{target.id}`: its gradient would be None",
@@ -238,14 +342,28 @@ class StepChecker(ConstructChecks):
             return
         self.usage.names.add(name.id)
         symbol = self.symbols.get(name.id)
+        if symbol is not None and symbol.type is Type.UNKNOWN:
+            return  # its declaration's error was reported
         if symbol is None or symbol.type is not Type.OPTIMIZER:
             optimizers = [n for n, s in self.symbols.items() if s.type is Type.OPTIMIZER]
-            hint = did_you_mean(name.id, optimizers) or (
-                "declare it in compile(...): `compile(" + name.id + ": Optimizer)`"
-            )
+            hint = suggest(name.id, optimizers) or self._declare_optimizer_hint(name)
             self.out.append(error(f"`{name.id}` is not a declared optimizer", name.span, hint))
             return
         self._check_optimizer_reuse(name, targets)
+
+    def _declare_optimizer_hint(self, name: ir.Name) -> str:
+        """How to declare it, naming it only if the checker accepts that name."""
+        from stepc.check import check_attribute_name, check_identifier
+
+        if name.id == KERAS_OPTIMIZER:
+            return (
+                "this model has its own compile(), which does not set Keras's `optimizer`: "
+                "declare one, e.g. `compile(opt: Optimizer)`, and write `using opt`"
+            )
+        refused: list[Diagnostic] = []
+        if check_identifier(name, refused) and check_attribute_name(name, refused, self.functional):
+            return f"declare it in compile(...): `compile({name.id}: Optimizer)`"
+        return "declare one in compile(...), e.g. `compile(opt: Optimizer)`, and write `using opt`"
 
     def _check_optimizer_reuse(self, name: ir.Name, targets: tuple[str, ...]) -> None:
         previous = self.optimizer_targets.get(name.id)
@@ -265,19 +383,22 @@ class StepChecker(ConstructChecks):
         name = statement.metric.id
         self.reports = True
         symbol = self.symbols.get(name)
+        if symbol is not None and symbol.type is Type.UNKNOWN:  # its error was reported
+            self.usage.names.add(name)
+            self._values(statement.args, statement.keywords)
+            return
         if symbol is None or symbol.type is not Type.METRIC:
             metrics = [n for n, s in self.symbols.items() if s.type is Type.METRIC]
-            hint = did_you_mean(name, metrics) or "declare it: `metric name = Mean()`"
+            hint = suggest(name, metrics) or "declare it: `metric name = Mean()`"
             self.out.append(error(f"`{name}` is not a metric", statement.metric.span, hint))
             self._values(statement.args, statement.keywords)
             return
         self.usage.names.add(name)
         labels = symbol.kind is Kind.COMPILED_METRICS
         labels = labels or METRIC_CLASSES.get(symbol.detail) is MetricArgs.LABELS
-        params = ("y_true", "y_pred", "sample_weight") if labels else ("values", "sample_weight")
-        op = Op(name, "", params, len(params) - 1)
+        op = object_call_op(name, LABELS_UPDATE_PARAMS if labels else VALUES_UPDATE_PARAMS)
         self._check_arguments(op, statement.args, statement.keywords, statement.span)
-        self._values(statement.args, statement.keywords)
+        self.typed_values(op, statement.args, statement.keywords, optional=True)
 
     def _return(self, statement: ir.Return, is_last: bool) -> None:
         self.reports = True
@@ -302,7 +423,8 @@ class StepChecker(ConstructChecks):
         return item.name.id
 
     def _check_reportable(self, node: ir.Expr, value: Value) -> None:
-        if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC, Type.STRING):
+        unreportable = (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC, Type.STRING)
+        if value.type in (*unreportable, Type.GRADIENTS):
             self.out.append(
                 error(
                     f"a step cannot report {article(value.type.value)}",
@@ -313,7 +435,7 @@ class StepChecker(ConstructChecks):
 
     def _check_reports(self) -> None:
         if self.step.kind is ir.StepKind.PREDICT:
-            if not any(isinstance(s, ir.Return) for s in self.step.body):
+            if not any(isinstance(s, (ir.Return, ir.Recovered)) for s in self.step.body):
                 self.out.append(error("a predict step must return its predictions", self.step.span))
             return
         if not (self.reports or self.compiled_loss_span):
@@ -322,7 +444,7 @@ class StepChecker(ConstructChecks):
                     f"the {self.step.kind.value} step reports nothing",
                     self.step.span,
                     "fit() and evaluate() need at least one value: update a metric "
-                    "(`update tracker(loss)`) or `return loss=loss`",
+                    "(`update tracker(loss)`) or `return total=loss`",
                 )
             )
 

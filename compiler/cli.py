@@ -1,27 +1,43 @@
 """The `stepc` command line: `stepc compile` and `stepc check`.
 
-Owns arguments, exit codes (0 compiled, 1 a spec error or a stale module,
-2 a usage error), the text and JSON renderings of diagnostics on stderr and
-stdout, colour (on a terminal, off when piped or with NO_COLOR), and the
-promise that no input makes stepc print a traceback. It never imports
-TensorFlow.
+Owns arguments, exit codes (0 compiled, 1 a spec error, an output problem or
+a stale module, 2 a usage error, 130 interrupted, 141 its output pipe closed),
+the text and JSON renderings of diagnostics on stderr and stdout, colour (on a
+terminal, off when piped or with NO_COLOR), and the promise that no input,
+file system or terminal makes stepc print a traceback: output-side problems
+(`writer.OutputError`, two specs with one module) are diagnostics like a
+spec's, a closed pipe ends the run quietly, and a character the terminal cannot
+encode is escaped. With `--format json` stdout is exactly one JSON document.
+It never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 from stepc import __version__
-from stepc.diagnostics import dumps_json, error, has_errors, render_json, render_text
+from stepc.diagnostics import (
+    OutputProblem,
+    dumps_json,
+    error,
+    has_errors,
+    render_json,
+    render_output_json,
+    render_output_text,
+    render_text,
+    shown_path,
+)
 from stepc.ir import Span
 from stepc.pipeline import analyze
 from stepc.sources import read_spec
-from stepc.writer import OutputError, stale_diff, write_module
+from stepc.writer import OutputError, check_module, write_module
 
 EXIT_OK, EXIT_SPEC_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool that SIGPIPE ended
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,30 +68,96 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    _tolerant_streams()
     try:
-        return _run(args)
+        try:
+            return _run(_parser().parse_args(argv))
+        finally:
+            _flush_streams()  # here, where a closed pipe can still be handled, not at exit
+    except BrokenPipeError:  # `stepc ... | head`: stop quietly, as Unix tools do
+        _to_devnull(sys.stdout, sys.stderr)
+        return EXIT_BROKEN_PIPE
+    except StreamError as exc:
+        return _stream_failed(exc)
     except KeyboardInterrupt:
-        print("stepc: interrupted; no module was left half-written", file=sys.stderr)
+        _last_words("stepc: interrupted; no module was left half-written")
         return 130
     except Exception as exc:  # a bug in stepc must still not look like a crash of the user's
-        message = f"stepc: internal error ({type(exc).__name__}: {exc}); please report it"
-        print(message, file=sys.stderr)
+        _last_words(f"stepc: internal error ({type(exc).__name__}: {exc}); please report it")
         return 3
 
 
 def _run(args) -> int:
-    colour = _use_colour(args.color)
-    failed = False
-    records: list[dict] = []
-    for spec in args.specs:
-        failed |= _one_spec(spec, args, colour, records)
-    if args.format == "json":
-        print(dumps_json(records))
+    report = Report(args.format, _use_colour(args.color))
+    specs = _unique(args.specs)
+    clashes = _clashes(specs, Path(args.out)) if args.command == "compile" else []
+    for problem in clashes:
+        report.output(problem)
+    failed = bool(clashes)
+    if not clashes:  # two specs with one stem: refuse before writing anything
+        for spec in specs:
+            failed |= _one_spec(spec, args, report)
+    report.finish()
     return EXIT_SPEC_ERROR if failed else EXIT_OK
 
 
-def _one_spec(spec: str, args, colour: bool, records: list[dict]) -> bool:
+def _unique(specs: list[str]) -> list[str]:
+    """The specs in order, each file once however it is spelled."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        seen.setdefault(_file_key(spec), spec)
+    return list(seen.values())
+
+
+def _clashes(specs: list[str], out: Path) -> list[OutputProblem]:
+    """A problem for each module path that two specs would write, or that is a spec."""
+    by_target: dict[Path, list[str]] = {}
+    for spec in specs:
+        by_target.setdefault(_target(spec, out), []).append(spec)
+    given = {_file_key(spec): spec for spec in specs}
+    problems = [_clash(target, group) for target, group in by_target.items() if len(group) > 1]
+    for target, group in by_target.items():
+        if len(group) == 1 and _file_key(str(target)) in given:
+            problems.append(_replaces_a_spec(target, group[0]))
+    return problems
+
+
+def _clash(target: Path, group: list[str]) -> OutputProblem:
+    names = [f"`{shown_path(spec)}`" for spec in group]
+    if len(names) == 2:
+        listed = f"{names[0]} and {names[1]} would both"
+    else:
+        listed = ", ".join(names[:-1]) + f" and {names[-1]} would all"
+    return OutputProblem(
+        f"{listed} be written to `{shown_path(str(target))}`",
+        str(target),
+        tuple(group),
+        "rename the specs apart, or compile them in separate runs with different -o",
+    )
+
+
+def _replaces_a_spec(target: Path, spec: str) -> OutputProblem:
+    return OutputProblem(
+        f"the module of `{shown_path(spec)}` would replace the spec itself",
+        str(target),
+        (spec,),
+        "give the spec the .step suffix, or choose another output directory (-o)",
+    )
+
+
+def _file_key(path: str) -> str:
+    """The same key for every spelling of one file's path."""
+    try:
+        return os.path.normcase(os.path.realpath(path))
+    except (OSError, ValueError):  # a NUL in a path given in-process: reading it will say
+        return path
+
+
+def _target(spec: str, out: Path) -> Path:
+    return out / f"{Path(spec).stem}.py"
+
+
+def _one_spec(spec: str, args, report: Report) -> bool:
     """Compile (or check) one spec; True if it failed."""
     source, diagnostics = read_spec(spec)
     module = None
@@ -84,37 +166,35 @@ def _one_spec(spec: str, args, colour: bool, records: list[dict]) -> bool:
             module, diagnostics = analyze(source, spec)
         except RecursionError:
             diagnostics = [error("the spec nests too deeply for stepc", Span(1, 1, 1, 2))]
-    _report(spec, source or "", diagnostics, args, colour, records)
+    report.spec(spec, source or "", diagnostics)
     if module is None or has_errors(diagnostics):
         return True
     if args.command == "compile":
-        return _output(spec, module, args)
+        return _output(spec, module, args, report)
     return False
 
 
-def _report(spec, source, diagnostics, args, colour, records) -> None:
-    if args.format == "json":
-        records += render_json(spec, diagnostics)
-    elif diagnostics:
-        print(render_text(spec, source, diagnostics, colour), file=sys.stderr)
-
-
-def _output(spec: str, module: str, args) -> bool:
-    target = Path(args.out) / f"{Path(spec).stem}.py"
-    if args.check:
-        diff = stale_diff(target, module)
-        if diff:
-            print(f"{target}: stale against {spec}; run `stepc compile` again", file=sys.stderr)
-            sys.stdout.write(diff)
-        return diff is not None
+def _output(spec: str, module: str, args, report: Report) -> bool:
+    """Write (or, with --check, compare) the module; True if that failed."""
+    target = _target(spec, Path(args.out))
     try:
+        if args.check:
+            return _stale(spec, target, check_module(target, module, args.force), report)
         written = write_module(target, module, force=args.force)
-    except (OutputError, OSError) as exc:
-        print(f"{spec}: error: {exc}", file=sys.stderr)
+    except OutputError as exc:
+        report.output(OutputProblem(exc.message, str(exc.path), (spec,), exc.hint))
         return True
-    if args.format == "text":
-        print(f"{'wrote' if written else 'unchanged'} {target}", file=sys.stderr)
+    report.progress(f"{'wrote' if written else 'unchanged'} {shown_path(str(target))}")
     return False
+
+
+def _stale(spec: str, target: Path, diff: str | None, report: Report) -> bool:
+    if diff is None:
+        return False
+    message = f"stale against `{shown_path(spec)}`"
+    hint = "run `stepc compile` again to update it"
+    report.output(OutputProblem(message, str(target), (spec,), hint, diff))
+    return True
 
 
 def _use_colour(choice: str) -> bool:
@@ -122,7 +202,122 @@ def _use_colour(choice: str) -> bool:
         return choice == "always"
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
-    return sys.stderr.isatty()
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
+# ---------------------------------------------------------------- what is printed
+
+
+class StreamError(Exception):
+    """Standard output or error cannot be written (a full disk, say); not a pipe closed."""
+
+    def __init__(self, name: str, cause: OSError):
+        super().__init__(name)
+        self.name, self.cause = name, cause
+
+
+class Report:
+    """Everything a run prints: text on stderr (diffs on stdout), or one JSON document."""
+
+    def __init__(self, format_: str, colour: bool):
+        self.json, self.colour = format_ == "json", colour
+        self.records: list[dict] = []
+        self.seen: set[tuple[str, str]] = set()
+
+    def spec(self, path: str, source: str, diagnostics) -> None:
+        if self.json:
+            self.records += render_json(path, diagnostics)
+        elif diagnostics:
+            _write("stderr", render_text(path, source, diagnostics, self.colour) + "\n")
+
+    def output(self, problem: OutputProblem) -> None:
+        key = (problem.path, problem.message)
+        if key in self.seen:  # one output directory's problem, met by every spec
+            return
+        self.seen.add(key)
+        if self.json:
+            self.records.append(render_output_json(problem))
+            return
+        _write("stderr", render_output_text(problem, self.colour) + "\n")
+        if problem.diff:
+            _write("stdout", problem.diff)
+
+    def progress(self, line: str) -> None:
+        if not self.json:
+            _write("stderr", line + "\n")
+
+    def finish(self) -> None:
+        if self.json:
+            _write("stdout", _json_document(self.records) + "\n")
+
+
+def _json_document(records: list[dict]) -> str:
+    """The records as JSON that stdout can carry: escaped to ASCII when it cannot encode them."""
+    text = dumps_json(records)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)  # strict: a path's undecodable bytes must not pass raw
+    except (UnicodeEncodeError, LookupError):
+        text = dumps_json(records, ascii_only=True)
+    return text
+
+
+def _write(name: str, text: str) -> None:
+    stream = getattr(sys, name)
+    if stream is None:  # started with the descriptor closed: nowhere to say it
+        return
+    try:
+        stream.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StreamError(name, exc) from exc
+
+
+def _tolerant_streams() -> None:
+    """A character the terminal's encoding lacks is written as an escape, never an error."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(OSError, ValueError):
+                reconfigure(errors="backslashreplace")
+
+
+def _flush_streams() -> None:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            if stream is not None:
+                stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StreamError(name, exc) from exc
+
+
+def _stream_failed(exc: StreamError) -> int:
+    words = exc.cause.strerror or type(exc.cause).__name__
+    where = "standard output" if exc.name == "stdout" else "standard error"
+    _to_devnull(getattr(sys, exc.name))
+    _last_words(f"stepc: cannot write to {where}: {words[:1].lower() + words[1:]}")
+    return EXIT_SPEC_ERROR
+
+
+def _to_devnull(*streams) -> None:
+    """Point the streams' descriptors at /dev/null, so the flush at exit cannot fail again."""
+    for stream in streams:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (AttributeError, OSError, ValueError):
+            pass  # not a real descriptor (an in-process capture): nothing to flush at exit
+
+
+def _last_words(message: str) -> None:
+    """A final message on stderr, if stderr can still take it."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 Owns the `Diagnostic` record, the `SpecError` exception that carries all of a
 spec's diagnostics out of the pipeline, the *did you mean* suggestion, and the
 two renderings: text (`path:line:col: error: message`, the source line, a
-caret under the span, a hint) and JSON for editors and CI annotations.
+caret under the span, a hint) and JSON for editors and CI annotations. An
+`OutputProblem` (the output directory, the module's path, a stale module) has
+a path and no line, and renders as `path: error: message` and a hint, or as a
+JSON record marked `"concerns": "output"`. Text escapes a path's control
+characters (`shown_path`); JSON keeps the real path.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -52,10 +57,66 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
 
 
+# A suggestion compares the name with every candidate, and a spec with
+# thousands of undefined names asks for thousands of suggestions (difflib over
+# all of them took 14 s for 2,000): the cost is bounded per suggestion. Above
+# MAX_CANDIDATES names in scope there is none (as with CPython's NameError
+# hints); below, cheap upper bounds of difflib's ratio (from the lengths, and
+# from how many of the candidate's characters occur in the name, counted by
+# bytes.translate) rank the candidates, and the exact ratio runs on at most
+# _RATIOS of them, best bound first, stopping once no bound can reach the best
+# ratio found. On small pools the answer is get_close_matches' own.
+CUTOFF = 0.6
+MAX_CANDIDATES = 750
+MAX_NAME = 64
+_RATIOS = 20
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A hint naming the closest candidate, or None when nothing is close."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    close = closest(name, set(candidates))
+    return f"did you mean `{close}`?" if close else None
+
+
+def closest(name: str, pool: set[str]) -> str | None:
+    """difflib.get_close_matches(name, pool, n=1, cutoff=CUTOFF), with bounded work."""
+    if not name or len(name) > MAX_NAME or len(pool) > MAX_CANDIDATES:
+        return None
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(name)  # as get_close_matches does: the name is the second sequence
+    best: tuple[float, str] | None = None
+    for bound, candidate in _ranked(name, pool)[:_RATIOS]:
+        if best is not None and bound < best[0]:
+            break  # sorted by bound: nothing later can beat (or tie with) the best
+        matcher.set_seq1(candidate)
+        found = (matcher.ratio(), candidate)  # ties go to the larger string, as in difflib
+        if found[0] >= CUTOFF and (best is None or found > best):
+            best = found
+    return best[1] if best else None
+
+
+def _ranked(name: str, pool: set[str]) -> list[tuple[float, str]]:
+    """(upper bound of the ratio, candidate) for those that can reach CUTOFF, best first."""
+    size = len(name)
+    # 2 * min(size, n) / (size + n) >= CUTOFF bounds the candidate's length n.
+    shortest = math.ceil(size * CUTOFF / (2 - CUTOFF) - 1e-9)
+    longest = math.floor(size * (2 - CUTOFF) / CUTOFF + 1e-9)
+    letters = name.encode("ascii") if name.isascii() else None
+    ranked = []
+    for candidate in pool:
+        length = len(candidate)
+        if not shortest <= length <= longest:
+            continue
+        shared = size if size < length else length
+        if letters is not None and candidate.isascii():
+            # Every matched character of the candidate occurs in the name.
+            occurring = length - len(candidate.encode("ascii").translate(None, letters))
+            shared = occurring if occurring < shared else shared
+        bound = 2.0 * shared / (size + length)
+        if bound >= CUTOFF:
+            ranked.append((bound, candidate))
+    ranked.sort(reverse=True)
+    return ranked
 
 
 # ---------------------------------------------------------------- rendering
@@ -74,17 +135,28 @@ def render_text(
 
 
 def _render_one(path: str, lines: list[str], diag: Diagnostic, colour: bool) -> str:
-    span, severity = diag.span, diag.severity.value
-    label = f"{_COLOURS[severity]}{severity}{_RESET}" if colour else severity
-    location = f"{path}:{span.line}:{span.column}"
+    span = diag.span
+    location = f"{shown_path(path)}:{span.line}:{span.column}"
+    out = [_headline(location, diag.severity, diag.message, colour)]
+    out += _excerpt(lines, span)
+    out += _hint_line(diag.hint, colour)
+    return "\n".join(out)
+
+
+def _headline(location: str, severity: Severity, message: str, colour: bool) -> str:
+    """`location: severity: message`, the location bold and the severity coloured."""
+    label = severity.value
     if colour:
         location = f"{_BOLD}{location}{_RESET}"
-    out = [f"{location}: {label}: {diag.message}"]
-    out += _excerpt(lines, span)
-    if diag.hint:
-        hint = f"{_COLOURS['hint']}hint{_RESET}" if colour else "hint"
-        out.append(f"  {hint}: {diag.hint}")
-    return "\n".join(out)
+        label = f"{_COLOURS[label]}{label}{_RESET}"
+    return f"{location}: {label}: {message}"
+
+
+def _hint_line(hint: str | None, colour: bool) -> list[str]:
+    if not hint:
+        return []
+    label = f"{_COLOURS['hint']}hint{_RESET}" if colour else "hint"
+    return [f"  {label}: {hint}"]
 
 
 def _excerpt(lines: list[str], span: Span) -> list[str]:
@@ -104,6 +176,36 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == "\t" else "?" for c in text)
 
 
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def shown_path(path: str) -> str:
+    """A path as text shows it: control characters and undecodable bytes escaped.
+
+    A terminal must never receive a file name's newline or escape sequence (it
+    could forge a diagnostic or recolour the screen). A path that needs no escape
+    is shown as it is; one that does is shown with `repr`-style escapes, its
+    backslashes doubled so that the escapes are unambiguous.
+    """
+    path = str(path)
+    if path.isprintable():
+        return path
+    return "".join(_escaped(c) for c in path)
+
+
+def _escaped(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def render_json(path: str, diagnostics: Iterable[Diagnostic]) -> list[dict]:
     return [
         {
@@ -120,5 +222,46 @@ def render_json(path: str, diagnostics: Iterable[Diagnostic]) -> list[dict]:
     ]
 
 
-def dumps_json(records: list[dict]) -> str:
-    return json.dumps(records, indent=2, ensure_ascii=False)
+def dumps_json(records: list[dict], ascii_only: bool = False) -> str:
+    return json.dumps(records, indent=2, ensure_ascii=ascii_only)
+
+
+# ---------------------------------------------------------------- the output side
+
+
+@dataclass(frozen=True)
+class OutputProblem:
+    """A problem with where a module goes (not with a spec): a path, no line.
+
+    `path` is what has the problem (the output directory or the module), `specs`
+    the specs whose modules it stops, `diff` what `--check` found stale.
+    """
+
+    message: str
+    path: str
+    specs: tuple[str, ...]
+    hint: str | None = None
+    diff: str | None = None
+    severity: Severity = Severity.ERROR
+
+
+def render_output_text(problem: OutputProblem, colour: bool = False) -> str:
+    """`path: error: message` and the hint; the diff is printed apart, on stdout."""
+    headline = _headline(shown_path(problem.path), problem.severity, problem.message, colour)
+    return "\n".join([headline, *_hint_line(problem.hint, colour)])
+
+
+def render_output_json(problem: OutputProblem) -> dict:
+    """The spec records' fields, with no position, marked as concerning the output."""
+    record = {
+        "severity": problem.severity.value,
+        "path": problem.path,
+        **dict.fromkeys(("line", "column", "end_line", "end_column")),
+        "message": problem.message,
+        "hint": problem.hint,
+        "concerns": "output",
+        "specs": list(problem.specs),
+    }
+    if problem.diff is not None:
+        record["diff"] = problem.diff
+    return record

@@ -8,7 +8,14 @@ Owns two questions about an expression inside a step:
   mean is not (it estimates the whole value). `normalize` rewrites an
   expression so it never mixes the two: a scaled value combined non-linearly
   with anything is unscaled first.
-- is it a scalar? Only a scalar loss is weighted by batch size in a `Mean`.
+- is it a per-batch scalar? A `Mean` tracker updated with one is weighted by
+  the batch size, as Keras's loss tracker is. The rule: a loss object's value,
+  `compiled_loss(...)` and a full reduction (`mean(t)`, `sum(t)`) are per-batch
+  scalars; so is an elementwise operation of one (`sqrt(mean(t))`), and `+ - * /
+  **` of per-batch scalars and compile-time constants (numbers, int / float
+  parameters, and any arithmetic of them: `4.0` and `2.0 ** 2` are the same
+  constant) with at least one per-batch scalar. Anything else (a tensor, a
+  reduction over an axis, a value of unknown rank) is tracked unweighted.
 """
 
 from __future__ import annotations
@@ -109,16 +116,21 @@ class Facts:
             return self.is_scalar(expr.operand)
         if isinstance(expr, ir.BinaryOp):
             sides = [self.is_scalar(expr.left), self.is_scalar(expr.right)]
-            numbers = [self._is_number(s) for s in (expr.left, expr.right)]
-            return all(s or n for s, n in zip(sides, numbers, strict=True)) and any(sides)
+            constants = [self.is_constant(s) for s in (expr.left, expr.right)]
+            return all(s or c for s, c in zip(sides, constants, strict=True)) and any(sides)
         if isinstance(expr, ir.Call):
             return self._call_is_scalar(expr)
         return False
 
-    def _is_number(self, expr: ir.Expr) -> bool:
-        """A Python number: a literal or an int / float parameter."""
+    def is_constant(self, expr: ir.Expr) -> bool:
+        """A compile-time constant: a number literal, an int / float parameter, or
+        arithmetic of them (`2.0 ** 2`, `-w`, `(1.0 + w) / 2`), whatever its spelling."""
         if isinstance(expr, ir.Number):
             return True
+        if isinstance(expr, ir.Negate):
+            return self.is_constant(expr.operand)
+        if isinstance(expr, ir.BinaryOp):
+            return self.is_constant(expr.left) and self.is_constant(expr.right)
         symbol = self.symbols.get(expr.id) if isinstance(expr, ir.Name) else None
         return symbol is not None and symbol.type is Type.NUMBER
 

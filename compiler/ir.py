@@ -172,7 +172,21 @@ class AssignWeights:
     span: Span
 
 
-Statement = Assign | Minimize | Update | Return | Repeat | AssignWeights
+@dataclass(frozen=True)
+class Recovered:
+    """A statement or model item the parser could not read and replaced, after
+    reporting its syntax error (`stepc.recover`): the names it would have defined
+    and those it mentions, so the checker takes them as defined (type unknown) and
+    used, and reports no consequence of the error. A spec holding one is never
+    lowered: it had a syntax error."""
+
+    kind: str  # the keyword it started with ("init", "metric", ...), "header" or ""
+    defines: tuple[str, ...]
+    mentions: tuple[str, ...]
+    span: Span
+
+
+Statement = Assign | Minimize | Update | Return | Repeat | AssignWeights | Recovered
 
 
 # ---------------------------------------------------------------- declarations
@@ -238,12 +252,15 @@ class Model:
     compile_span: Span | None = None
     repeated_decls: tuple[Span, ...] = ()  # a second init(...), compile(...), jit_compile
     jit_compile: Name | None = None  # `jit_compile = True`: XLA unless compile() says not
+    recovered: tuple[Recovered, ...] = ()  # its items that had a syntax error
 
 
 @dataclass(frozen=True)
 class Spec:
     path: str  # as given by the user, for diagnostics and the module header
     models: tuple[Model, ...]
+    # Every statement the parser replaced after a syntax error, in line order.
+    recovered: tuple[Recovered, ...] = ()
 
 
 # ---------------------------------------------------------------- walking

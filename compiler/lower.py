@@ -22,12 +22,14 @@ from collections import Counter
 from pathlib import PurePath
 
 from stepc import ir
-from stepc.builtins import COMPILED_LOSS, GRADIENT, KERAS_OPTIMIZER, OPS, Type
+from stepc.builtins import COMPILED_LOSS, KERAS_OPTIMIZER, OPS, Type
 from stepc.check import CheckedModel, CheckedSpec
 from stepc.dataflow import Block, Dataflow
 from stepc.diagnostics import Diagnostic, error
 from stepc.facts import Facts
+from stepc.lower_gradients import GradientPlacement
 from stepc.plan import (
+    BATCH_SIZE,
     ApplyGradients,
     Compute,
     DataPlan,
@@ -42,8 +44,8 @@ from stepc.plan import (
     ReturnPlan,
     ReturnValue,
     StepPlan,
-    TakeGradient,
     fresh_name,
+    pseudo_call,
 )
 from stepc.precision import cast_model_outputs
 from stepc.symbols import Kind
@@ -85,6 +87,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         jit_compile=model.jit_compile,
         compile_span=model.compile_span,
         steps=steps,
+        missing_steps=() if checked.functional else _missing_steps(model, steps),
     )
 
 
@@ -106,17 +109,25 @@ def _derived_test_step(model: ir.Model, uses_compiled: bool) -> ir.Step | None:
     """evaluate() for a model that computes its own loss and metrics.
 
     Keras's default test_step reports the compiled loss and metrics; a model
-    whose train step uses neither (the guide's lower-level example) would fail
-    or report nothing. Its test step is then its train step without the
-    updates of weights: the same values and metrics, in inference mode.
+    whose train step uses neither (the guide's lower-level example, a model of
+    sub-models such as the GAN) would fail or report nothing. Its test step is
+    then its train step without the updates of weights: the same values and
+    metrics, in inference mode.
     """
     kinds = {step.kind for step in model.steps}
     train = next((s for s in model.steps if s.kind is ir.StepKind.TRAIN), None)
     if train is None or ir.StepKind.TEST in kinds or uses_compiled or not model.metrics:
         return None
-    if not model.base:  # a model of sub-models has no single evaluation to derive
-        return None
     return ir.Step(ir.StepKind.TEST, train.data, _without_updates(train.body), train.span)
+
+
+def _missing_steps(model: ir.Model, steps) -> tuple[tuple[ir.StepKind, ir.Span], ...]:
+    """The steps a model of sub-models has neither written nor derived, with the
+    line its error names: Keras's own steps call the model, which has no call()."""
+    kinds = {step.kind for step in steps}
+    train = next((s.span for s in model.steps if s.kind is ir.StepKind.TRAIN), model.span)
+    wanted = ((ir.StepKind.TEST, train), (ir.StepKind.PREDICT, model.span))
+    return tuple((kind, span) for kind, span in wanted if kind not in kinds)
 
 
 def _without_updates(body) -> tuple[ir.Statement, ...]:
@@ -131,14 +142,6 @@ def _without_updates(body) -> tuple[ir.Statement, ...]:
         if statement is not None:
             kept.append(statement)
     return tuple(kept)
-
-
-def _is_gradient(statement) -> bool:
-    return (
-        isinstance(statement, ir.Assign)
-        and isinstance(statement.value, ir.Call)
-        and statement.value.func.id == GRADIENT
-    )
 
 
 def _parameters(params) -> tuple[Parameter, ...]:
@@ -160,7 +163,7 @@ def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ..
     return tuple(found.items())
 
 
-class _StepLowering:
+class _StepLowering(GradientPlacement):
     def __init__(self, checked: CheckedModel, step: ir.Step, out: list[Diagnostic], derived=False):
         self.derived = derived
         self.symbols = checked.symbols
@@ -183,6 +186,7 @@ class _StepLowering:
         }
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
+        self.depends: dict[str, set[str]] = {}  # name -> models and names it is computed from
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
@@ -223,13 +227,13 @@ class _StepLowering:
     def _place(self, body) -> list[PlanItem]:
         """A block of statements (the step's, or a repeat's) as plan items."""
         outer = self.flow
-        body = self._collapse_gradients(list(body))
+        body = self._collapse_gradients(self._hoist_invariant_gradients(list(body)))
         minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
         # Placement questions arise only around a minimize.
         self.flow = Dataflow(body if minimizes else [])
         tapes = {i: self._tape_statements(body, i) for i in minimizes}
         for i in minimizes:
-            self._check_recorded_here(body[i], tapes[i])
+            self._check_recorded_here(body, i, tapes[i])
         groups = self._group(body, minimizes, tapes)
         items: list[PlanItem] = []
         done: set[int] = set()
@@ -244,12 +248,14 @@ class _StepLowering:
         targets = self._models_of({t.id for t in body[index].targets})
         return self._recorded(body, index, lambda i: bool(self._models_used(i) & targets))
 
-    def _check_recorded_here(self, minimize: ir.Minimize, recorded: set[int]) -> None:
+    def _check_recorded_here(self, body: list, index: int, recorded: set[int]) -> None:
         """A loss computed outside the block of its minimize (before a repeat
         block that minimizes it) has nothing on this block's recording."""
+        minimize = body[index]
         targets = self._models_of({t.id for t in minimize.targets})
         called = {n.func.id for n in ir.walk(minimize.loss) if isinstance(n, ir.Call)}
         if recorded or called & targets or self.outer_depth == 0:
+            self._check_recordable(body, index, recorded, targets, minimize.loss.span)
             return
         self.out.append(
             error(
@@ -278,85 +284,6 @@ class _StepLowering:
             if touches(i) or self.flow.reads_from(i, tainted):
                 tainted.add(i)
         return tainted
-
-    # ---------------------------------------------------------------- gradients
-
-    def _collapse_gradients(self, units: list) -> list:
-        """Each `g = gradient(y, x)` with the statements its recording holds
-        becomes one `Block`, at the place where a tape can hold them."""
-        for statement in [u for u in units if type(u) is ir.Assign and _is_gradient(u)]:
-            self.flow = Dataflow(units)
-            index = next(i for i, u in enumerate(units) if u is statement)
-            recorded = self._gradient_statements(units, index)
-            start = min(recorded, default=index)
-            before, inside, after = self._split_range(units, start, index, recorded)
-            block = Block((*(units[i] for i in inside), statement), statement.span)
-            units = [
-                *units[:start],
-                *(units[i] for i in before),
-                block,
-                *(units[i] for i in after),
-                *units[index + 1 :],
-            ]
-        return units
-
-    def _gradient_statements(self, units: list, index: int) -> set[int]:
-        """What the recording of a gradient holds; reports a value that does not
-        depend on a tensor it is differentiated with respect to."""
-        call = units[index].value
-        sources = _gradient_sources(call)
-        if sources and sources[0] in self.models:
-            models = self._models_of({sources[0]})
-            return self._recorded(units, index, lambda i: bool(models & self._models_used(i)))
-        recorded: set[int] = set()
-        for name in sources:
-            found = self._recorded(units, index, lambda i, n=name: self._reads_same(i, index, n))
-            if not found and name not in _names_carrying_gradient(call.args[0]):
-                self._report_independent(call, name)
-            recorded |= found
-        return recorded
-
-    def _reads_same(self, i: int, index: int, name: str) -> bool:
-        """body[i] reads the value of `name` that body[index] reads."""
-        flow = self.flow
-        return name in flow.reads[i] and flow.sources[i].get(name) == flow.sources[index].get(name)
-
-    def _report_independent(self, call: ir.Call, name: str) -> None:
-        wrt = next(n for n in ir.walk(call.args[1]) if isinstance(n, ir.Name) and n.id == name)
-        self.out.append(
-            error(
-                f"the value does not depend on `{name}`: its gradient would be None",
-                wrt.span,
-                f"compute the value from `{name}` (and not through stop_gradient)",
-            )
-        )
-
-    def _gradient_items(self, block: Block) -> list[PlanItem]:
-        """A Block as a recording (watching its tensors) and the gradient taken."""
-        statement = block.parts[-1]
-        call = statement.value
-        sources = _gradient_sources(call)
-        of_model = bool(sources) and sources[0] in self.models
-        recorder = self.fresh("tape")
-        body = tuple(item for part in block.parts[:-1] for item in self._lower_unit(part))
-        value = self._gradient_value(call.args[0], statement)
-        watched = () if of_model else sources
-        region = GradientRegion((recorder,), body, (value,), statement.span, watched)
-        tuple_result = isinstance(call.args[1], (ir.TupleExpr, ir.ListExpr))
-        take = TakeGradient(recorder, value.name, sources, of_model, tuple_result, statement)
-        self.facts.assign(statement.targets, statement.value, False)
-        return [region, take]
-
-    def _gradient_value(self, expr: ir.Expr, statement: ir.Assign) -> LossForGradient:
-        """The value differentiated: this replica's share of it under distribution,
-        so a gradient with respect to its examples is the one-device gradient."""
-        value, scaled = self.facts.normalize(expr)
-        if not scaled:
-            value = self.facts.scale(value)
-        if isinstance(value, ir.Name):
-            return LossForGradient(value.id, value, "", statement.span)
-        base = statement.targets[0].id if len(statement.targets) == 1 else "gradient"
-        return LossForGradient(self.fresh(f"value_for_{base}"), value, "", statement.span)
 
     # ---------------------------------------------------------------- placement
 
@@ -459,6 +386,7 @@ class _StepLowering:
         if isinstance(statement, ir.Assign):
             value, scaled = self.facts.normalize(statement.value)
             self.facts.assign(statement.targets, statement.value, scaled)
+            self._note_depends(statement.targets, statement.value)
             tracks = (
                 isinstance(statement.value, ir.Call) and statement.value.func.id == COMPILED_LOSS
             )
@@ -484,13 +412,13 @@ class _StepLowering:
         return Compute(dataclasses.replace(statement, args=args, keywords=keywords), symbol.detail)
 
     def _batch_size(self, update: ir.Update) -> ir.Expr:
-        """`shape(x)[0]`, or the spec's own name for it, so it is computed once."""
+        """The examples in the batch (x may be a dict or a tuple: its first tensor's
+        first dimension), or the spec's own `shape(x)[0]`, so it is computed once."""
         x, span = self.step.data[0].name.id, update.span
         existing = self._batch_size_local
         if existing is not None and existing[1] < self._position[id(update)]:
             return ir.Name(existing[0], span)
-        shape = ir.Call(ir.Name("shape", span), (ir.Name(x, span),), (), span)
-        return ir.Subscript(shape, ir.Number("0", True, span), span)
+        return pseudo_call(BATCH_SIZE, ir.Name(x, span))
 
     def _loss_for_gradient(self, minimize: ir.Minimize) -> LossForGradient:
         loss, scaled = self.facts.normalize(minimize.loss)
@@ -498,7 +426,9 @@ class _StepLowering:
             loss = self.facts.scale(loss)
         optimizer = minimize.optimizer.id if minimize.optimizer else KERAS_OPTIMIZER
         base = minimize.loss.id if isinstance(minimize.loss, ir.Name) else "loss"
-        return LossForGradient(self.fresh(f"scaled_{base}"), loss, optimizer, minimize.span)
+        name = self.fresh(f"scaled_{base}")
+        unknown = not self.facts.is_scalar(minimize.loss)  # e.g. mean(v, 0)
+        return LossForGradient(name, loss, optimizer, minimize.span, unknown)
 
     def _apply(self, recorder: str, loss: LossForGradient, minimize: ir.Minimize):
         targets = tuple(t.id for t in minimize.targets)
@@ -512,7 +442,9 @@ class _StepLowering:
         values = []
         for item in statement.items:
             symbol = self.symbols.get(item.name.id)
-            if item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
+            if item.value is None and symbol is not None and symbol.kind is Kind.COMPILED_METRICS:
+                values.append(ReturnValue(item.name.id, None, None, compiled_metrics=True))
+            elif item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
                 values.append(ReturnValue(item.name.id, item.name.id, None))
             else:
                 value = self.facts.unscaled(item.value or item.name)
@@ -523,24 +455,6 @@ class _StepLowering:
 
 
 # ---------------------------------------------------------------- dependencies
-
-
-def _names_carrying_gradient(expr: ir.Expr) -> set[str]:
-    """The names an expression reads outside any stop_gradient(...)."""
-    if isinstance(expr, ir.Name):
-        return {expr.id}
-    if isinstance(expr, ir.Call) and expr.func.id == "stop_gradient":
-        return set()
-    return set().union(*(_names_carrying_gradient(c) for c in ir.children(expr)))
-
-
-def _gradient_sources(call: ir.Call) -> tuple[str, ...]:
-    """The names a gradient(y, x) is taken with respect to: x, or x's items."""
-    if len(call.args) < 2:
-        return ()
-    wrt = call.args[1]
-    items = wrt.items if isinstance(wrt, (ir.TupleExpr, ir.ListExpr)) else (wrt,)
-    return tuple(i.id for i in items if isinstance(i, ir.Name))
 
 
 def _batch_size_local(body, x: str) -> tuple[str, int] | None:

@@ -1,25 +1,50 @@
 """Stage 1: spec text to IR.
 
-Owns reading the grammar, the LALR parser with its Python-style indenter, the
-translation of Lark's tree into `stepc.ir` nodes (each with its span), and the
-syntax diagnostics: positions, the expected tokens in words a user knows, and
-recovery so that one run reports the syntax errors of every statement.
+Owns reading the grammar, the LALR parser with its Python-style indenter, and
+the syntax diagnostics: positions, the expected tokens in words a user knows,
+and recovery (the text side is `stepc.recover`) so that one run reports the
+syntax errors of every statement and still gives the checker a partial IR.
+The IR is built during the parse by `stepc.ir_builder`.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 
-from lark import Lark, Token, Transformer
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import DedentError, Indenter
 from stepc import ir
 from stepc.diagnostics import Diagnostic, error
+from stepc.ir_builder import ToIR
+from stepc.recover import (
+    PLACEHOLDER,
+    Statement,
+    closes_later,
+    header_without_body,
+    logical_lines,
+    replace,
+    statement_at,
+    statement_before,
+)
 from stepc.resources import grammar_text
-from stepc.sources import code_positions
+from stepc.sources import code_positions, content_problems, spec_text
 
 MAX_SYNTAX_ERRORS = 20
+# The most digits a whole number may have (the grammar's NUMBER stops there): the
+# smallest limit `sys.set_int_max_str_digits` allows, so that int() of any literal
+# works in every interpreter, whatever its setting.
+MAX_INT_DIGITS = 640
+
+
+def indent_width(indent: str) -> int:
+    """The column a line's code starts at, counted as Python counts it: a tab goes to
+    the next multiple of 8, and a form feed starts the count again."""
+    return len(indent.rpartition("\f")[2].expandtabs(8))
+
+
+def _leading_space(text: str) -> str:
+    return text[: len(text) - len(text.lstrip(" \t\f"))]
 
 
 class _StepIndenter(Indenter):
@@ -29,6 +54,26 @@ class _StepIndenter(Indenter):
     INDENT_type = "_INDENT"
     DEDENT_type = "_DEDENT"
     tab_len = 8
+
+    def handle_NL(self, token: Token):
+        """Lark's, with Python's count of tabs and form feeds (Lark counts every tab
+        as 8 columns, so `"  \\t"` would be column 10, not 8), and a bad dedent raised
+        before the dedents it would end blocks with (they made it look like an
+        empty block)."""
+        if self.paren_level > 0:
+            return
+        yield token
+        indent_str = token.rpartition("\n")[2]
+        indent = indent_width(indent_str)
+        if indent > self.indent_level[-1]:
+            self.indent_level.append(indent)
+            yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
+            return
+        if indent not in self.indent_level:  # before any dedent: it is not a block's end
+            raise DedentError(f"dedent to column {indent}, not one of {self.indent_level}")
+        while indent < self.indent_level[-1]:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
 
 
 @functools.cache
@@ -40,55 +85,97 @@ def _parser() -> Lark:
         postlex=_StepIndenter(),
         # The IR is built while parsing: no parse tree, no position propagation
         # (spans come from tokens), which halves the time of a parse.
-        transformer=_ToIR(),
+        transformer=ToIR(),
         maybe_placeholders=True,
     )
 
 
-_LAYOUT_TOKENS = frozenset({"_NL", "_INDENT", "_DEDENT"})
-
-
 def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
-    """Parse a spec; on syntax errors return None and one diagnostic per bad line.
+    """Parse a spec: its IR and one diagnostic per syntax error.
 
-    Recovery comments out the offending line and parses again. Errors at the
-    end of a block or of the file after a first error are its consequences
-    (a block left empty, a header left without its body) and are not reported.
+    After a syntax error the bad statement is replaced by a stand-in
+    (`stepc.recover`) and the text parsed again, so one run reports every bad
+    statement and the IR still holds every good one: the checker then reports
+    the semantic errors too. Errors at the end of a block or of the file after a
+    first error are its consequences and are not reported. None only when
+    recovery could not get a whole parse (the diagnostics still say why).
     """
-    lines = source.split("\n")
+    text = spec_text(source)
+    if PLACEHOLDER in text:  # the stand-in must be unambiguous
+        return None, content_problems(text)
+    lines = text.split("\n")
     diagnostics: list[Diagnostic] = []
-    while len(diagnostics) < MAX_SYNTAX_ERRORS:
+    recovered: list[ir.Recovered] = []
+    for _ in range(2 * MAX_SYNTAX_ERRORS):  # follow-on errors are not counted
         try:
             models = _parser().parse("\n".join(lines) + "\n")
         except (UnexpectedInput, DedentError) as exc:
-            if diagnostics and _is_follow_on(exc):
-                break
-            diag = _syntax_diagnostic(exc, lines)
-            diagnostics.append(diag)
-            if not _blank_line(lines, diag.span.line):
-                break
+            if not (diagnostics and _is_follow_on(exc)):
+                diagnostics.append(_syntax_diagnostic(exc, lines))
+            record = _recover(exc, lines) if len(diagnostics) < MAX_SYNTAX_ERRORS else None
+            if record is None:
+                return None, diagnostics
+            recovered.append(record)
             continue
-        if diagnostics:
-            return None, diagnostics
-        return ir.Spec(path, models), []
+        return ir.Spec(path, models, tuple(sorted(recovered, key=_line_of))), diagnostics
     return None, diagnostics
+
+
+def _line_of(record: ir.Recovered) -> int:
+    return record.span.line
 
 
 def _is_follow_on(exc: Exception) -> bool:
     if isinstance(exc, UnexpectedEOF):
         return True
     token = getattr(exc, "token", None)
-    return isinstance(token, Token) and token.type in ("_DEDENT", "_INDENT", "$END")
+    # RECOVERED: a stand-in the grammar does not accept there is an earlier error's.
+    return isinstance(token, Token) and token.type in ("_DEDENT", "_INDENT", "$END", "RECOVERED")
 
 
-def _blank_line(lines: list[str], line: int) -> bool:
-    """Recover by commenting out the bad line; False if nothing is left to skip."""
-    index = line - 1
-    if not 0 <= index < len(lines) or lines[index].strip() in ("", "#"):
-        return False
-    indent = len(lines[index]) - len(lines[index].lstrip())
-    lines[index] = lines[index][:indent] + "#"
-    return True
+def _recover(exc: Exception, lines: list[str]) -> ir.Recovered | None:
+    """Replace the statement that holds the error (see stepc.recover)."""
+    if isinstance(exc, DedentError):
+        return _replace_misindented(lines, _first_bad_dedent(lines))
+    token = getattr(exc, "token", None)
+    if isinstance(token, Token) and token.type == "_INDENT":
+        return _replace_misindented(lines, _indented_line(lines, token.line))
+    line, column = _error_position(exc, lines)
+    opener = _never_closed(exc, lines, line, column)
+    if opener is not None:  # the statement is taken to end on the bracket's line
+        return replace(lines, Statement(statement_at(lines, opener[0]).first, opener[0]))
+    header = _missing_body(exc, lines, line, column)
+    if header is not None:
+        return replace(lines, header, block=False)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(token, Token) and token.type == "$END"):
+        last = statement_before(lines, len(lines) + 1)
+        return replace(lines, last) if last else None
+    return replace(lines, statement_at(lines, line))
+
+
+def _missing_body(exc, lines: list[str], line: int, column: int) -> Statement | None:
+    """The block header whose body is missing, when that is what the error is."""
+    token = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(token, Token) and token.type == "$END"):
+        last = statement_before(lines, len(lines) + 1)
+        return header_without_body(lines, last.last, False) if last else None
+    if isinstance(exc, UnexpectedCharacters) or not isinstance(token, Token):
+        return None
+    if token.type in ("_DEDENT", "_NL"):
+        return header_without_body(lines, line, False)
+    text = lines[line - 1] if line <= len(lines) else ""
+    at_start = column == len(_leading_space(text)) + 1
+    return header_without_body(lines, line, True) if at_start else None
+
+
+def _replace_misindented(lines: list[str], line: int) -> ir.Recovered | None:
+    """A stand-in indented like the statement above (the user's likely intent), or
+    one level deeper if that is a block header (the line is then its body)."""
+    above = statement_before(lines, line)
+    indent = _leading_space(lines[above.first - 1]) if above else ""
+    if above and header_without_body(lines, above.last, False):
+        indent += "    "
+    return replace(lines, statement_at(lines, line), indent, block=False)
 
 
 # ---------------------------------------------------------------- syntax errors
@@ -113,13 +200,13 @@ def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
         return _dedent_diagnostic(str(exc), lines)
     line, column = _error_position(exc, lines)
     token = getattr(exc, "token", None)
-    ends_input = isinstance(exc, UnexpectedEOF) or (
-        isinstance(token, Token) and token.type in ("_DEDENT", "$END")
-    )
     if isinstance(token, Token) and token.type == "_INDENT":
         return _indent_diagnostic(lines, line)
-    opener = _unclosed_bracket(lines, line, column)
-    if opener is not None and (opener[0] < line or ends_input):
+    header = _missing_body(exc, lines, line, column)
+    if header is not None:
+        return _missing_body_diagnostic(lines, header)
+    opener = _never_closed(exc, lines, line, column)
+    if opener is not None:
         open_line, open_column, char = opener
         closer = {"(": ")", "[": "]"}[char]
         return error(
@@ -130,6 +217,8 @@ def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
     span = ir.Span(line, column, line, column + _token_width(exc))
     if isinstance(exc, UnexpectedCharacters):
         char = lines[line - 1][column - 1] if line <= len(lines) else "?"
+        if char.isdigit():
+            return _long_number(lines[line - 1], line, column)
         if char in "\"'":
             return error(
                 "this string is not closed, or has an escape stepc does not know",
@@ -143,12 +232,52 @@ def _syntax_diagnostic(exc: Exception, lines: list[str]) -> Diagnostic:
     return error("unexpected end of file", span, _expected_hint(getattr(exc, "expected", ())))
 
 
-def _indent_diagnostic(lines: list[str], after: int) -> Diagnostic:
+def _long_number(text: str, line: int, column: int) -> Diagnostic:
+    """A digit the lexer refused: it starts a whole number longer than MAX_INT_DIGITS."""
+    digits = len(text[column - 1 :]) - len(text[column - 1 :].lstrip("0123456789"))
+    return error(
+        f"integer literal too large: {digits:,} digits; stepc reads at most {MAX_INT_DIGITS}",
+        ir.Span(line, column, line, column + digits),
+        "a count or an index is far smaller; a large float is written with an exponent, "
+        "such as 1.5e20",
+    )
+
+
+def _missing_body_diagnostic(lines: list[str], header: Statement) -> Diagnostic:
+    text = lines[header.first - 1]
+    start = len(_leading_space(text)) + 1
+    return error(
+        "this block has no body",
+        ir.Span(header.first, start, header.first, len(text.rstrip()) + 1),
+        "indent the statements of the block below its header; or remove the header",
+    )
+
+
+def _never_closed(exc, lines: list[str], line: int, column: int):
+    """The bracket to blame when the error is really a bracket left open: one opened
+    on an earlier line (or before the end of the input) and never matched."""
+    opener = _unclosed_bracket(lines, line, column)
+    if opener is None:
+        return None
+    token = getattr(exc, "token", None)
+    ends_input = isinstance(exc, UnexpectedEOF) or (
+        isinstance(token, Token) and token.type in ("_DEDENT", "$END")
+    )
+    if ends_input or (opener[0] < line and not closes_later(lines, opener[0], opener[1])):
+        return opener
+    return None
+
+
+def _indented_line(lines: list[str], after: int) -> int:
     """An unexpected indent: the token sits at the end of the line before."""
-    line = next(
+    return next(
         (n for n in range(after + 1, len(lines) + 1) if lines[n - 1].strip()[:1] not in ("", "#")),
         after,
     )
+
+
+def _indent_diagnostic(lines: list[str], after: int) -> Diagnostic:
+    line = _indented_line(lines, after)
     text = lines[line - 1] if line <= len(lines) else ""
     width = len(text) - len(text.lstrip())
     return error(
@@ -197,7 +326,8 @@ def _describe_token(token: Token) -> str:
 
 
 def _expected_hint(expected) -> str | None:
-    words = sorted({_terminal_words(name) for name in expected or ()})
+    # RECOVERED: the stand-in only recovery writes; never something to type.
+    words = sorted({_terminal_words(name) for name in expected or () if name != "RECOVERED"})
     if not words:
         return None
     if len(words) == 1:
@@ -231,11 +361,9 @@ def _dedent_diagnostic(message: str, lines: list[str]) -> Diagnostic:
 def _first_bad_dedent(lines: list[str]) -> int:
     """The first line whose indentation is not on the stack of open blocks."""
     stack = [0]
-    for number, text in enumerate(lines, start=1):
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        indent = len(text.expandtabs(8)) - len(text.expandtabs(8).lstrip())
+    for statement in logical_lines(lines):  # a bracket's later lines do not count
+        number, text = statement.first, lines[statement.first - 1]
+        indent = indent_width(_leading_space(text))
         if indent > stack[-1]:
             stack.append(indent)
         while indent < stack[-1]:
@@ -243,278 +371,3 @@ def _first_bad_dedent(lines: list[str]) -> int:
         if indent != stack[-1]:
             return number
     return max(1, len(lines))
-
-
-# ---------------------------------------------------------------- tree to IR
-
-
-def _start(node) -> tuple[int, int]:
-    if isinstance(node, ir.Span):
-        return node.line, node.column
-    if isinstance(node, Token):
-        return node.line, node.column
-    if isinstance(node, tuple):  # assign targets, a gradient target
-        return _start(node[0])
-    return node.span.line, node.span.column
-
-
-def _end(node) -> tuple[int, int]:
-    if isinstance(node, ir.Span):
-        return node.end_line, node.end_column
-    if isinstance(node, Token):
-        return node.end_line, node.end_column
-    if isinstance(node, tuple):
-        return _end(node[-1])
-    return node.span.end_line, node.span.end_column
-
-
-def _cover(first, last) -> ir.Span:
-    """From the start of `first` to the end of `last` (tokens or IR nodes)."""
-    return ir.Span(*_start(first), *_end(last))
-
-
-def _token_span(token: Token) -> ir.Span:
-    return ir.Span(token.line, token.column, token.end_line, token.end_column)
-
-
-def _name(token: Token) -> ir.Name:
-    return ir.Name(str(token), _token_span(token))
-
-
-def _content(children) -> list:
-    """Children without punctuation and layout tokens (kept by `!` rules for spans)."""
-    return [c for c in children if c is not None and not _is_punctuation(c)]
-
-
-def _is_punctuation(child) -> bool:
-    return isinstance(child, Token) and child.type not in ("NAME", "NUMBER", "STRING")
-
-
-def _spanned(children) -> list:
-    """Children that take space: no placeholders, no line breaks or indentation."""
-    return [c for c in children if c is not None and not _is_layout(c)]
-
-
-def _is_layout(child) -> bool:
-    return isinstance(child, Token) and child.type in _LAYOUT_TOKENS
-
-
-def _clips(targets) -> tuple[tuple[ir.Clip, ...], tuple[ir.Keyword, ...]]:
-    """Each target's `(clip_...=value)`: one keyword makes a clip; the rest is
-    kept for the checker to report (positional options, several clips)."""
-    clips: list[ir.Clip] = []
-    bad: list[ir.Keyword] = []
-    for name, options, span in targets:
-        if options is None:
-            continue
-        args, keywords = options
-        bad += [ir.Keyword("", a, a.span) for a in args] + list(keywords[1:])
-        if keywords:
-            clips.append(ir.Clip(name, keywords[0].name, keywords[0].value, span))
-        elif not args:
-            bad.append(ir.Keyword("", ir.TupleExpr((), span), span))
-    return tuple(clips), tuple(bad)
-
-
-def _split_arguments(items) -> tuple[tuple, tuple]:
-    args = tuple(i for i in items if i is not None and not isinstance(i, ir.Keyword))
-    keywords = tuple(i for i in items if isinstance(i, ir.Keyword))
-    return args, keywords
-
-
-class _ToIR(Transformer):
-    """Builds IR nodes bottom-up while the LALR parser reduces (no parse tree
-    is built). Spans come from the tokens: rules marked `!` in the grammar keep
-    their brackets so a call's span ends at its `)`."""
-
-    # -- expressions
-    def name(self, children):
-        return _name(children[0])
-
-    def number(self, children):
-        text = str(children[0])
-        is_int = not any(c in text for c in ".eE")
-        return ir.Number(text, is_int, _token_span(children[0]))
-
-    def string(self, children):
-        # The grammar admits only simple escapes, so literal_eval is exact here.
-        return ir.String(ast.literal_eval(str(children[0])), _token_span(children[0]))
-
-    def binary(self, children):
-        left, op, right = children
-        return ir.BinaryOp(str(op), left, right, _cover(left, right))
-
-    def power(self, children):
-        return ir.BinaryOp("**", children[0], children[1], _cover(children[0], children[1]))
-
-    def negate(self, children):
-        return ir.Negate(children[1], _cover(children[0], children[1]))
-
-    def atom(self, children):  # "(" expr ")": the expression itself
-        return children[1]
-
-    def call(self, children):
-        func, _, (args, keywords), close = children
-        return ir.Call(_name(func), args, keywords, _cover(func, close))
-
-    def subscript(self, children):
-        value, _, index, close = children
-        return ir.Subscript(value, index, _cover(value, close))
-
-    def slice(self, children):
-        start, _, stop = children
-        spanned = _spanned(children)
-        return ir.Slice(start, stop, _cover(spanned[0], spanned[-1]))
-
-    def tuple(self, children):
-        return ir.TupleExpr(tuple(_content(children)), _cover(children[0], children[-1]))
-
-    def list(self, children):
-        return ir.ListExpr(tuple(_content(children)), _cover(children[0], children[-1]))
-
-    def keyword(self, children):
-        return ir.Keyword(str(children[0]), children[1], _cover(children[0], children[1]))
-
-    def arguments(self, children):
-        return _split_arguments(children)
-
-    # -- statements
-    def assign_targets(self, children):
-        return tuple(_name(t) for t in children)
-
-    def assign(self, children):
-        return ir.Assign(children[0], children[1], _cover(children[0], children[1]))
-
-    def gradient_targets(self, children):
-        return tuple(children)
-
-    def gradient_target(self, children):
-        spanned = _spanned(children)
-        options = children[2] if len(spanned) > 1 else None
-        return _name(children[0]), options, _cover(spanned[0], spanned[-1])
-
-    def optimizer(self, children):
-        return _name(children[0])
-
-    def minimize(self, children):
-        keyword, loss, targets, optimizer = children
-        clips, bad = _clips(targets)
-        names = tuple(name for name, _, _ in targets)
-        span = _cover(keyword, optimizer or targets[-1][2])
-        return ir.Minimize(loss, names, optimizer, span, clips, bad)
-
-    def repeat(self, children):
-        keyword, count, *body = children
-        return ir.Repeat(count, tuple(body), _cover(keyword, body[-1]))
-
-    def assign_weights(self, children):
-        keyword, target, value = children
-        return ir.AssignWeights(_name(target), value, _cover(keyword, value))
-
-    def update(self, children):
-        spanned = _spanned(children)
-        keyword, metric, _, (args, keywords), close = spanned
-        return ir.Update(_name(metric), args, keywords, _cover(keyword, close))
-
-    def return_name(self, children):
-        return ir.ReturnItem(_name(children[0]), None, _token_span(children[0]))
-
-    def return_named(self, children):
-        item = ir.ReturnItem(_name(children[0]), children[1], _cover(children[0], children[1]))
-        return item
-
-    def return_stmt(self, children):
-        keyword, *items = children
-        return ir.Return(tuple(items), _cover(keyword, items[-1]))
-
-    # -- declarations
-    def data_param(self, children):
-        name, optional = children
-        return ir.DataParam(_name(name), optional is not None, _cover(name, optional or name))
-
-    def data_params(self, children):
-        return tuple(children)
-
-    def step(self, children):
-        kind, data, *body = children
-        return ir.Step(ir.StepKind(str(kind)), data, tuple(body), _cover(kind, body[-1]))
-
-    def param(self, children):
-        name, type_name = children
-        return ir.Param(_name(name), _name(type_name), _cover(name, type_name))
-
-    def params(self, children):
-        return tuple(c for c in children if c is not None)
-
-    def _declaration(self, children):
-        spanned = _spanned(children)
-        return spanned[2], _cover(spanned[0], spanned[-1])
-
-    def init_decl(self, children):
-        return ("init", *self._declaration(children))
-
-    def compile_decl(self, children):
-        return ("compile", *self._declaration(children))
-
-    def _object_decl(self, children):
-        spanned = _spanned(children)
-        keyword, name, _, class_name, _, (args, keywords), close = spanned
-        span = _cover(keyword, close)
-        return ir.ObjectDecl(_name(name), _name(class_name), args, keywords, span)
-
-    def metric_decl(self, children):
-        return ("metric", self._object_decl(children))
-
-    def loss_decl(self, children):
-        return ("loss", self._object_decl(children))
-
-    def jit_decl(self, children):
-        keyword, value = children
-        return ("jit_compile", _name(value), _cover(keyword, value))
-
-    def base(self, children):
-        return _name(children[0])
-
-    def model(self, children):
-        keyword, name, base, *items = children
-        return _build_model(_name(name), base, items, _cover(keyword, _item_end(items[-1])))
-
-    def start(self, children):
-        return tuple(children)
-
-
-def _item_end(item):
-    """The node a model item ends with: a step, or the span of a declaration."""
-    if isinstance(item, ir.Step):
-        return item
-    return item[-1] if item[0] in ("init", "compile") else item[1]
-
-
-def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
-    """Sorts a model's items by kind; the checker reports duplicates and order."""
-    fields: dict = dict.fromkeys(("init", "compile", "jit_compile"))
-    fields.update(dict.fromkeys(("init_span", "compile_span", "jit_compile_span")))
-    metrics, losses, steps, repeated = [], [], [], []
-    for item in items:
-        if isinstance(item, ir.Step):
-            steps.append(item)
-        elif item[0] in ("metric", "loss"):
-            (metrics if item[0] == "metric" else losses).append(item[1])
-        elif fields[item[0]] is None:
-            fields[item[0]], fields[item[0] + "_span"] = item[1], item[2]
-        else:
-            repeated.append(item[2])
-    return ir.Model(
-        name,
-        base,
-        fields["init"],
-        fields["compile"],
-        tuple(metrics),
-        tuple(losses),
-        tuple(steps),
-        span,
-        fields["init_span"],
-        fields["compile_span"],
-        tuple(repeated),
-        fields["jit_compile"],
-    )

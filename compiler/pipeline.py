@@ -1,8 +1,10 @@
 """The pipeline: parse, check, lower, emit; and loading a compiled spec.
 
 Owns running the stages in order, stopping after the first stage that reports
-errors (warnings never stop it), and `load`, which imports a compiled spec as
-a module so Keras finds its registered classes.
+errors (warnings never stop it; a syntax error stops after the checker, which
+still reports what it finds in the statements that parsed), the safety net
+that every module returned is valid Python, and `load`, which imports a
+compiled spec as a module so Keras finds its registered classes.
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from stepc import ir
 from stepc.check import check
 from stepc.diagnostics import Diagnostic, SpecError, error, has_errors
 from stepc.emit import emit
 from stepc.ir import Span
 from stepc.lower import lower
 from stepc.parse import parse
-from stepc.sources import content_problems
+from stepc.sources import content_problems, read_spec, spec_text
 
 
 def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
-    """Compile `source`; return the module text (None on errors) and all diagnostics."""
+    """Compile `source`; return the module text (None on errors) and all diagnostics.
+
+    Positions are those of `spec_text(source)`: a byte order mark dropped and every
+    line break (`\r\n`, a lone `\r`) read as `\n`, which is how an editor shows it.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"a spec is text (str), not {type(source).__name__}")
+    source = spec_text(source)
     problems = content_problems(source)
     if problems:
         return None, problems
@@ -56,28 +66,64 @@ def _stages(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     if spec is None:
         return None, diagnostics
     checked, found = check(spec)
-    diagnostics += found
-    if has_errors(diagnostics):
-        return None, diagnostics
+    diagnostics += _outside(spec.recovered, found)
+    if has_errors(diagnostics):  # a syntax error always stops here
+        return None, sorted(diagnostics, key=_position)
     plan, found = lower(checked, source)
     diagnostics += found
     if has_errors(diagnostics):
         return None, diagnostics
-    return emit(plan), diagnostics
+    module = emit(plan)
+    broken = _not_python(module, path)
+    if broken is not None:
+        return None, [*diagnostics, broken]
+    return module, diagnostics
+
+
+def _outside(recovered: tuple[ir.Recovered, ...], found: list[Diagnostic]) -> list[Diagnostic]:
+    """The checker's diagnostics, less those on a line the parser replaced after a
+    syntax error: they are about the parser's stand-in, not the user's text."""
+    if not recovered:
+        return found
+    lines = {n for r in recovered for n in range(r.span.line, r.span.end_line + 1)}
+    return [d for d in found if d.span.line not in lines]
+
+
+def _position(diagnostic: Diagnostic) -> tuple[int, int]:
+    return diagnostic.span.line, diagnostic.span.column
+
+
+def _not_python(module: str, path: str) -> Diagnostic | None:
+    """A defence in depth: a module Python cannot compile is a bug of stepc, and is
+    reported as one instead of being written (the user could not import it anyway)."""
+    try:
+        compile(module, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        return error(
+            f"internal error: the generated module is not valid Python{where}: "
+            f"{getattr(exc, 'msg', None) or exc}",
+            Span(1, 1, 1, 2),
+            "this is a bug in stepc; please report it with the spec",
+        )
+    return None
 
 
 def compile_source(text: str, filename: str = "<spec>") -> str:
     """The generated module's text; raises SpecError listing every diagnostic."""
     module, diagnostics = analyze(text, filename)
     if module is None:
-        raise SpecError(filename, text, diagnostics)
+        # The diagnostics' positions are those of the normalized text.
+        raise SpecError(filename, spec_text(text), diagnostics)
     return module
 
 
 def load(path: str | Path, module_name: str | None = None) -> ModuleType:
     """Compile the spec at `path` and import the result as a module."""
     path = Path(path)
-    source = path.read_text(encoding="utf-8")
+    source, problems = read_spec(str(path))  # decoded as the CLI decodes it
+    if source is None:
+        raise SpecError(path.name, "", problems)
     text = compile_source(source, path.name)
     name = module_name or f"stepc_generated.{path.stem}"
     module = ModuleType(name)

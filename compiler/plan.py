@@ -9,7 +9,9 @@ a `GradientRegion`, which the TensorFlow emitter writes as `tf.GradientTape`.
 Expressions inside a plan are IR expressions, rewritten by the lowering. Two
 pseudo-operations, whose names cannot occur in a spec, mark where the lowering
 moved a loss between per-replica and global scale:
-`@scale` (`scale_loss_for_distribution`) and `@unscale` (its inverse).
+`@scale` (`scale_loss_for_distribution`) and `@unscale` (its inverse); two more
+mark a cast of a model output (`@full_precision`) and the number of examples
+in a batch of any structure (`@batch_size`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from stepc import ir
 SCALE = "@scale"
 UNSCALE = "@unscale"
 FULL_PRECISION = "@full_precision"  # a model output cast for the step's arithmetic
+BATCH_SIZE = "@batch_size"  # the examples in a batch: its first tensor's first dimension
 
 
 def pseudo_call(name: str, expr: ir.Expr) -> ir.Call:
@@ -70,6 +73,7 @@ class LossForGradient:
     loss: ir.Expr
     optimizer: str  # "": a gradient(...) value, not scaled by an optimizer
     span: ir.Span
+    check_scalar: bool = False  # rank unknown at compile time: checked when traced
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class ReturnValue:
     key: str
     metric: str | None  # a tracker whose result() is returned
     value: ir.Expr | None  # otherwise, this value
+    compiled_metrics: bool = False  # every compiled metric's result, by its own name
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,9 @@ class ModelPlan:
     steps: tuple[StepPlan, ...]
     jit_compile: ir.Name | None = None  # the spec's default for compile(jit_compile=...)
     compile_span: ir.Span | None = None  # the compile(...) declaration, for messages
+    # A model of sub-models' steps neither written nor derived (Keras's own would
+    # call the model, which has no call()), each with the line its error names.
+    missing_steps: tuple[tuple[ir.StepKind, ir.Span], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,9 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
     head, group, tail = _last_group(doc)
     if group is None:
         return [text]
+    if prefix.endswith(" = ") and len(indent + prefix + head + group.open) > LINE_LENGTH:
+        # `name = f(` alone is too long: ruff parenthesizes the right-hand side.
+        return [indent + prefix + "(", *layout("", doc, indent + INDENT), indent + ")"]
     return _break_group(indent + prefix + head, group, tail, indent)
 
 

@@ -28,9 +28,9 @@ def parse_ok(text: str) -> ir.Spec:
 
 
 def syntax_errors(text: str) -> list[Diagnostic]:
-    """The diagnostics of a spec that must not parse."""
+    """The diagnostics of a spec that must not parse (its IR, if any, is partial)."""
     spec, diagnostics = parse(text, "t.step")
-    assert spec is None
+    assert spec is None or spec.recovered
     assert diagnostics, "a spec that does not parse must say why"
     assert all(d.severity is Severity.ERROR for d in diagnostics)
     return diagnostics
@@ -714,3 +714,104 @@ def test_bad_string_literal_says_string(literal: str) -> None:
     diag = syntax_errors(train_step("a = 1", f"b = {literal}", "c = 2"))[0]
     assert where(diag) == (4, 13)
     assert "string" in diag.message
+
+
+# ---------------------------------------------------------------- recovery into a partial IR
+
+
+def partial(text: str) -> tuple[ir.Spec, list[Diagnostic]]:
+    """The partial IR of a spec with syntax errors, and the errors."""
+    spec, diagnostics = parse(text, "t.step")
+    assert spec is not None and spec.recovered and diagnostics
+    return spec, diagnostics
+
+
+def test_a_bad_statement_becomes_a_recovered_statement_in_place() -> None:
+    spec, (diag,) = partial(train_step("a = 1", "b, c = mean(a) $ 2", "d = b"))
+    assert where(diag) == (4, 24)
+    first, bad, last = spec.models[0].steps[0].body
+    assert isinstance(first, ir.Assign) and isinstance(last, ir.Assign)
+    assert bad == ir.Recovered("", ("b", "c"), ("b", "c", "mean", "a"), bad.span)
+    assert bad.span.line == 4
+    (record,) = spec.recovered
+    assert (record.span.line, record.span.end_line) == (4, 4)
+
+
+def test_a_bad_statement_over_several_lines_is_replaced_whole() -> None:
+    spec, (diag,) = partial(train_step("a = mean(", "    x $)", "b = a"))
+    assert where(diag) == (4, 15)
+    bad, last = spec.models[0].steps[0].body
+    assert bad.defines == ("a",) and "x" in bad.mentions
+    assert (spec.recovered[0].span.line, spec.recovered[0].span.end_line) == (3, 4)
+    assert last.span.line == 5
+
+
+def test_a_bad_block_header_gets_a_neutral_header_of_its_kind() -> None:
+    spec, (diag,) = partial(train_step("repeat foo bar:", "    a = 1", "b = 2"))
+    assert diag.message == "unexpected name `bar`"
+    repeat, after = spec.models[0].steps[0].body
+    assert isinstance(repeat, ir.Repeat) and show(repeat.count) == "foo"
+    assert [s.targets[0].id for s in repeat.body] == ["a"]
+    assert spec.recovered[0].kind == "header"
+
+
+def test_a_bad_step_header_keeps_its_data_names() -> None:
+    text = "model M(Functional):\n    train(x y):\n        a = x + y\n"
+    spec, (diag,) = partial(text)
+    assert where(diag) == (2, 13)
+    (step,) = spec.models[0].steps
+    assert step.kind is ir.StepKind.TRAIN
+    assert [p.name.id for p in step.data] == ["x", "y"]
+    assert len(step.body) == 1
+
+
+def test_a_bad_init_line_still_gives_the_model_an_init() -> None:
+    text = "model M:\n    init(a: Model b: int)\n    train(x):\n        c = a(x)\n"
+    spec, (diag,) = partial(text)
+    assert diag.span.line == 2
+    model = spec.models[0]
+    assert model.init == ()
+    (item,) = model.recovered
+    assert (item.kind, item.defines) == ("init", ("a", "b"))
+
+
+def test_an_error_in_brackets_that_close_later_is_not_an_unclosed_bracket() -> None:
+    (diag,) = syntax_errors(train_step("a = mean(", "    x $)", "b = a"))
+    assert diag.message == "unexpected character '$'"
+
+
+def test_a_block_header_without_a_body_is_named() -> None:
+    (diag,) = syntax_errors(train_step("a = 1", "repeat 2:", "b = a"))
+    assert diag.message == "this block has no body"
+    assert span(diag) == (4, 9, 4, 18)
+    (diag,) = syntax_errors("model M(Functional):\n    train(x, y):\n")
+    assert diag.message == "this block has no body"
+    assert where(diag) == (2, 5)
+
+
+def test_a_bad_repeat_header_adds_no_indentation_errors() -> None:
+    text = train_step("repeat foo bar:", "    a = 1", "    b = 2", "c = 3") + "    test(x):\n"
+    text += "        d = 1\n"
+    (diag,) = syntax_errors(text)
+    assert diag.message == "unexpected name `bar`"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        train_step("a = 1 $", "b = 2 $", "repeat 2:", "c = 3 $"),
+        train_step("a = 1", "= 1"),
+        "garbage\n",
+        "model M(Functional):\n    = 1\n",
+    ],
+)
+def test_the_stand_in_never_appears_in_a_message(text: str) -> None:
+    for diag in syntax_errors(text):
+        words = diag.message + (diag.hint or "")
+        assert "\x00" not in words and "recovered" not in words
+
+
+def test_a_nul_byte_is_refused_before_parsing() -> None:
+    spec, diagnostics = parse(train_step("a = 1\x00"), "t.step")
+    assert spec is None
+    assert [d.message for d in diagnostics] == ["the spec contains a NUL byte"]

@@ -80,6 +80,36 @@ HELPERS = {
         '        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)',
         "    return grads",
     ),
+    "zero_if_unconnected": (
+        "def _zero_if_unconnected(grads, variables):",
+        '    """A zero gradient for each variable the value does not reach (None from the',
+        '    tape), as unconnected_gradients=ZERO gives, which fails on Keras variables."""',
+        "    return [",
+        "        ops.zeros_like(v) if g is None else g",
+        "        for g, v in zip(grads, variables, strict=True)",
+        "    ]",
+    ),
+    "batch_size": (
+        "def _batch_size(x):",
+        '    """The number of examples in a batch: the first dimension of its first tensor',
+        '    (x may be a dict or a tuple), as Keras\'s own step counts them."""',
+        "    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]",
+    ),
+    "compiled_metrics": (
+        "def _compiled_metrics_result(model):",
+        '    """The results of the metrics given to compile(), each by its name, as',
+        '    get_metrics_result() reports them; none without compile(metrics=...)."""',
+        "    if model._compile_metrics is None:",
+        "        return {}",
+        "    return model._compile_metrics.result()",
+    ),
+    "require_scalar": (
+        "def _require_scalar(value, message):",
+        '    """Fail when the step is traced if `value` is not a scalar: a check of its',
+        '    static shape, no operation in the graph."""',
+        "    if len(value.shape) != 0:",
+        '        raise ValueError(f"{message} (its shape is {value.shape})")',
+    ),
     "clip": (
         "def _clipped(grads, optimizer, clip_norm=None, clip_global_norm=None, clip_value=None):",
         '    """Clip gradients as one device would clip the whole batch\'s gradients."""',
@@ -183,6 +213,7 @@ class _ClassWriter:
             names = Names(self.model)
             writer = StepWriter(self.plan.spec_name, self.model, step, names, self.used)
             methods.append(Method(tuple(writer.run())))
+        methods += [self._refused_step(kind, span) for kind, span in self.model.missing_steps]
         if not self.model.functional:
             methods += [self._get_config(), self._from_config()]
         if self.model.compile is not None:
@@ -226,6 +257,27 @@ class _ClassWriter:
         rendered = call(f"keras.{module}.{decl.class_name}", args)
         comment = f"    # {self.plan.spec_name}:{decl.span.line}"
         return [comment, *_laid_out(f"self.{decl.name} = ", rendered.doc)]
+
+    def _refused_step(self, kind: ir.StepKind, span: ir.Span) -> Method:
+        """evaluate() or predict() on a model with no call() and no such step: say
+        what to add (Keras's own step would fail on the missing call())."""
+        where = f"{self.plan.spec_name}:{span.line}"
+        if kind is ir.StepKind.TEST:
+            method, caller, written = "test_step", "evaluate", "no test(...) block"
+            why = (
+                "stepc derives one only from a train step that updates trackers of its "
+                "own (and no compiled loss or metrics); add a `test(...)` block to the spec"
+            )
+        else:
+            method, caller, written = "predict_step", "predict", "no predict(...) block"
+            why = "add a `predict(...)` block to the spec, or call its sub-models"
+        message = Text(f"{where}: {self.model.name} has no {method} for {caller}(); {why}")
+        lines = [
+            f"def {method}(self, data):",
+            f"    # {where}  {written}",
+            *_laid_out("raise ", call("ValueError", [message]).doc),
+        ]
+        return Method(tuple(_indent(lines)))
 
     def _compile_where(self) -> str:
         """`spec:line` of the compile(...) declaration, for the messages of compile()."""
@@ -299,10 +351,11 @@ class _ClassWriter:
         ]
 
     def _compile_optimizer(self, name: str) -> list[str]:
-        """Refuse use_ema: fit() swaps the moving averages in (finalize_variable_values)
-        only for model.optimizer, so a spec's own optimizer would end with the raw
-        weights and silently train something else than asked; then wrap the optimizer
-        for the dtype policy."""
+        """Accept an optimizer's name as Keras's compile() does, and refuse anything
+        else than an optimizer naming the spec line. Refuse use_ema: fit() swaps the
+        moving averages in (finalize_variable_values) only for model.optimizer, so a
+        spec's own optimizer would end with the raw weights and silently train
+        something else than asked; then wrap the optimizer for the dtype policy."""
         self.used.update(("ema", "policy"))
         where = self._compile_where()
         message = Text(
@@ -310,7 +363,16 @@ class _ClassWriter:
             "the weights only for Keras's own model.optimizer, not for an optimizer of "
             f"the spec's compile(); give {name} without use_ema"
         )
+        kind = Text(
+            f"{where}: {name} must be a keras.optimizers.Optimizer, or the name of one "
+            "as Keras's compile() takes it (e.g. 'adam')"
+        )
         return [
+            "    # A name or a config, as Keras's compile() takes them.",
+            f"    if isinstance({name}, (str, dict)):",
+            f"        {name} = keras.optimizers.get({name})",
+            f"    if not isinstance({name}, keras.optimizers.Optimizer):",
+            *_laid_out("raise ", call("TypeError", [kind]).doc, 2),
             f"    if _uses_ema({name}):",
             *_laid_out("raise ", call("ValueError", [message]).doc, 2),
             f"    self.{name} = _for_dtype_policy(self, {name})",

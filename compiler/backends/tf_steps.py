@@ -13,6 +13,7 @@ from stepc import ir
 from stepc.backends.names import Names
 from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
 from stepc.plan import (
+    BATCH_SIZE,
     FULL_PRECISION,
     SCALE,
     UNSCALE,
@@ -47,6 +48,7 @@ _PSEUDO_CALL_HELPERS = {
     SCALE: ("scale", "_scale_for_distribution"),
     UNSCALE: ("unscale", "_unscale_for_distribution"),
     FULL_PRECISION: ("full_precision", "_full_precision"),
+    BATCH_SIZE: ("batch_size", "_batch_size"),
 }
 _ROLES = ("x", "y", "sample_weight")
 
@@ -94,6 +96,10 @@ class StepWriter:
         targets = ", ".join(name or "_" for name in data.roles)
         self.comment(depth, data.span, data.written)
         self.emit(depth, f"{targets} = keras.utils.unpack_x_y_sample_weight(data)")
+        for role in self._unexpected_roles():
+            part = _ROLES.index(role)
+            self.emit(depth, f"if keras.utils.unpack_x_y_sample_weight(data)[{part}] is not None:")
+            self._raise(self._unexpected_message(role), depth + 1)
         present = ", ".join(n for n in data.roles if n and n not in data.required)
         for name in data.required:
             role = _ROLES[data.roles.index(name)]
@@ -104,6 +110,31 @@ class StepWriter:
             )
             self.emit(depth, f"if {name} is None:")
             self._raise(message, depth + 1)
+
+    def _unexpected_roles(self) -> list[str]:
+        """The parts the data line lacks, checked to be absent from the batch: fit()
+        would otherwise drop one silently (predict() ignores one, as Keras's does)."""
+        if self.step.kind is ir.StepKind.PREDICT:
+            return []
+        roles = zip(_ROLES, self.step.data.roles, strict=True)
+        return [role for role, name in roles if name is None]
+
+    def _unexpected_message(self, role: str) -> str:
+        data = self.step.data
+        method = _METHODS[self.step.kind]
+        where = f"{self.model.name}.{method} ({self.spec_name}:{data.span.line}, `{data.written}`)"
+        caller = "fit" if self.training else "evaluate"
+        parts = _listing(f"`{n}`" for n in data.roles if n)
+        if role == "y":
+            return (
+                f"{where}: {caller}() passed a `y`, but the step takes only {parts}; pass "
+                f"`{data.roles[0]}` alone, or add `y` to the data line"
+            )
+        return (
+            f"{where}: {caller}() passed a `sample_weight` (or a `class_weight`), but the "
+            f"step takes only {parts}; add `sample_weight?` to the data line to weight "
+            "the batch, or pass no weights"
+        )
 
     # ---------------------------------------------------------------- items
 
@@ -141,10 +172,10 @@ class StepWriter:
         self.lines += layout(f"{targets} = ", rendered.doc, INDENT * depth)
 
     def _track_compiled_loss(self, loss: str, span: ir.Span, depth: int) -> None:
-        self.used.add("unscale")
+        self.used.update(("unscale", "batch_size"))
         x = self.step.data.roles[0]
         self.emit(depth, "# Keras's loss tracker, weighted by batch size as in Keras's own step.")
-        args = [f"_unscale_for_distribution({loss})", f"sample_weight=ops.shape({x})[0]"]
+        args = [f"_unscale_for_distribution({loss})", f"sample_weight=_batch_size({x})"]
         self.lines += layout("", call("self._loss_tracker.update_state", args).doc, INDENT * depth)
 
     def _update(self, statement: ir.Update, depth: int) -> None:
@@ -174,26 +205,35 @@ class StepWriter:
         if not loss.optimizer:
             if not (isinstance(loss.loss, ir.Name) and loss.loss.id == loss.name):
                 self.lines += layout(f"{loss.name} = ", self.expr(loss.loss).doc, INDENT * depth)
-            return
-        optimizer = self.names.python(loss.optimizer)
-        self.emit(depth, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
-        rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
-        self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * depth)
+        else:
+            optimizer = self.names.python(loss.optimizer)
+            self.emit(depth, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
+            rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
+            self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * depth)
+        if loss.check_scalar:
+            self._check_scalar(loss, depth)
+
+    def _check_scalar(self, loss, depth: int) -> None:
+        """The rank the compiler could not tell, checked on the static shape (no op)."""
+        self.used.add("require_scalar")
+        what = "minimize" if loss.optimizer else "gradient(...)"
+        message = Text(
+            f"{self.spec_name}:{loss.span.line}: {what} needs a scalar, but this value "
+            "is not one (a tape would sum it); reduce it with mean(...) or sum(...)"
+        )
+        rendered = call("_require_scalar", [loss.name, message])
+        self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _take_gradient(self, take: TakeGradient, depth: int) -> None:
         statement = take.statement
         self.comment(depth, statement.span)
         targets = ", ".join(t.id for t in statement.targets)
         if take.of_model:
-            self.used.add("sum_replicas")
+            self.used.update(("sum_replicas", "zero_if_unconnected"))
             variables = variables_of(take.sources[0])
-            args = [
-                take.value_name,
-                variables,
-                "unconnected_gradients=tf.UnconnectedGradients.ZERO",
-            ]
-            gradient = call(f"{take.recorder}.gradient", args)
-            rendered = call("_sum_over_replicas", [gradient.doc])
+            gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
+            zeros = call("_zero_if_unconnected", [gradient.doc, variables])
+            rendered = call("_sum_over_replicas", [zeros.doc])
         else:
             sources = ", ".join(take.sources)
             sources = f"[{sources}]" if take.tuple_result else sources
@@ -201,6 +241,8 @@ class StepWriter:
         self.lines += layout(f"{targets} = ", rendered.doc, INDENT * depth)
 
     def _repeat(self, block: RepeatBlock, depth: int) -> None:
+        if not block.items:  # nothing left to run (a block that only updated weights)
+            return
         count = flat(self.expr(block.count).doc)
         self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
         if isinstance(block.count, ir.Name):
@@ -252,8 +294,8 @@ class StepWriter:
         if len(apply.targets) > 1 and apply.clips:
             self._apply_clipped_parts(apply, variables, grads, depth)
         else:
-            taken = f"{apply.recorder}.gradient({apply.loss_name}, {variables})"
-            self.emit(depth, f"{grads} = {taken}")
+            taken = call(f"{apply.recorder}.gradient", [apply.loss_name, variables])
+            self.lines += layout(f"{grads} = ", taken.doc, INDENT * depth)
             for clip in apply.clips:
                 self._clip(clip, grads, optimizer, depth)
         self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
@@ -291,7 +333,10 @@ class StepWriter:
             return
         entries = []
         for value in plan.values:
-            if value.metric:  # keyed by the metric's name, as History averages by it
+            if value.compiled_metrics:  # each by its own name, as get_metrics_result()
+                self.used.add("compiled_metrics")
+                entries.append("**_compiled_metrics_result(self)")
+            elif value.metric:  # keyed by the metric's name, as History averages by it
                 entries.append(_entry(f"self.{value.metric}.name", f"self.{value.metric}.result()"))
             else:
                 entries.append(_entry(string_literal(value.key), self.expr(value.value).doc))

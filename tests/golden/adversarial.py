@@ -17,6 +17,12 @@ def _unscale_for_distribution(loss):
     return loss
 
 
+def _batch_size(x):
+    """The number of examples in a batch: the first dimension of its first tensor
+    (x may be a dict or a tuple), as Keras's own step counts them."""
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
 @keras.saving.register_keras_serializable(package="stepc.adversarial")
 class AdversarialClassifier(keras.Model):
     """Generated from adversarial.step:5; see the spec for the algorithm."""
@@ -47,6 +53,13 @@ class AdversarialClassifier(keras.Model):
     def train_step(self, data):
         # adversarial.step:12  train(x, y)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "AdversarialClassifier.train_step (adversarial.step:12, `train(x, "
+                "y)`): fit() passed a `sample_weight` (or a `class_weight`), but the "
+                "step takes only `x` and `y`; add `sample_weight?` to the data line to "
+                "weight the batch, or pass no weights"
+            )
         if y is None:
             raise ValueError(
                 "adversarial.step:12: train(x, y) expects every batch to hold `y`, but "
@@ -86,7 +99,7 @@ class AdversarialClassifier(keras.Model):
         self.optimizer.apply(grads, variables)
         # adversarial.step:21
         self.loss_tracker.update_state(
-            _unscale_for_distribution(loss), sample_weight=ops.shape(x)[0]
+            _unscale_for_distribution(loss), sample_weight=_batch_size(x)
         )
         # adversarial.step:22
         self.accuracy.update_state(y, y_pred)
@@ -97,6 +110,13 @@ class AdversarialClassifier(keras.Model):
     def test_step(self, data):
         # adversarial.step:25  test(x, y)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "AdversarialClassifier.test_step (adversarial.step:25, `test(x, y)`): "
+                "evaluate() passed a `sample_weight` (or a `class_weight`), but the "
+                "step takes only `x` and `y`; add `sample_weight?` to the data line to "
+                "weight the batch, or pass no weights"
+            )
         if y is None:
             raise ValueError(
                 "adversarial.step:25: test(x, y) expects every batch to hold `y`, but "
@@ -108,7 +128,7 @@ class AdversarialClassifier(keras.Model):
         # adversarial.step:27
         self.loss_tracker.update_state(
             _unscale_for_distribution(self.loss_fn(y, y_pred)),
-            sample_weight=ops.shape(x)[0],
+            sample_weight=_batch_size(x),
         )
         # adversarial.step:28
         self.accuracy.update_state(y, y_pred)
@@ -117,6 +137,13 @@ class AdversarialClassifier(keras.Model):
             self.loss_tracker.name: self.loss_tracker.result(),
             self.accuracy.name: self.accuracy.result(),
         }
+
+    def predict_step(self, data):
+        # adversarial.step:5  no predict(...) block
+        raise ValueError(
+            "adversarial.step:5: AdversarialClassifier has no predict_step for "
+            "predict(); add a `predict(...)` block to the spec, or call its sub-models"
+        )
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}

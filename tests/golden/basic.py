@@ -17,6 +17,12 @@ def _unscale_for_distribution(loss):
     return loss
 
 
+def _batch_size(x):
+    """The number of examples in a batch: the first dimension of its first tensor
+    (x may be a dict or a tuple), as Keras's own step counts them."""
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
 @keras.saving.register_keras_serializable(package="stepc.basic")
 class CustomModel(keras.Model):
     """Generated from basic.step:5; see the spec for the algorithm."""
@@ -24,6 +30,13 @@ class CustomModel(keras.Model):
     def train_step(self, data):
         # basic.step:6  train(x, y)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "CustomModel.train_step (basic.step:6, `train(x, y)`): fit() passed a "
+                "`sample_weight` (or a `class_weight`), but the step takes only `x` "
+                "and `y`; add `sample_weight?` to the data line to weight the batch, "
+                "or pass no weights"
+            )
         if y is None:
             raise ValueError(
                 "basic.step:6: train(x, y) expects every batch to hold `y`, but this "
@@ -38,7 +51,7 @@ class CustomModel(keras.Model):
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             # Keras's loss tracker, weighted by batch size as in Keras's own step.
             self._loss_tracker.update_state(
-                _unscale_for_distribution(loss), sample_weight=ops.shape(x)[0]
+                _unscale_for_distribution(loss), sample_weight=_batch_size(x)
             )
             # Scaled for a LossScaleOptimizer (mixed precision); else as is.
             scaled_loss = self.optimizer.scale_loss(loss)

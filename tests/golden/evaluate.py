@@ -17,6 +17,12 @@ def _unscale_for_distribution(loss):
     return loss
 
 
+def _batch_size(x):
+    """The number of examples in a batch: the first dimension of its first tensor
+    (x may be a dict or a tuple), as Keras's own step counts them."""
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
 @keras.saving.register_keras_serializable(package="stepc.evaluate")
 class CustomModel(keras.Model):
     """Generated from evaluate.step:6; see the spec for the algorithm."""
@@ -24,6 +30,13 @@ class CustomModel(keras.Model):
     def test_step(self, data):
         # evaluate.step:7  test(x, y)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "CustomModel.test_step (evaluate.step:7, `test(x, y)`): evaluate() "
+                "passed a `sample_weight` (or a `class_weight`), but the step takes "
+                "only `x` and `y`; add `sample_weight?` to the data line to weight the "
+                "batch, or pass no weights"
+            )
         if y is None:
             raise ValueError(
                 "evaluate.step:7: test(x, y) expects every batch to hold `y`, but this "
@@ -36,7 +49,7 @@ class CustomModel(keras.Model):
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
         # Keras's loss tracker, weighted by batch size as in Keras's own step.
         self._loss_tracker.update_state(
-            _unscale_for_distribution(loss), sample_weight=ops.shape(x)[0]
+            _unscale_for_distribution(loss), sample_weight=_batch_size(x)
         )
         # evaluate.step:10
         if self._compile_metrics is not None:  # compile(metrics=...)

@@ -70,6 +70,14 @@ class GAN(keras.Model):
         # given (not an unused RMSprop that callbacks would read or build).
         kwargs.setdefault("optimizer", None)
         super().compile(**kwargs)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(d_optimizer, (str, dict)):
+            d_optimizer = keras.optimizers.get(d_optimizer)
+        if not isinstance(d_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "gan.step:6: d_optimizer must be a keras.optimizers.Optimizer, or the "
+                "name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
         if _uses_ema(d_optimizer):
             raise ValueError(
                 "gan.step:6: d_optimizer has use_ema=True, but fit() swaps the moving "
@@ -78,6 +86,14 @@ class GAN(keras.Model):
                 "use_ema"
             )
         self.d_optimizer = _for_dtype_policy(self, d_optimizer)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(g_optimizer, (str, dict)):
+            g_optimizer = keras.optimizers.get(g_optimizer)
+        if not isinstance(g_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "gan.step:6: g_optimizer must be a keras.optimizers.Optimizer, or the "
+                "name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
         if _uses_ema(g_optimizer):
             raise ValueError(
                 "gan.step:6: g_optimizer has use_ema=True, but fit() swaps the moving "
@@ -111,6 +127,19 @@ class GAN(keras.Model):
     def train_step(self, data):
         # gan.step:10  train(real_images)
         real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[1] is not None:
+            raise ValueError(
+                "GAN.train_step (gan.step:10, `train(real_images)`): fit() passed a "
+                "`y`, but the step takes only `real_images`; pass `real_images` alone, "
+                "or add `y` to the data line"
+            )
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "GAN.train_step (gan.step:10, `train(real_images)`): fit() passed a "
+                "`sample_weight` (or a `class_weight`), but the step takes only "
+                "`real_images`; add `sample_weight?` to the data line to weight the "
+                "batch, or pass no weights"
+            )
         # gan.step:11
         batch_size = ops.shape(real_images)[0]
         # gan.step:13
@@ -182,6 +211,77 @@ class GAN(keras.Model):
             _unscale_for_distribution(g_loss), sample_weight=batch_size
         )
         return self.get_metrics_result()
+
+    def test_step(self, data):
+        # evaluate(): the train step below without its weight updates,
+        # in inference mode (the spec has no test step of its own).
+        # gan.step:10  train(real_images)
+        real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[1] is not None:
+            raise ValueError(
+                "GAN.test_step (gan.step:10, `train(real_images)`): evaluate() passed "
+                "a `y`, but the step takes only `real_images`; pass `real_images` "
+                "alone, or add `y` to the data line"
+            )
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "GAN.test_step (gan.step:10, `train(real_images)`): evaluate() passed "
+                "a `sample_weight` (or a `class_weight`), but the step takes only "
+                "`real_images`; add `sample_weight?` to the data line to weight the "
+                "batch, or pass no weights"
+            )
+        # gan.step:11
+        batch_size = ops.shape(real_images)[0]
+        # gan.step:13
+        generated = _full_precision(
+            self.generator(
+                keras.random.normal(
+                    (batch_size, self.latent_dim), seed=self.seed_generator
+                ),
+                training=False,
+            )
+        )
+        # gan.step:14
+        combined = ops.concatenate([generated, real_images], axis=0)
+        # gan.step:16
+        labels = ops.concatenate(
+            [ops.ones((batch_size, 1)), ops.zeros((batch_size, 1))], axis=0
+        )
+        # gan.step:17
+        labels = labels + 0.05 * keras.random.uniform(
+            ops.shape(labels), seed=self.seed_generator
+        )
+        # gan.step:18
+        d_loss = self.loss_fn(labels, self.discriminator(combined, training=False))
+        # gan.step:21
+        misleading_labels = ops.zeros((batch_size, 1))
+        # gan.step:22
+        fake = self.generator(
+            keras.random.normal(
+                (batch_size, self.latent_dim), seed=self.seed_generator
+            ),
+            training=False,
+        )
+        # gan.step:23
+        g_loss = self.loss_fn(
+            misleading_labels, self.discriminator(fake, training=False)
+        )
+        # gan.step:25
+        self.d_loss_tracker.update_state(
+            _unscale_for_distribution(d_loss), sample_weight=batch_size
+        )
+        # gan.step:26
+        self.g_loss_tracker.update_state(
+            _unscale_for_distribution(g_loss), sample_weight=batch_size
+        )
+        return self.get_metrics_result()
+
+    def predict_step(self, data):
+        # gan.step:4  no predict(...) block
+        raise ValueError(
+            "gan.step:4: GAN has no predict_step for predict(); add a `predict(...)` "
+            "block to the spec, or call its sub-models"
+        )
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}

@@ -17,6 +17,12 @@ def _unscale_for_distribution(loss):
     return loss
 
 
+def _batch_size(x):
+    """The number of examples in a batch: the first dimension of its first tensor
+    (x may be a dict or a tuple), as Keras's own step counts them."""
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
 @keras.saving.register_keras_serializable(package="stepc.lowlevel")
 class CustomModel(keras.Model):
     """Generated from lowlevel.step:5; see the spec for the algorithm."""
@@ -39,6 +45,13 @@ class CustomModel(keras.Model):
     def train_step(self, data):
         # lowlevel.step:13  train(x, y)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "CustomModel.train_step (lowlevel.step:13, `train(x, y)`): fit() "
+                "passed a `sample_weight` (or a `class_weight`), but the step takes "
+                "only `x` and `y`; add `sample_weight?` to the data line to weight the "
+                "batch, or pass no weights"
+            )
         if y is None:
             raise ValueError(
                 "lowlevel.step:13: train(x, y) expects every batch to hold `y`, but "
@@ -64,7 +77,7 @@ class CustomModel(keras.Model):
         self.optimizer.apply(grads, variables)
         # lowlevel.step:17
         self.loss_tracker.update_state(
-            _unscale_for_distribution(loss), sample_weight=ops.shape(x)[0]
+            _unscale_for_distribution(loss), sample_weight=_batch_size(x)
         )
         # lowlevel.step:18
         self.mae_metric.update_state(y, y_pred)
@@ -75,6 +88,13 @@ class CustomModel(keras.Model):
         # in inference mode (the spec has no test step of its own).
         # lowlevel.step:13  train(x, y)
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "CustomModel.test_step (lowlevel.step:13, `train(x, y)`): evaluate() "
+                "passed a `sample_weight` (or a `class_weight`), but the step takes "
+                "only `x` and `y`; add `sample_weight?` to the data line to weight the "
+                "batch, or pass no weights"
+            )
         if y is None:
             raise ValueError(
                 "lowlevel.step:13: train(x, y) expects every batch to hold `y`, but "
@@ -87,7 +107,7 @@ class CustomModel(keras.Model):
         loss = self.mse(y, y_pred)
         # lowlevel.step:17
         self.loss_tracker.update_state(
-            _unscale_for_distribution(loss), sample_weight=ops.shape(x)[0]
+            _unscale_for_distribution(loss), sample_weight=_batch_size(x)
         )
         # lowlevel.step:18
         self.mae_metric.update_state(y, y_pred)

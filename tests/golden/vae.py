@@ -29,6 +29,12 @@ def _full_precision(outputs):
     return keras.tree.map_structure(cast, outputs)
 
 
+def _batch_size(x):
+    """The number of examples in a batch: the first dimension of its first tensor
+    (x may be a dict or a tuple), as Keras's own step counts them."""
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
 @keras.saving.register_keras_serializable(package="stepc.vae")
 class VAE(keras.Model):
     """Generated from vae.step:6; see the spec for the algorithm."""
@@ -63,6 +69,19 @@ class VAE(keras.Model):
     def train_step(self, data):
         # vae.step:12  train(images)
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[1] is not None:
+            raise ValueError(
+                "VAE.train_step (vae.step:12, `train(images)`): fit() passed a `y`, "
+                "but the step takes only `images`; pass `images` alone, or add `y` to "
+                "the data line"
+            )
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "VAE.train_step (vae.step:12, `train(images)`): fit() passed a "
+                "`sample_weight` (or a `class_weight`), but the step takes only "
+                "`images`; add `sample_weight?` to the data line to weight the batch, "
+                "or pass no weights"
+            )
         # vae.step:21  the recorded computation of the loss
         with tf.GradientTape() as tape:
             # vae.step:13
@@ -101,15 +120,72 @@ class VAE(keras.Model):
         self.optimizer.apply(grads, variables)
         # vae.step:22
         self.total_loss_tracker.update_state(
-            total_loss, sample_weight=ops.shape(images)[0]
+            total_loss, sample_weight=_batch_size(images)
         )
         # vae.step:23
         self.reconstruction_loss_tracker.update_state(
-            reconstruction_loss, sample_weight=ops.shape(images)[0]
+            reconstruction_loss, sample_weight=_batch_size(images)
         )
         # vae.step:24
-        self.kl_loss_tracker.update_state(kl_loss, sample_weight=ops.shape(images)[0])
+        self.kl_loss_tracker.update_state(kl_loss, sample_weight=_batch_size(images))
         return self.get_metrics_result()
+
+    def test_step(self, data):
+        # evaluate(): the train step below without its weight updates,
+        # in inference mode (the spec has no test step of its own).
+        # vae.step:12  train(images)
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[1] is not None:
+            raise ValueError(
+                "VAE.test_step (vae.step:12, `train(images)`): evaluate() passed a "
+                "`y`, but the step takes only `images`; pass `images` alone, or add "
+                "`y` to the data line"
+            )
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "VAE.test_step (vae.step:12, `train(images)`): evaluate() passed a "
+                "`sample_weight` (or a `class_weight`), but the step takes only "
+                "`images`; add `sample_weight?` to the data line to weight the batch, "
+                "or pass no weights"
+            )
+        # vae.step:13
+        z_mean, z_log_var = _full_precision(self.encoder(images, training=False))
+        # vae.step:15
+        z = z_mean + ops.exp(0.5 * z_log_var) * keras.random.normal(
+            ops.shape(z_mean), seed=self.seed_generator
+        )
+        # vae.step:16
+        reconstruction = _full_precision(self.decoder(z, training=False))
+        # vae.step:17
+        reconstruction_loss = ops.mean(
+            ops.sum(
+                keras.losses.binary_crossentropy(images, reconstruction), axis=[1, 2]
+            )
+        )
+        # vae.step:18
+        kl = -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+        # vae.step:19
+        kl_loss = ops.mean(ops.sum(kl, axis=1))
+        # vae.step:20
+        total_loss = reconstruction_loss + kl_loss
+        # vae.step:22
+        self.total_loss_tracker.update_state(
+            total_loss, sample_weight=_batch_size(images)
+        )
+        # vae.step:23
+        self.reconstruction_loss_tracker.update_state(
+            reconstruction_loss, sample_weight=_batch_size(images)
+        )
+        # vae.step:24
+        self.kl_loss_tracker.update_state(kl_loss, sample_weight=_batch_size(images))
+        return self.get_metrics_result()
+
+    def predict_step(self, data):
+        # vae.step:6  no predict(...) block
+        raise ValueError(
+            "vae.step:6: VAE has no predict_step for predict(); add a `predict(...)` "
+            "block to the spec, or call its sub-models"
+        )
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}

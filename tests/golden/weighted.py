@@ -17,6 +17,12 @@ def _unscale_for_distribution(loss):
     return loss
 
 
+def _batch_size(x):
+    """The number of examples in a batch: the first dimension of its first tensor
+    (x may be a dict or a tuple), as Keras's own step counts them."""
+    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+
 @keras.saving.register_keras_serializable(package="stepc.weighted")
 class CustomModel(keras.Model):
     """Generated from weighted.step:5; see the spec for the algorithm."""
@@ -40,7 +46,7 @@ class CustomModel(keras.Model):
             )
             # Keras's loss tracker, weighted by batch size as in Keras's own step.
             self._loss_tracker.update_state(
-                _unscale_for_distribution(loss), sample_weight=ops.shape(x)[0]
+                _unscale_for_distribution(loss), sample_weight=_batch_size(x)
             )
             # Scaled for a LossScaleOptimizer (mixed precision); else as is.
             scaled_loss = self.optimizer.scale_loss(loss)

@@ -76,6 +76,14 @@ class WGANGP(keras.Model):
         # given (not an unused RMSprop that callbacks would read or build).
         kwargs.setdefault("optimizer", None)
         super().compile(**kwargs)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(d_optimizer, (str, dict)):
+            d_optimizer = keras.optimizers.get(d_optimizer)
+        if not isinstance(d_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "wgan_gp.step:10: d_optimizer must be a keras.optimizers.Optimizer, or "
+                "the name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
         if _uses_ema(d_optimizer):
             raise ValueError(
                 "wgan_gp.step:10: d_optimizer has use_ema=True, but fit() swaps the "
@@ -84,6 +92,14 @@ class WGANGP(keras.Model):
                 "d_optimizer without use_ema"
             )
         self.d_optimizer = _for_dtype_policy(self, d_optimizer)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(g_optimizer, (str, dict)):
+            g_optimizer = keras.optimizers.get(g_optimizer)
+        if not isinstance(g_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "wgan_gp.step:10: g_optimizer must be a keras.optimizers.Optimizer, or "
+                "the name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
         if _uses_ema(g_optimizer):
             raise ValueError(
                 "wgan_gp.step:10: g_optimizer has use_ema=True, but fit() swaps the "
@@ -107,6 +123,19 @@ class WGANGP(keras.Model):
     def train_step(self, data):
         # wgan_gp.step:15  train(real_images)
         real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[1] is not None:
+            raise ValueError(
+                "WGANGP.train_step (wgan_gp.step:15, `train(real_images)`): fit() "
+                "passed a `y`, but the step takes only `real_images`; pass "
+                "`real_images` alone, or add `y` to the data line"
+            )
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "WGANGP.train_step (wgan_gp.step:15, `train(real_images)`): fit() "
+                "passed a `sample_weight` (or a `class_weight`), but the step takes "
+                "only `real_images`; add `sample_weight?` to the data line to weight "
+                "the batch, or pass no weights"
+            )
         # wgan_gp.step:16
         batch_size = ops.shape(real_images)[0]
         # wgan_gp.step:17  repeat critic_steps
@@ -197,6 +226,94 @@ class WGANGP(keras.Model):
         # wgan_gp.step:33
         self.gp_tracker.update_state(gradient_penalty, sample_weight=batch_size)
         return self.get_metrics_result()
+
+    def test_step(self, data):
+        # evaluate(): the train step below without its weight updates,
+        # in inference mode (the spec has no test step of its own).
+        # wgan_gp.step:15  train(real_images)
+        real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keras.utils.unpack_x_y_sample_weight(data)[1] is not None:
+            raise ValueError(
+                "WGANGP.test_step (wgan_gp.step:15, `train(real_images)`): evaluate() "
+                "passed a `y`, but the step takes only `real_images`; pass "
+                "`real_images` alone, or add `y` to the data line"
+            )
+        if keras.utils.unpack_x_y_sample_weight(data)[2] is not None:
+            raise ValueError(
+                "WGANGP.test_step (wgan_gp.step:15, `train(real_images)`): evaluate() "
+                "passed a `sample_weight` (or a `class_weight`), but the step takes "
+                "only `real_images`; add `sample_weight?` to the data line to weight "
+                "the batch, or pass no weights"
+            )
+        # wgan_gp.step:16
+        batch_size = ops.shape(real_images)[0]
+        # wgan_gp.step:17  repeat critic_steps
+        if self.critic_steps < 1:  # checked once, when the step is traced
+            raise ValueError(
+                "wgan_gp.step:17: repeat critic_steps needs critic_steps >= 1"
+            )
+        for _ in range(self.critic_steps):
+            # wgan_gp.step:18
+            fake_images = _full_precision(
+                self.generator(
+                    keras.random.normal(
+                        (batch_size, self.latent_dim), seed=self.seed_generator
+                    ),
+                    training=False,
+                )
+            )
+            # wgan_gp.step:20
+            d_cost = ops.mean(
+                _full_precision(self.critic(fake_images, training=False))
+            ) - ops.mean(_full_precision(self.critic(real_images, training=False)))
+            # wgan_gp.step:22
+            alpha = keras.random.uniform(
+                (batch_size, 1, 1, 1), seed=self.seed_generator
+            )
+            # wgan_gp.step:23
+            mixed = real_images + alpha * (fake_images - real_images)
+            # wgan_gp.step:24  the recorded computation of the value differentiated
+            with tf.GradientTape() as tape:
+                tape.watch(mixed)
+                value_for_slopes = ops.sum(
+                    _full_precision(self.critic(mixed, training=False))
+                )
+            # wgan_gp.step:24
+            slopes = tape.gradient(value_for_slopes, mixed)
+            # wgan_gp.step:25
+            norm = ops.sqrt(ops.sum(ops.square(slopes), axis=[1, 2, 3]))
+            # wgan_gp.step:26
+            gradient_penalty = ops.mean(ops.square(norm - 1.0))
+            # wgan_gp.step:27
+            d_loss = d_cost + self.gp_weight * gradient_penalty
+        # wgan_gp.step:29
+        g_loss = -ops.mean(
+            _full_precision(
+                self.critic(
+                    self.generator(
+                        keras.random.normal(
+                            (batch_size, self.latent_dim), seed=self.seed_generator
+                        ),
+                        training=False,
+                    ),
+                    training=False,
+                )
+            )
+        )
+        # wgan_gp.step:31
+        self.d_loss_tracker.update_state(d_loss, sample_weight=batch_size)
+        # wgan_gp.step:32
+        self.g_loss_tracker.update_state(g_loss, sample_weight=batch_size)
+        # wgan_gp.step:33
+        self.gp_tracker.update_state(gradient_penalty, sample_weight=batch_size)
+        return self.get_metrics_result()
+
+    def predict_step(self, data):
+        # wgan_gp.step:8  no predict(...) block
+        raise ValueError(
+            "wgan_gp.step:8: WGANGP has no predict_step for predict(); add a "
+            "`predict(...)` block to the spec, or call its sub-models"
+        )
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}

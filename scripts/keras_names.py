@@ -1,0 +1,200 @@
+"""Regenerate `compiler/keras_names.py` from the installed Keras.
+
+Usage: python scripts/keras_names.py [--print-json]
+
+A spec's declaration becomes `self.<name>` on the generated `keras.Model`
+subclass, so no declaration may reuse a name Keras keeps on a model. This
+script builds a tiny model of each kind stepc generates -- a `keras.Model`
+subclass with its own `call` (a model of sub-models) and a Functional model --
+and runs compile, fit, evaluate and predict on each, so the attributes Keras
+sets only then (`history`, `stop_evaluating`, ...) are seen too. It records
+every public name of `dir()` of the class and of the used instance.
+
+Without arguments it introspects every backend that is importable (each in a
+fresh process, as Keras picks its backend once per process) and rewrites
+`compiler/keras_names.py` with the union. `--print-json` introspects the
+current backend (`KERAS_BACKEND`) only and prints `{"subclass": [...],
+"functional": [...], "operations": [...], "constructors": {...}}`;
+`tests/test_keras_facts.py` runs it that way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "compiler" / "keras_names.py"
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+# Set by Keras on paths the tiny models do not take (a subclass whose outputs
+# are named, e.g. a dict of outputs); kept so a spec cannot replace them.
+ALSO_SUBCLASS = {"output_names"}
+
+
+def _public(names) -> set[str]:
+    return {n for n in names if not n.startswith("_")}
+
+
+def _exercise(model) -> None:
+    """compile, fit, evaluate and predict: Keras sets some attributes only then."""
+    import numpy as np
+
+    x = np.zeros((4, 3), "float32")
+    y = np.zeros((4, 2), "float32")
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    model.evaluate(x, y, batch_size=2, verbose=0)
+    model.predict(x, batch_size=2, verbose=0)
+
+
+def introspect() -> dict[str, list[str]]:
+    import keras
+
+    class Tiny(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._dense = keras.layers.Dense(2)  # private: not one of Keras's names
+
+        def call(self, inputs):
+            return self._dense(inputs)
+
+    subclass = Tiny()
+    _exercise(subclass)
+    inputs = keras.Input((3,))
+    functional = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    _exercise(functional)
+    found = {
+        "subclass": _public(dir(keras.Model)) | _public(dir(subclass)),
+        "functional": _public(dir(type(functional))) | _public(dir(functional)),
+        "operations": operations(),
+    }
+    result = {base: sorted(names) for base, names in found.items()}
+    return {**result, "constructors": constructors()}
+
+
+def constructors() -> dict[str, list[str]]:
+    """The parameters, in order, of every metric and loss class a spec may name."""
+    import inspect
+
+    import keras
+
+    sys.path.insert(0, str(ROOT / "compiler"))
+    from stepc.builtins import LOSS_CLASSES, METRIC_CLASSES
+
+    found = {}
+    for module, names in (("metrics", METRIC_CLASSES), ("losses", LOSS_CLASSES)):
+        for name in sorted(names):
+            parameters = inspect.signature(getattr(getattr(keras, module), name).__init__)
+            found[f"{module}.{name}"] = [p for p in parameters.parameters if p != "self"]
+    return found
+
+
+def operations() -> set[str]:
+    """The functions of keras.ops and keras.random: what a spec may mean by a
+    call stepc does not offer (so it is told so, not offered a look-alike)."""
+    import inspect
+
+    import keras
+
+    names = set()
+    for prefix, module in (("keras.ops", keras.ops), ("keras.random", keras.random)):
+        functions = (n for n in _public(dir(module)) if inspect.isfunction(getattr(module, n)))
+        names |= {f"{prefix}.{n}" for n in functions}
+    return names
+
+
+def _run_backend(backend: str) -> dict[str, list[str]]:
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run(
+        [sys.executable, __file__, "--print-json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _module_text(found: dict, versions: str) -> str:
+    def block(name: str, names: set[str]) -> str:
+        lines = "".join(f'        "{n}",\n' for n in sorted(names))
+        return f"{name}: frozenset[str] = frozenset(\n    {{\n{lines}    }}\n)\n"
+
+    return (
+        '"""What the checker knows of Keras, as generated data: do not edit.\n'
+        "\n"
+        f"Taken from {versions}.\n"
+        "\n"
+        "A declared name becomes `self.<name>` on a `keras.Model` subclass; one of these\n"
+        "would replace what Keras keeps there (a metric named `history` is overwritten by\n"
+        "fit()). Generated by `python scripts/keras_names.py` from `dir()` of a built,\n"
+        "compiled, fitted, evaluated and predicted model of each kind, on every backend\n"
+        "installed; `tests/test_keras_facts.py` fails when Keras has a name missing here.\n"
+        "Names starting with `_` are refused for declarations altogether. Also the\n"
+        "functions of keras.ops and keras.random, and the parameters of the metric and\n"
+        "loss classes.\n"
+        '"""\n\n'
+        + block("SUBCLASS_ATTRIBUTES", found["subclass"])
+        + "\n"
+        + block("FUNCTIONAL_ATTRIBUTES", found["functional"] | found["subclass"])
+        + "\n# The functions of keras.ops and keras.random (stepc offers some of them).\n"
+        + block("KERAS_FUNCTIONS", found["operations"])
+        + "\n# Each function's module, by its name (keras.ops first).\n"
+        + "KERAS_OPERATIONS: dict[str, str] = {\n"
+        + '    name.rpartition(".")[2]: name.rpartition(".")[0]\n'
+        + "    for name in sorted(KERAS_FUNCTIONS, reverse=True)\n"
+        + "}\n"
+        + "\n# The parameters of each metric and loss class, in order.\n"
+        + "KERAS_CONSTRUCTORS: dict[str, tuple[str, ...]] = {\n"
+        + "".join(f'    "{k}": {_tuple(v)},\n' for k, v in sorted(found["constructors"].items()))
+        + "}\n"
+    )
+
+
+def _tuple(names: list[str]) -> str:
+    return "(" + ", ".join(f'"{n}"' for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
+def regenerate() -> None:
+    import keras
+
+    found: dict[str, set[str]] = {
+        "subclass": set(ALSO_SUBCLASS),
+        "functional": set(),
+        "operations": set(),
+    }
+    used = []
+    for backend, module in BACKENDS.items():
+        if find_spec(module) is None:
+            print(f"skipping the {backend} backend: {module} is not installed")
+            continue
+        introspected = _run_backend(backend)
+        found["constructors"] = introspected.pop("constructors")  # the same on every backend
+        for base, names in introspected.items():
+            found[base] |= set(names)
+        used.append(backend)
+    versions = f"Keras {keras.__version__}; backends {', '.join(used)}"
+    TARGET.write_text(_module_text(found, versions), encoding="utf-8")
+    # Laid out as the project's formatter would (long tuples one item a line).
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(TARGET)], check=True)
+    print(f"wrote {TARGET.relative_to(ROOT)} ({versions})")
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--print-json"]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        print(json.dumps(introspect()))
+        return 0
+    if argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    regenerate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
