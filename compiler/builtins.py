@@ -70,11 +70,11 @@ def _elementwise(*names: str) -> list[Op]:
 
 
 def _reductions(*names: str) -> list[Op]:
-    return [Op(n, f"ops.{n}", ("x", "axis"), 1, ("keepdims",), Result.REDUCE) for n in names]
+    return [Op(n, f"ops.{n}", ("x", "axis", "keepdims"), 1, result=Result.REDUCE) for n in names]
 
 
-def _per_sample_losses(*names: str) -> list[Op]:
-    return [Op(n, f"keras.losses.{n}", ("y_true", "y_pred"), 2) for n in names]
+def _per_sample_losses(*names: str, keywords: tuple[str, ...] = ()) -> list[Op]:
+    return [Op(n, f"keras.losses.{n}", ("y_true", "y_pred"), 2, keywords) for n in names]
 
 
 GRADIENT = "gradient"
@@ -90,8 +90,8 @@ OPS: dict[str, Op] = {
         Op("stack", "ops.stack", ("x", "axis"), 1),
         Op("ones", "ops.ones", ("shape",), 1, ("dtype",)),
         Op("zeros", "ops.zeros", ("shape",), 1, ("dtype",)),
-        Op("ones_like", "ops.ones_like", ("x",), 1, result=Result.SAME),
-        Op("zeros_like", "ops.zeros_like", ("x",), 1, result=Result.SAME),
+        Op("ones_like", "ops.ones_like", ("x",), 1, ("dtype",), Result.SAME),
+        Op("zeros_like", "ops.zeros_like", ("x",), 1, ("dtype",), Result.SAME),
         Op("reshape", "ops.reshape", ("x", "newshape"), 2),
         Op("cast", "ops.cast", ("x", "dtype"), 2, result=Result.SAME),
         Op("matmul", "ops.matmul", ("x1", "x2"), 2),
@@ -116,14 +116,25 @@ OPS: dict[str, Op] = {
             result=Result.REDUCE,
             by_position=1,
         ),
-        Op("normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev"), random=True),
-        Op("uniform", "keras.random.uniform", ("shape",), 1, ("minval", "maxval"), random=True),
+        Op(
+            "normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev", "dtype"), random=True
+        ),
+        Op(
+            "uniform",
+            "keras.random.uniform",
+            ("shape",),
+            1,
+            ("minval", "maxval", "dtype"),
+            random=True,
+        ),
+        *_per_sample_losses("mean_squared_error", "mean_absolute_error"),
         *_per_sample_losses(
-            "mean_squared_error",
-            "mean_absolute_error",
             "binary_crossentropy",
             "categorical_crossentropy",
-            "sparse_categorical_crossentropy",
+            keywords=("from_logits", "label_smoothing", "axis"),
+        ),
+        *_per_sample_losses(
+            "sparse_categorical_crossentropy", keywords=("from_logits", "ignore_class", "axis")
         ),
     ]
 }

@@ -3,8 +3,10 @@
 Owns the checks of `repeat` blocks, `assign MODEL = ...` (weights set outside
 an optimizer), per-target gradient clipping, frozen models, and the two calls
 that are not plain operations: `gradient(y, x)` and `regularization_loss(m)`.
-`stepc.check_steps.StepChecker` mixes these in; whether a gradient's value
-really depends on its tensor is a data-flow question the lowering answers.
+`stepc.check_steps.StepChecker` mixes these in. Whether a gradient's value
+depends on what it is taken with respect to is answered on the step's
+`stepc.check_depends.DependencyGraph`; where its recording goes is the
+lowering's question.
 """
 
 from __future__ import annotations

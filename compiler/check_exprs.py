@@ -1,7 +1,8 @@
 """Stage 2, inside a step: the type of each expression and the checks of its calls.
 
-Owns `Value` (a small type plus the models an expression's computation went
-through, which the gradient checks use) and `ExprChecker`: names resolve to
+Owns `Value` (a small type, plus the models an expression calls and the
+definitions it reads, which the gradient checks follow through the step's
+`stepc.check_depends.DependencyGraph`) and `ExprChecker`: names resolve to
 step values, the spec's declarations or the allowlist; calls are checked
 against their signatures; arithmetic only on numbers and tensors.
 `stepc.check_steps` builds the statement checks on top of it.
@@ -43,6 +44,10 @@ _NOT_ARGUMENTS = (
     Type.STRING,
     Type.OPTIONAL_TENSOR,
 )
+# The operators of two whole numbers whose result is one.
+_INTEGER_OPERATORS = ("+", "-", "*", "//")
+# How an index's type is named when it is not a whole number.
+_INDEX_TYPES = {Type.NUMBER: "a number that is not whole", Type.BOOL: "a bool"}
 _OPTIONAL_HINT = "it is optional (`?`) and may be None; pass it only to losses and metrics"
 # What a subscript can take a part of; MULTI (a model's outputs) and
 # GRADIENTS (one per variable) are Python sequences too.
@@ -73,6 +78,7 @@ class Value:
     names: tuple[str, ...] = ()  # the locals it was computed from, for messages
     reads: frozenset[int] = frozenset()
     items: tuple[Value, ...] | None = None  # a literal tuple's elements, each its own
+    integer: bool = False  # a whole number: what an index must be
 
 
 @dataclass
@@ -115,7 +121,7 @@ class ExprChecker:
         return value
 
     def _expr_Number(self, node: ir.Number) -> Value:
-        return Value(Type.NUMBER)
+        return Value(Type.NUMBER, integer=node.is_int)
 
     def _expr_String(self, node: ir.String) -> Value:
         return Value(Type.STRING)
@@ -125,13 +131,14 @@ class ExprChecker:
         if local is not None:
             local.used = True
             value = local.value
-            return Value(value.type, frozenset(), value.names, frozenset({local.key}), value.items)
+            reads = frozenset({local.key})
+            return Value(value.type, frozenset(), value.names, reads, value.items, value.integer)
         symbol = self.symbols.get(node.id)
         if symbol is not None:
             self.usage.names.add(node.id)
             if symbol.type is Type.UNKNOWN:  # its declaration's error was reported
                 return reported(Value(symbol.type))
-            return Value(symbol.type)
+            return Value(symbol.type, integer=symbol.detail == "int")
         self._unknown_name(node)
         return Value(Type.UNKNOWN)  # reported: nothing follows from it
 
@@ -171,9 +178,10 @@ class ExprChecker:
             result = Type.SCALAR
         if Type.UNKNOWN in types:  # an operand whose error was reported
             result = Type.UNKNOWN
+        integer = left.integer and right.integer and node.op in _INTEGER_OPERATORS
         if node.op == "//":  # TensorFlow's FloorDiv has no gradient
-            return Value(result, names=_merge(result, [left, right]).names)
-        return _merge(result, [left, right])
+            return Value(result, names=_merge(result, [left, right]).names, integer=integer)
+        return _merge(result, [left, right], integer)
 
     def _check_numeric(self, node: ir.Expr, value: Value) -> bool:
         if value.type in _NUMERIC or value.type is Type.UNKNOWN:
@@ -188,7 +196,7 @@ class ExprChecker:
         value = self.expr(node.value)
         sliced = isinstance(node.index, ir.Slice)
         for index in ir.children(node.index) if sliced else (node.index,):
-            self.expr(index)
+            self._check_index(index, self.expr(index))
         if value.type not in _SUBSCRIPTABLE:
             what = "sliced" if sliced else "indexed"
             message = f"{article(value.type.value)} cannot be {what}"
@@ -202,7 +210,20 @@ class ExprChecker:
         if sliced:  # a part of the same kind of value
             return replace(value, items=None)
         type_ = Type.NUMBER if value.type is Type.SHAPE else Type.TENSOR
-        return Value(type_, value.models, value.names, value.reads)
+        return Value(type_, value.models, value.names, value.reads, integer=type_ is Type.NUMBER)
+
+    def _check_index(self, index: ir.Expr, value: Value) -> None:
+        """Python and TensorFlow index with whole numbers (or None: a new axis)."""
+        if value.integer or value.type in (Type.UNKNOWN, Type.NONE):
+            return
+        what = _INDEX_TYPES.get(value.type) or article(value.type.value)
+        self.out.append(
+            error(
+                f"an index must be a whole number, not {what}",
+                index.span,
+                "an int literal, an int parameter, shape(...)[i], or arithmetic of them (+ - * //)",
+            )
+        )
 
     def _check_in_range(self, items: tuple[Value, ...], index: ir.Expr) -> None:
         position, count = _literal_int(index), len(items)
@@ -282,6 +303,8 @@ class ExprChecker:
         values = self.typed_values(op, node.args, node.keywords)
         first = values[0].type if node.args else Type.TENSOR
         value = _merge(_op_result(op, node, first), values)
+        if _integer_cast(op, node):  # a whole number, through which no gradient flows
+            return Value(value.type, names=value.names, integer=True)
         if op.name in NOT_DIFFERENTIABLE:  # no gradient flows back through it
             return Value(value.type, frozenset(), value.names)
         return value
@@ -351,13 +374,22 @@ def chain(names: tuple[str, ...], name: str) -> tuple[str, ...]:
     return (*names, name)[-CHAIN_NAMES:]
 
 
-def _merge(result: Type, values: list[Value]) -> Value:
+def _merge(result: Type, values: list[Value], integer: bool = False) -> Value:
     models = frozenset().union(*(v.models for v in values)) if values else frozenset()
     reads = frozenset().union(*(v.reads for v in values)) if values else frozenset()
     names: tuple[str, ...] = ()
     for value in values:
         names += tuple(n for n in value.names if n not in names)
-    return Value(result, models, names[-CHAIN_NAMES:], reads)
+    return Value(result, models, names[-CHAIN_NAMES:], reads, integer=integer)
+
+
+def _integer_cast(op: Op, node: ir.Call) -> bool:
+    """`cast(x, "int32")`: TensorFlow's cast has a gradient between float types only."""
+    if op.name != "cast":
+        return False
+    given = [*node.args[1:2], *(k.value for k in node.keywords if k.name == "dtype")]
+    dtype = given[0] if given else None
+    return isinstance(dtype, ir.String) and dtype.value.startswith(("int", "uint", "bool"))
 
 
 def literal_part(items: tuple[Value, ...], index: ir.Expr) -> Value | None:
@@ -391,8 +423,23 @@ def _op_result(op: Op, node: ir.Call, first: Type) -> Type:
     if op.result is Result.SAME:
         return first if first in (Type.SCALAR, Type.NUMBER, Type.UNKNOWN) else Type.TENSOR
     if op.result is Result.REDUCE:
-        # Over an axis, the rank of the result is the input's less one: unknown
-        # here (mean(v, 0) of a vector is a scalar), so not refused as a loss.
-        has_axis = len(node.args) > 1 or any(k.name in ("axis", "keepdims") for k in node.keywords)
-        return Type.UNKNOWN if has_axis else Type.SCALAR
+        return _reduced(node, first)
     return Type.TENSOR
+
+
+def _reduced(node: ir.Call, first: Type) -> Type:
+    """A reduction's result: a scalar over every axis; with `keepdims=True`, of
+    the input's rank; over an axis, the input's rank less one, unknown here
+    (mean(v, 0) of a vector is a scalar), so not refused as a loss."""
+    given = {k.name: k.value for k in node.keywords}
+    given.update(zip(("x", "axis", "keepdims"), node.args, strict=False))
+    if _is_name(given.get("keepdims"), "True"):
+        return first if first in (Type.SCALAR, Type.NUMBER, Type.UNKNOWN) else Type.TENSOR
+    every_axis = "axis" not in given or _is_name(given["axis"], "None")
+    if every_axis and (_is_name(given.get("keepdims"), "False") or "keepdims" not in given):
+        return Type.SCALAR
+    return Type.UNKNOWN
+
+
+def _is_name(expr: ir.Expr | None, name: str) -> bool:
+    return isinstance(expr, ir.Name) and expr.id == name

@@ -10,6 +10,8 @@ in `stepc.check_exprs`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stepc import ir
 from stepc.builtins import (
     COMPILED_LOSS,
@@ -190,6 +192,11 @@ class StepChecker(ConstructChecks):
         return [(part, whole)] * len(statement.targets)
 
     def _check_nameable(self, value: Value, expr: ir.Expr) -> None:
+        """A name holds values, not objects of the model (nor a tuple of them)."""
+        if value.items is not None and isinstance(expr, (ir.TupleExpr, ir.ListExpr)):
+            for item, item_expr in zip(value.items, expr.items, strict=True):
+                self._check_nameable(item, item_expr)
+            return
         if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC):
             self.out.append(
                 error(
@@ -202,7 +209,7 @@ class StepChecker(ConstructChecks):
     def _define(self, target: ir.Name, value: Value, tracked: bool) -> None:
         key = self.graph.define(value.models, value.reads)
         names = chain(value.names, target.id)
-        value = Value(value.type, value.models, names, value.reads, value.items)
+        value = replace(value, names=names)
         self.locals[target.id] = Local(value, target.span, False, False, tracked, key)
 
     def _check_unpacking(self, statement: ir.Assign) -> bool:

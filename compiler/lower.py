@@ -24,9 +24,10 @@ from pathlib import PurePath
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, KERAS_OPTIMIZER, OPS, Type
 from stepc.check import CheckedModel, CheckedSpec
-from stepc.dataflow import Block, Dataflow
+from stepc.dataflow import Block, Dataflow, Dependencies
 from stepc.diagnostics import Diagnostic, error
 from stepc.facts import Facts
+from stepc.lower_compiled_loss import name_compiled_losses
 from stepc.lower_gradients import GradientPlacement
 from stepc.plan import (
     BATCH_SIZE,
@@ -82,7 +83,10 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         metrics=tuple(_declaration(d) for d in model.metrics),
         losses=tuple(_declaration(d) for d in model.losses),
         uses_random=any(name in OPS and OPS[name].random for name in calls),
-        own_metrics_only=not uses_compiled and bool(model.metrics),
+        # No compiled loss: Keras's loss tracker (never updated) is not listed,
+        # so a returned `loss` is what the logs show.
+        own_metrics_only=COMPILED_LOSS not in calls,
+        lists_compiled_metrics=_mentions_compiled_metrics(model, updates),
         optimizer_targets=_optimizer_targets(model),
         jit_compile=model.jit_compile,
         compile_span=model.compile_span,
@@ -103,6 +107,18 @@ def _called_and_updated(model: ir.Model) -> tuple[set[str], set[str]]:
                 elif isinstance(node, ir.Update):
                     updates.add(node.metric.id)
     return calls, updates
+
+
+def _mentions_compiled_metrics(model: ir.Model, updates: set[str]) -> bool:
+    """A step updates or returns the metrics given to compile()."""
+    returned = {
+        item.name.id
+        for step in model.steps
+        for statement in step.body
+        if isinstance(statement, ir.Return)
+        for item in statement.items
+    }
+    return "compiled_metrics" in updates | returned
 
 
 def _derived_test_step(model: ir.Model, uses_compiled: bool) -> ir.Step | None:
@@ -170,13 +186,14 @@ class _StepLowering(GradientPlacement):
         self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
         step = dataclasses.replace(step, body=self._cast_model_outputs(step.body))
         self.functional = checked.functional
-        self.step = step
         self.out = out
         self.facts = Facts(self.symbols)
         self.taken = {p.name.id for p in step.data} | set(self.symbols)
         self.taken |= {
             t.id for s in ir.statements(step.body) if isinstance(s, ir.Assign) for t in s.targets
         }
+        step = dataclasses.replace(step, body=name_compiled_losses(step.body, self.fresh))
+        self.step = step
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
         # Where each statement is in the step's own body (a repeat's, its block's).
         self._position = {
@@ -186,7 +203,7 @@ class _StepLowering(GradientPlacement):
         }
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
-        self.depends: dict[str, set[str]] = {}  # name -> models and names it is computed from
+        self.depends = Dependencies(self.models)  # what each name is computed from
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
@@ -230,7 +247,7 @@ class _StepLowering(GradientPlacement):
         body = self._collapse_gradients(self._hoist_invariant_gradients(list(body)))
         minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
         # Placement questions arise only around a minimize.
-        self.flow = Dataflow(body if minimizes else [])
+        self.flow = Dataflow(body if minimizes else [], self.models)
         tapes = {i: self._tape_statements(body, i) for i in minimizes}
         for i in minimizes:
             self._check_recorded_here(body, i, tapes[i])

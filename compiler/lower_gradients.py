@@ -18,7 +18,7 @@ from stepc import ir
 from stepc.builtins import GRADIENT
 from stepc.dataflow import Block, Dataflow, defined_names
 from stepc.diagnostics import error
-from stepc.plan import GradientRegion, LossForGradient, PlanItem, TakeGradient
+from stepc.plan import Compute, GradientRegion, LossForGradient, PlanItem, TakeGradient
 
 
 class GradientPlacement:
@@ -58,7 +58,7 @@ class GradientPlacement:
         """Each `g = gradient(y, x)` with the statements its recording holds
         becomes one `Block`, at the place where a tape can hold them."""
         for statement in [u for u in units if type(u) is ir.Assign and _is_gradient(u)]:
-            self.flow = Dataflow(units)
+            self.flow = Dataflow(units, self.models)
             index = next(i for i, u in enumerate(units) if u is statement)
             recorded = self._with_minimizes(units, index, self._gradient_statements(units, index))
             start = min(recorded, default=index)
@@ -99,7 +99,7 @@ class GradientPlacement:
             models = self._models_of({sources[0]})
             touches = lambda i: bool(models & self._models_used(i))  # noqa: E731
             recorded = self._recorded(units, index, touches)
-            if not recorded and not self._depends_of(call.args[0]) & (models | {"self"}):
+            if not recorded and not self.depends.expr_reaches(call.args[0], models | {"self"}):
                 self._report_independent(call, sources[0])
             self._check_recordable(units, index, recorded, models, call.args[0].span)
             return recorded
@@ -118,7 +118,7 @@ class GradientPlacement:
         flow = self.flow
         for i in sorted(recorded | {index}):
             outside = {n for n in flow.reads[i] if n not in flow.sources[i]}
-            late = sorted(n for n in outside if self.depends.get(n, set()) & sources)
+            late = sorted(n for n in outside if self.depends.name_reaches(n, sources))
             if late and self.outer_depth:
                 self._report_before_block(late[0], sources, span)
                 return
@@ -160,9 +160,13 @@ class GradientPlacement:
         recorder = self.fresh("tape")
         # Placed as a block of its own: a minimize in the recorded range (a gradient
         # of a loss computed before that update) gets its region inside this one.
-        body = tuple(self._place(list(block.parts[:-1])))
+        body = list(self._place(list(block.parts[:-1])))
         value = self._gradient_value(call.args[0], statement)
         watched = () if of_model else sources
+        # A source the recording itself assigns is watched once it has its value.
+        late = [n for n in watched if _watch_after_assignment(body, recorder, n)]
+        watched = tuple(n for n in watched if n not in late)
+        body = tuple(body)
         region = GradientRegion((recorder,), body, (value,), statement.span, watched)
         tuple_result = isinstance(call.args[1], (ir.TupleExpr, ir.ListExpr))
         take = TakeGradient(recorder, value.name, sources, of_model, tuple_result, statement)
@@ -189,19 +193,28 @@ class GradientPlacement:
         """What each assigned name is computed from (models and names), through
         values that carry a gradient: what `_check_recordable` asks of a name
         read from before a block."""
-        found = self._depends_of(value)
-        for target in targets:
-            self.depends[target.id] = found
+        self.depends.assign(targets, value)
 
-    def _depends_of(self, expr: ir.Expr) -> set[str]:
-        if isinstance(expr, ir.Call) and expr.func.id == "stop_gradient":
-            return set()
-        if isinstance(expr, ir.Name):
-            return {expr.id} | self.depends.get(expr.id, set())
-        found: set[str] = set()
-        if isinstance(expr, ir.Call) and expr.func.id in self.models | {"self"}:
-            found = {expr.func.id} | (self.models if expr.func.id == "self" else set())
-        return found.union(*(self._depends_of(c) for c in ir.children(expr)))
+
+def _watch_after_assignment(items: list, recorder: str, name: str) -> bool:
+    """Marks the last plan item assigning `name` (in a nested region too) to
+    watch it; False when no item placed at this level or in a region does."""
+    for index in reversed(range(len(items))):
+        item = items[index]
+        if isinstance(item, GradientRegion):
+            inner = list(item.body)
+            if _watch_after_assignment(inner, recorder, name):
+                items[index] = dataclasses.replace(item, body=tuple(inner))
+                return True
+        elif isinstance(item, Compute) and _assigns(item, name):
+            items[index] = dataclasses.replace(item, watches=(*item.watches, (recorder, name)))
+            return True
+    return False
+
+
+def _assigns(item: Compute, name: str) -> bool:
+    statement = item.statement
+    return isinstance(statement, ir.Assign) and any(t.id == name for t in statement.targets)
 
 
 def _replaced(repeat: ir.Repeat, hoisted: dict[int, str]) -> ir.Repeat:

@@ -60,6 +60,8 @@ class Compute:
     metric_class: str = ""  # for an update: the metric's Keras class
     tracks_compiled_loss: bool = False  # the value also feeds Keras's loss tracker
     weights_of: tuple[str, ...] = ()  # for an assign: the target, then each model read
+    # (recorder, name): a gradient is taken with respect to the value just assigned
+    watches: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ class ModelPlan:
     metrics: tuple[Declaration, ...]
     losses: tuple[Declaration, ...]
     uses_random: bool
-    own_metrics_only: bool  # no compiled loss or metrics: `metrics` lists the trackers
+    own_metrics_only: bool  # no compiled loss: `metrics` lists the trackers (not Keras's)
+    lists_compiled_metrics: bool  # ... and compile()'s metrics, which a step updates
     optimizer_targets: tuple[tuple[str, tuple[str, ...]], ...]  # for restoring state
     steps: tuple[StepPlan, ...]
     jit_compile: ir.Name | None = None  # the spec's default for compile(jit_compile=...)

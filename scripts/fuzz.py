@@ -15,6 +15,8 @@ Kinds of input (all seeded, so a run is reproducible from INPUTS and --seed):
 * layout     -- a generated spec with its layout changed (`tests.spec_layout`: comments,
                blank lines, CRLF, tabs, broken lines), which must be accepted exactly
                when the original is, and compile to the same module up to line numbers;
+* statement  -- whole lines (statements, declarations) deleted, duplicated, swapped or
+               moved in a shipped or a generated spec;
 * token      -- token mutations (delete, duplicate, swap, replace) of a shipped or a
                generated spec;
 * byte       -- byte mutations (flip, insert, delete, splice) of the same;
@@ -25,7 +27,8 @@ module that Python's `compile()` accepts (a share, --again-rate, default 0.1, is
 compiled twice and must give the same text) or at least one error, on a line of the
 text. A share (--cli-rate, default 0.25) also goes through `stepc.cli.main(["check",
 path])`, which must return 0 or 1, print no traceback and agree with analyze. An
-input taking over 2 s counts as a timeout (over 30 s it is stopped). Input N of a run
+input taking over 2 s (wall clock: on a loaded machine, re-run it with --only) counts
+as a timeout (over 30 s it is stopped). Input N of a run
 depends only on --seed and N (`--only N` re-runs it).
 
 Failures are written to OUTDIR (default fuzz-failures/) as `<n>-<kind>.step` with a
@@ -55,8 +58,8 @@ sys.path.insert(0, str(REPO))
 from tests import spec_errors, spec_generator, spec_layout  # noqa: E402
 
 SPECS = [p.read_text(encoding="utf-8") for p in sorted((REPO / "specs").glob("*.step"))]
-KINDS = ("semantic", "near-miss", "layout", "token", "byte", "text", "bytes")
-WEIGHTS = (35, 15, 10, 20, 10, 5, 5)
+KINDS = ("semantic", "near-miss", "layout", "statement", "token", "byte", "text", "bytes")
+WEIGHTS = (30, 12, 8, 15, 15, 10, 5, 5)
 SLOW, STOP = 2.0, 30
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+\.?\d*(?:[eE][+-]?\d+)?|\"[^\"\n]*\"|\*\*|//|"
                    r"\r?\n[ \t]*|[ \t]+|#[^\n]*|.", re.S)  # fmt: skip
@@ -97,6 +100,23 @@ def token_mutation(rng: random.Random, text: str) -> str:
     return "".join(tokens)
 
 
+def statement_mutation(rng: random.Random, text: str) -> str:
+    """Delete, duplicate, swap or move whole lines of a spec (a statement, a declaration)."""
+    lines = text.splitlines()
+    for _ in range(rng.randint(1, 3)):
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        roll = rng.randrange(4)
+        if roll == 0 and len(lines) > 1:
+            del lines[i]
+        elif roll == 1:
+            lines.insert(j, lines[i])
+        elif roll == 2:
+            lines[i], lines[j] = lines[j], lines[i]
+        else:
+            lines.insert(j, lines.pop(i))
+    return "\n".join(lines) + "\n"
+
+
 def byte_mutation(rng: random.Random, data: bytes) -> bytes:
     data = bytearray(data)
     for _ in range(rng.randint(1, 4)):
@@ -134,6 +154,8 @@ def make_input(rng: random.Random, kinds: list[str], weights: list[int]):
     if kind == "layout":
         original = spec_generator.generate(rng).text
         return kind, spec_layout.relayout(rng, original).encode(), original
+    if kind == "statement":
+        return kind, statement_mutation(rng, seed_text(rng)).encode(), None
     if kind == "token":
         return kind, token_mutation(rng, seed_text(rng)).encode("utf-8", "surrogatepass"), None
     if kind == "byte":
@@ -320,6 +342,9 @@ def _save(out: Path, index: int, kind: str, data: bytes, problem, first: bool) -
 
 
 def campaign(args) -> int:
+    import stepc.cli  # noqa: F401 - imported before the clock starts (not a slow input)
+    import stepc.pipeline  # noqa: F401
+
     tally = Tally()
     signal.signal(signal.SIGALRM, _alarm)
     start = time.perf_counter()

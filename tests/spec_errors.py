@@ -63,6 +63,12 @@ def _with_loss(text: str, scalar: bool = True) -> Callable:
     return write
 
 
+def _return_first(ctx) -> list[str]:
+    """A return with a statement after it."""
+    x = _x(ctx)
+    return [f"return {ctx.fresh_name()}=mean({x}){MARK}", f"{ctx.fresh_name()} = mean({x})"]
+
+
 def _repeat(count: str) -> Callable:
     def write(ctx) -> list[str]:
         x = _x(ctx)
@@ -89,7 +95,7 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("assign-to-data", _one("assign {x} = 0.5 * {m}")),
     Mistake("assign-batch-tensor", _one("assign {t} = {t} + {x}")),
     Mistake("update-not-metric", _one("update {x}({x})")),
-    Mistake("return-not-last", _one("return {v}=mean({x})")),
+    Mistake("return-not-last", _return_first),
     Mistake("minimize-tensor", _with_loss("minimize {l} over {t}{o}", scalar=False)),
     Mistake("minimize-data", _with_loss("minimize {l} over {x}{o}")),
     Mistake("unknown-optimizer", _with_loss("minimize {l} over {t} using no_such_optimizer")),

@@ -122,8 +122,12 @@ def _declarations(rng, names: Names, kind: str, pool) -> list[tuple[str, str]]:
 
 
 STRINGS = ("{}_log", 'q\\"uote{}', "tab\\t{}", "caf\u00e9 {}", "{}'s", "{} \\\\ b", "{}\\n")
-LOSS_ARGS = {"Huber": "delta=2.0", "BinaryCrossentropy": "from_logits=True, label_smoothing=0.1",
-             "CategoricalCrossentropy": "from_logits=True", "CosineSimilarity": "axis=-1"}  # fmt: skip
+LOSS_ARGS = {
+    "Huber": "delta=2.0",
+    "BinaryCrossentropy": "from_logits=True, label_smoothing=0.1",
+    "CategoricalCrossentropy": "from_logits=True",
+    "CosineSimilarity": "axis=-1",
+}
 
 
 def _metric_args(rng, name: str) -> str:
@@ -233,6 +237,9 @@ def step_body(ctx: Ctx, error=None) -> list[str]:
         lines += assignment(ctx)
     if ctx.kind == "train":
         lines += _train_middle(ctx)
+    else:  # no minimize here; gradients and repeat blocks are allowed
+        lines += gradient(ctx) if ctx.rng.random() < 0.3 else []
+        lines += repeat(ctx) if ctx.rng.random() < 0.2 else []
     if error is not None:
         places = [i for i in range(len(lines) + 1) if i == len(lines) or lines[i][0] != " "]
         at = ctx.rng.choice(places)
@@ -333,6 +340,8 @@ def minimize(ctx: Ctx) -> list[str]:
     """`minimize loss over targets [using opt]`, the loss depending on every target."""
     rng = ctx.rng
     models = ctx.trainable_models()
+    if ctx.kind != "train":
+        return []
     if ctx.pairs and (not models or rng.random() < 0.3):
         return _pair_minimize(ctx)
     if not models:
@@ -457,5 +466,6 @@ def generate(rng, error=None) -> Generated:
 
 
 def _error_line(lines: list[str], error) -> int | None:
-    marked = [i for i, line in enumerate(lines) if error.marker in line]
-    return marked[0] + 1 if marked else None
+    text = "\n".join(lines)
+    at = text.find(error.marker)
+    return text.count("\n", 0, at) + 1 if at >= 0 else None

@@ -842,10 +842,10 @@ def test_unknown_keyword_argument() -> None:
 
 
 def test_too_many_positional_arguments() -> None:
-    text = functional(*FUNCTIONAL_BODY, "return a=mean(x, 1, 2)")
+    text = functional(*FUNCTIONAL_BODY, "return a=mean(x, 1, False, 2)")
     check(
         the_error(text),
-        "`mean` takes at most 2 positional arguments, got 3",
+        "`mean` takes at most 3 positional arguments, got 4",
         (6, 18),
         "the signature is mean(x, axis=..., keepdims=...)",
     )

@@ -404,3 +404,95 @@ def test_lowering_errors_are_reported_with_syntax_errors() -> None:
     text = submodels(*SPLIT_LOSS) + "    test(x):\n" + body("update tracker(mean(x) $ 2)")
     lines = sorted(d.span.line for d in errors(text))
     assert lines == [9, 13]
+
+
+# ---------------------------------------------------------------- reductions' rank
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mean(square(self(x)), keepdims=True)",
+        "sum(self(x), axis=-1, keepdims=True)",
+        "mean(square(self(x)), None, True)",
+    ],
+)
+def test_a_reduction_keeping_its_dimensions_is_not_a_scalar(value: str) -> None:
+    """`keepdims=True` keeps the rank: minimized, it failed only when traced."""
+    text = functional(f"loss = {value}", "minimize loss over self", "return total=mean(loss)")
+    found = the_error(text)
+    assert found.message == "the loss to minimize must be a scalar, not a tensor"
+
+
+@pytest.mark.parametrize(
+    "value", ["mean(square(self(x)), axis=None)", "mean(square(self(x)), None, False)"]
+)
+def test_a_reduction_over_no_axis_is_a_scalar(value: str) -> None:
+    text = functional(f"loss = {value}", "minimize loss over self", "return total=loss")
+    assert errors(text) == []
+    text = functional(f"loss = {value}", "g = gradient(loss, x)", "return total=mean(g)")
+    assert errors(text) == []
+
+
+# ---------------------------------------------------------------- subscript indices
+
+
+@pytest.mark.parametrize(
+    ("value", "index", "what"),
+    [
+        ('x["a"]', '"a"', "a string"),
+        ("x[0.5]", "0.5", "a number that is not whole"),
+        ("x[1e0]", "1e0", "a number that is not whole"),
+        ("x[True]", "True", "a bool"),
+        ("x[mean(x)]", "mean(x)", "a scalar"),
+        ("x[1:2.5]", "2.5", "a number that is not whole"),
+        ('x[:"a"]', '"a"', "a string"),
+        ("shape(x)[shape(x)[0] / 2]", "shape(x)[0] / 2", "a number that is not whole"),
+    ],
+)
+def test_an_index_that_is_not_a_whole_number(value: str, index: str, what: str) -> None:
+    """F9: Python and TensorFlow index with whole numbers only."""
+    text = functional(f"v = {value}", "loss = mean(self(x)) + 0.0 * mean(v)", *FUNCTIONAL_BODY[2:])
+    text += "        return k=loss\n"
+    check(
+        the_error(text),
+        f"an index must be a whole number, not {what}",
+        at(text, 3, index),
+        "an int literal, an int parameter, shape(...)[i], or arithmetic of them (+ - * //)",
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x[0]",
+        "x[-1]",
+        "x[1:]",
+        "x[:shape(x)[0] // 2]",
+        "x[None]",
+        "x[:None]",
+        "x[n]",
+        "x[n * 2 - 1]",
+        'x[cast(mean(x), "int32")]',
+    ],
+)
+def test_whole_number_indices_are_accepted(value: str) -> None:
+    header = (
+        "model M:\n    init(net: Model, n: int)\n    compile(opt: Optimizer)\n    train(x, y):\n"
+    )
+    text = header + body(
+        f"v = {value}", "loss = mean(net(x)) + 0.0 * mean(v)", "minimize loss over net using opt"
+    )
+    text += "        return k=loss\n"
+    assert errors(text) == []
+
+
+def test_a_named_whole_number_is_an_index() -> None:
+    text = functional(
+        "n = shape(x)[0] // 2",
+        "a, b = (n, 1)",
+        "v = x[a:b]",
+        "loss = mean(self(x)) + 0.0 * mean(v)",
+        *FUNCTIONAL_BODY[2:],
+    )
+    assert errors(text + "        return k=loss\n") == []

@@ -198,3 +198,29 @@ def test_a_tuple_element_that_is_a_model_cannot_be_named() -> None:
         at(text, 6, "gen,"),
         "call it, or name it directly where it is used",
     )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "binary_crossentropy(y, self(x), from_logits=True)",
+        "categorical_crossentropy(y, self(x), label_smoothing=0.1, axis=-1)",
+        "sparse_categorical_crossentropy(y, self(x), from_logits=True, ignore_class=0)",
+        'self(x) * ones_like(x, dtype="float32")',
+        'self(x + normal(shape(x), stddev=0.1, dtype="float32"))',
+        'self(x + uniform(shape(x), minval=-0.1, maxval=0.1, dtype="float32"))',
+    ],
+)
+def test_keras_keywords_users_write_are_accepted(call: str) -> None:
+    text = functional(f"loss = mean({call})", "minimize loss over self", "return loss=loss")
+    assert errors(text) == []
+
+
+def test_a_tuple_holding_a_model_cannot_be_named() -> None:
+    text = submodels("t = (x, gen)", *SUBMODELS_BODY)
+    check(
+        the_error(text),
+        "a model cannot be given another name",
+        at(text, 6, "gen)"),
+        "call it, or name it directly where it is used",
+    )

@@ -98,11 +98,18 @@ def test_a_slice_of_a_literal_tuple_keeps_only_its_elements() -> None:
         "ones(shape(x))",
         "normal(shape(x))",
         "stop_gradient(x) * y",
+        'cast(x, "int32") * y',
+        'cast(x, dtype="bool")',
     ],
 )
 def test_a_value_no_gradient_flows_through(value: str) -> None:
     text = functional(f"v = {value}", "g = gradient(mean(v), x)", "return k=mean(g)")
     check(the_error(text), NONE_X, at(text, 4, "x)"), HINT_X)
+
+
+@pytest.mark.parametrize("dtype", ['"float16"', '"bfloat16"', '"float64"'])
+def test_a_cast_to_a_float_type_carries_the_gradient(dtype: str) -> None:
+    accepted(functional(f"v = cast(x, {dtype})", "g = gradient(mean(v), x)", "return k=mean(g)"))
 
 
 def test_a_redefined_name_is_a_new_value() -> None:

@@ -134,6 +134,27 @@ HELPERS = {
         "        grads[i] = g",
         "    return grads",
     ),
+    "loss_object": (
+        "def _loss_object(loss):",
+        '    """A name or a config, as Keras\'s compile() takes them (keras.losses.get);',
+        '    a loss function (e.g. \'mse\') wrapped as compile() wraps it: the batch mean."""',
+        "    if isinstance(loss, (str, dict)):",
+        "        loss = keras.losses.get(loss)",
+        "    if callable(loss) and not isinstance(loss, keras.losses.Loss):",
+        "        loss = _LossFunction(loss)",
+        "    return loss",
+        "",
+        "",
+        "class _LossFunction(keras.losses.Loss):",
+        '    """A Keras loss function as a Loss object averaging over the batch."""',
+        "",
+        "    def __init__(self, function):",
+        "        super().__init__(name=function.__name__)",
+        "        self.function = function",
+        "",
+        "    def call(self, y_true, y_pred):",
+        "        return self.function(y_true, y_pred)",
+    ),
     "ema": (
         "def _uses_ema(optimizer):",
         '    """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its',
@@ -341,7 +362,9 @@ class _ClassWriter:
             "batch (e.g. keras.losses.BinaryCrossentropy()); stepc scales its value for "
             "distribution and needs a scalar"
         )
+        self.used.add("loss_object")
         return [
+            f"    {name} = _loss_object({name})  # a name too, as Keras's compile() takes it",
             f"    if not isinstance({name}, keras.losses.Loss) or {name}.reduction not in (",
             '        "sum_over_batch_size",',
             '        "mean",',
@@ -380,13 +403,20 @@ class _ClassWriter:
 
     def _metrics_property(self) -> Method:
         trackers = sequence("[", [f"self.{d.name}" for d in self.model.metrics], "]")
+        prefix = "trackers = " if self.model.lists_compiled_metrics else "return "
         lines = [
             "@property",
             "def metrics(self):",
-            "    # The step reports only this model's own trackers (no compiled loss or",
-            "    # metrics); Keras resets the ones listed here at every epoch.",
-            *_laid_out("return ", trackers.doc),
+            "    # The steps never use the compiled loss: Keras's loss tracker is not listed",
+            "    # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.",
+            *_laid_out(prefix, trackers.doc),
         ]
+        if self.model.lists_compiled_metrics:
+            lines += [
+                "    if self._compile_metrics is not None:  # compile(metrics=...)",
+                "        trackers.append(self._compile_metrics)",
+                "    return trackers",
+            ]
         return Method(tuple(_indent(lines)))
 
     def _get_config(self) -> Method:

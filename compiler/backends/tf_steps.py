@@ -12,6 +12,7 @@ from __future__ import annotations
 from stepc import ir
 from stepc.backends.names import Names
 from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
+from stepc.check_constructs import MAX_REPEAT
 from stepc.plan import (
     BATCH_SIZE,
     FULL_PRECISION,
@@ -159,6 +160,8 @@ class StepWriter:
             self._assign(statement, depth)
             if item.tracks_compiled_loss:
                 self._track_compiled_loss(statement.targets[0].id, statement.span, depth)
+            for recorder, name in item.watches:  # recorded from here on, as assigned
+                self.emit(depth, f"{recorder}.watch({name})")
         else:
             self._update(statement, depth)
 
@@ -246,10 +249,13 @@ class StepWriter:
         count = flat(self.expr(block.count).doc)
         self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
         if isinstance(block.count, ir.Name):
-            self.emit(depth, f"if {count} < 1:  # checked once, when the step is traced")
+            # Unrolled when traced: the bounds of a literal count, checked then.
+            bounds = f"1 <= {count} <= {MAX_REPEAT}"
+            self.emit(depth, f"if not {bounds}:  # checked once, when the step is traced")
             message = (
                 f"{self.spec_name}:{block.statement.span.line}: repeat {block.count.id} "
-                f"needs {block.count.id} >= 1"
+                f"needs 1 <= {block.count.id} <= {MAX_REPEAT} (the block is unrolled "
+                "when the step is traced)"
             )
             self._raise(message, depth + 1)
         self.emit(depth, f"for _ in range({count}):")

@@ -46,8 +46,8 @@ class AdversarialClassifier(keras.Model):
 
     @property
     def metrics(self):
-        # The step reports only this model's own trackers (no compiled loss or
-        # metrics); Keras resets the ones listed here at every epoch.
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
         return [self.loss_tracker, self.accuracy, self.adversarial_accuracy]
 
     def train_step(self, data):

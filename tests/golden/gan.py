@@ -38,6 +38,27 @@ def _full_precision(outputs):
     return keras.tree.map_structure(cast, outputs)
 
 
+def _loss_object(loss):
+    """A name or a config, as Keras's compile() takes them (keras.losses.get);
+    a loss function (e.g. 'mse') wrapped as compile() wraps it: the batch mean."""
+    if isinstance(loss, (str, dict)):
+        loss = keras.losses.get(loss)
+    if callable(loss) and not isinstance(loss, keras.losses.Loss):
+        loss = _LossFunction(loss)
+    return loss
+
+
+class _LossFunction(keras.losses.Loss):
+    """A Keras loss function as a Loss object averaging over the batch."""
+
+    def __init__(self, function):
+        super().__init__(name=function.__name__)
+        self.function = function
+
+    def call(self, y_true, y_pred):
+        return self.function(y_true, y_pred)
+
+
 def _uses_ema(optimizer):
     """Whether an optimizer, or the one a LossScaleOptimizer wraps, averages its
     weights (use_ema=True)."""
@@ -102,6 +123,7 @@ class GAN(keras.Model):
                 "use_ema"
             )
         self.g_optimizer = _for_dtype_policy(self, g_optimizer)
+        loss_fn = _loss_object(loss_fn)  # a name too, as Keras's compile() takes it
         if not isinstance(loss_fn, keras.losses.Loss) or loss_fn.reduction not in (
             "sum_over_batch_size",
             "mean",
@@ -120,8 +142,8 @@ class GAN(keras.Model):
 
     @property
     def metrics(self):
-        # The step reports only this model's own trackers (no compiled loss or
-        # metrics); Keras resets the ones listed here at every epoch.
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
         return [self.d_loss_tracker, self.g_loss_tracker]
 
     def train_step(self, data):

@@ -58,8 +58,8 @@ class VAE(keras.Model):
 
     @property
     def metrics(self):
-        # The step reports only this model's own trackers (no compiled loss or
-        # metrics); Keras resets the ones listed here at every epoch.
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
         return [
             self.total_loss_tracker,
             self.reconstruction_loss_tracker,

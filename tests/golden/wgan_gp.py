@@ -116,8 +116,8 @@ class WGANGP(keras.Model):
 
     @property
     def metrics(self):
-        # The step reports only this model's own trackers (no compiled loss or
-        # metrics); Keras resets the ones listed here at every epoch.
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
         return [self.d_loss_tracker, self.g_loss_tracker, self.gp_tracker]
 
     def train_step(self, data):
@@ -139,9 +139,10 @@ class WGANGP(keras.Model):
         # wgan_gp.step:16
         batch_size = ops.shape(real_images)[0]
         # wgan_gp.step:17  repeat critic_steps
-        if self.critic_steps < 1:  # checked once, when the step is traced
+        if not 1 <= self.critic_steps <= 1000:  # checked once, when the step is traced
             raise ValueError(
-                "wgan_gp.step:17: repeat critic_steps needs critic_steps >= 1"
+                "wgan_gp.step:17: repeat critic_steps needs 1 <= critic_steps <= 1000 "
+                "(the block is unrolled when the step is traced)"
             )
         for _ in range(self.critic_steps):
             # wgan_gp.step:18
@@ -248,9 +249,10 @@ class WGANGP(keras.Model):
         # wgan_gp.step:16
         batch_size = ops.shape(real_images)[0]
         # wgan_gp.step:17  repeat critic_steps
-        if self.critic_steps < 1:  # checked once, when the step is traced
+        if not 1 <= self.critic_steps <= 1000:  # checked once, when the step is traced
             raise ValueError(
-                "wgan_gp.step:17: repeat critic_steps needs critic_steps >= 1"
+                "wgan_gp.step:17: repeat critic_steps needs 1 <= critic_steps <= 1000 "
+                "(the block is unrolled when the step is traced)"
             )
         for _ in range(self.critic_steps):
             # wgan_gp.step:18
