@@ -46,6 +46,61 @@ class Result(Enum):
     SHAPE = "shape"
 
 
+class Arg(Enum):
+    """What a parameter takes (its kind), as the traced Keras call needs it."""
+
+    TENSOR = "a tensor or a number"
+    ARRAY = "a tensor"  # matmul: a number has no rank to multiply
+    SHAPE = "a shape"
+    AXIS = "an axis"
+    DTYPE = "a dtype name"
+    TENSORS = "a list or tuple of tensors"
+    INPUT = "a tensor (or several)"  # a model's input: a tensor, a tuple, a dict
+    ANY = "any value"  # None allowed, or a type the checker cannot judge
+
+
+# The kind of each parameter by its (Keras) name; an operation overrides it in
+# `Op.kinds`. A name not listed takes anything (e.g. `sample_weight`, None allowed).
+PARAM_KINDS: dict[str, Arg] = {
+    **dict.fromkeys(("x", "x1", "x2", "y_true", "y_pred", "variable", "values"), Arg.TENSOR),
+    **dict.fromkeys(("shape", "newshape"), Arg.SHAPE),
+    "axis": Arg.AXIS,
+    "dtype": Arg.DTYPE,
+    "xs": Arg.TENSORS,
+    "inputs": Arg.INPUT,
+}
+
+ARG_HINTS: dict[Arg, str] = {
+    Arg.TENSOR: "give a tensor or a number (not None)",
+    Arg.ARRAY: "give a tensor of rank 1 or more, e.g. `ones((2, 2))`",
+    Arg.SHAPE: "a tuple or list of ints, such as (2, 3), or `shape(x)`",
+    Arg.AXIS: "an int, a tuple or list of ints, or None",
+    Arg.DTYPE: 'a string naming a Keras dtype, such as "float32" or "int32"',
+    Arg.TENSORS: "a list or tuple of tensors, such as [a, b]",
+    Arg.INPUT: "give the model its input tensor (or a tuple of them)",
+}
+
+# The dtype names an operation takes (tests/test_keras_facts.py checks each
+# against keras.backend.standardize_dtype).
+DTYPES: tuple[str, ...] = (
+    "float16",
+    "float32",
+    "float64",
+    "bfloat16",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "complex64",
+    "complex128",
+)
+
+
 @dataclass(frozen=True)
 class Op:
     name: str  # as written in a spec
@@ -57,6 +112,11 @@ class Op:
     random: bool = False  # draws from the model's seed generator
     helper: str = ""  # a function the generated module defines for it
     by_position: int = 0  # how many of `params` the target takes only by position
+    kinds: tuple[tuple[str, Arg], ...] = ()  # overrides of PARAM_KINDS for this op
+
+    def kind(self, param: str) -> Arg:
+        """What `param` takes: this op's own override, else its name's kind."""
+        return dict(self.kinds).get(param, PARAM_KINDS.get(param, Arg.ANY))
 
     def signature(self) -> str:
         parts = list(self.params[: self.required])
@@ -87,14 +147,14 @@ OPS: dict[str, Op] = {
     for op in [
         Op("shape", "ops.shape", ("x",), 1, result=Result.SHAPE),
         Op("concatenate", "ops.concatenate", ("xs", "axis"), 1),
-        Op("stack", "ops.stack", ("x", "axis"), 1),
+        Op("stack", "ops.stack", ("x", "axis"), 1, kinds=(("x", Arg.TENSORS),)),
         Op("ones", "ops.ones", ("shape",), 1, ("dtype",)),
         Op("zeros", "ops.zeros", ("shape",), 1, ("dtype",)),
         Op("ones_like", "ops.ones_like", ("x",), 1, ("dtype",), Result.SAME),
         Op("zeros_like", "ops.zeros_like", ("x",), 1, ("dtype",), Result.SAME),
         Op("reshape", "ops.reshape", ("x", "newshape"), 2),
         Op("cast", "ops.cast", ("x", "dtype"), 2, result=Result.SAME),
-        Op("matmul", "ops.matmul", ("x1", "x2"), 2),
+        Op("matmul", "ops.matmul", ("x1", "x2"), 2, kinds=(("x1", Arg.ARRAY), ("x2", Arg.ARRAY))),
         Op("maximum", "ops.maximum", ("x1", "x2"), 2, result=Result.SAME),
         Op("minimum", "ops.minimum", ("x1", "x2"), 2, result=Result.SAME),
         Op("clip", "ops.clip", ("x", "x_min", "x_max"), 3, result=Result.SAME),
@@ -103,7 +163,7 @@ OPS: dict[str, Op] = {
         *_elementwise("sigmoid", "relu", "softplus", "negative"),
         *_reductions("mean", "sum", "max", "min", "std", "var"),
         # gradient(y, x): dy/dx, x a tensor of the step, several (a tuple) or a model.
-        Op(GRADIENT, "", ("y", "x"), 2),
+        Op(GRADIENT, "", ("y", "x"), 2, kinds=(("x", Arg.ANY),)),
         # The sum of a model's own losses (layer regularizers, add_loss); 0 if none.
         Op(REGULARIZATION_LOSS, "_regularization_loss", ("model",), 1, helper="regularization"),
         # The norm of a list of gradients taken together.
@@ -188,7 +248,13 @@ def object_call_op(name: str, params: tuple[str, ...]) -> Op:
 # The loss and metrics that Keras's compile() configured, as stepc names them.
 COMPILED_LOSS = "compiled_loss"
 COMPILED_METRICS = "compiled_metrics"
-COMPILED_LOSS_OP = Op(COMPILED_LOSS, "compute_loss", ("y", "y_pred", "sample_weight"), 2)
+COMPILED_LOSS_OP = Op(
+    COMPILED_LOSS,
+    "compute_loss",
+    ("y", "y_pred", "sample_weight"),
+    2,
+    kinds=(("y_pred", Arg.ANY),),  # Keras's compute_loss itself takes None
+)
 # The optimizer given to Keras's own compile().
 KERAS_OPTIMIZER = "optimizer"
 

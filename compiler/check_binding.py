@@ -8,12 +8,16 @@ does not stand for an earlier required one (`mean(axis=1)` has no `x`); a
 parameter bound twice, a keyword the target does not have and a keyword for
 a parameter the target takes only by position are each refused, since the
 generated call would fail when traced.
+
+Also owns the kind check of each bound argument (`kind_problem`): a value
+the parameter's kind (`stepc.builtins.Arg`) cannot take, such as a tensor
+as a shape or an unknown dtype name. A value of unknown type is accepted.
 """
 
 from __future__ import annotations
 
 from stepc import ir
-from stepc.builtins import Op
+from stepc.builtins import ARG_HINTS, DTYPES, Arg, Op, Type
 from stepc.check_hints import suggest
 from stepc.diagnostics import Diagnostic, error
 
@@ -88,3 +92,64 @@ def repeated_keywords(keywords) -> list[Diagnostic]:
             )
         seen.add(kw.name)
     return found
+
+
+# ---------------------------------------------------------------- argument kinds
+
+# What each kind refuses outright (None, a number, ...); SHAPE, AXIS and
+# DTYPE also look inside the value (`_accepts`).
+_REFUSED: dict[Arg, frozenset[Type]] = {
+    Arg.TENSOR: frozenset({Type.NONE}),
+    Arg.ARRAY: frozenset({Type.NONE, Type.NUMBER, Type.BOOL}),
+    Arg.TENSORS: frozenset({Type.NONE, Type.NUMBER, Type.BOOL, Type.TENSOR, Type.SCALAR}),
+    Arg.INPUT: frozenset({Type.NONE, Type.SHAPE}),
+}
+
+
+def kind_problem(op: Op, param: str, value, expr: ir.Expr) -> Diagnostic | None:
+    """An error if `value` (a `check_exprs.Value`) is not of `param`'s kind."""
+    kind = op.kind(param)
+    if value.type is Type.UNKNOWN or _accepts(kind, value, expr):
+        return None
+    given = _given(value, expr)
+    message = f"`{op.name}` takes {kind.value} as `{param}`, got {given}"
+    return error(message, expr.span, _kind_hint(kind, expr))
+
+
+def _accepts(kind: Arg, value, expr: ir.Expr) -> bool:
+    if kind is Arg.SHAPE:
+        return _whole_numbers(value) or value.type is Type.SHAPE
+    if kind is Arg.AXIS:
+        return value.type is Type.NONE or _whole_numbers(value)
+    if kind is Arg.DTYPE:
+        return _dtype(value, expr)
+    return value.type not in _REFUSED.get(kind, ())
+
+
+def _whole_numbers(value) -> bool:
+    """A whole number (or an integer tensor), or a literal tuple of them."""
+    if value.type is Type.SEQUENCE:
+        return value.items is None or all(_whole_numbers(v) for v in value.items)
+    return value.integer or value.type is Type.UNKNOWN
+
+
+def _dtype(value, expr: ir.Expr) -> bool:
+    # A string held in a name is not known here: accepted (no false positive).
+    if value.type is Type.STRING:
+        return not isinstance(expr, ir.String) or expr.value in DTYPES
+    return value.type is Type.NONE  # Keras's default dtype
+
+
+def _given(value, expr: ir.Expr) -> str:
+    if isinstance(expr, ir.String):
+        return f'the string "{expr.value}"'
+    if value.type is Type.NONE:
+        return "None"
+    noun = value.type.value
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _kind_hint(kind: Arg, expr: ir.Expr) -> str:
+    if kind is Arg.DTYPE and isinstance(expr, ir.String):
+        return suggest(expr.value, DTYPES) or ARG_HINTS[kind]
+    return ARG_HINTS[kind]

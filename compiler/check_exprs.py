@@ -25,7 +25,7 @@ from stepc.builtins import (
     model_call_op,
     object_call_op,
 )
-from stepc.check_binding import bind
+from stepc.check_binding import bind, kind_problem
 from stepc.check_depends import ANY, TENSORS
 from stepc.check_hints import suggest, unknown_operation
 from stepc.diagnostics import Diagnostic, error, has_errors
@@ -333,6 +333,9 @@ class ExprChecker:
                 hint = _OPTIONAL_HINT if value.type is Type.OPTIONAL_TENSOR else None
                 message = f"`{op.name}` cannot take {article(value.type.value)}"
                 self.out.append(error(message, expr.span, hint))
+            elif name in (*op.params, *op.keywords):  # else reported by bind
+                problem = kind_problem(op, name, value, expr)
+                self.out.extend([problem] if problem else [])
         return values
 
     def _check_gradient_list(self, expr: ir.Expr, value: Value) -> None:

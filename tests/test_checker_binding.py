@@ -224,3 +224,84 @@ def test_a_tuple_holding_a_model_cannot_be_named() -> None:
         at(text, 6, "gen)"),
         "call it, or name it directly where it is used",
     )
+
+
+# ---------------------------------------------------------------- argument kinds (F10)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ('cast(x, "notadtype")', "`cast` takes a dtype name as `dtype`, got the string"),
+        ("cast(x, 3)", "`cast` takes a dtype name as `dtype`, got a number"),
+        ('zeros(shape(x), dtype="nope")', "`zeros` takes a dtype name as `dtype`"),
+        ("ones(x)", "`ones` takes a shape as `shape`, got a tensor"),
+        ("sum(x, axis=(1, 2.5))", "`sum` takes an axis as `axis`, got a sequence"),
+        ("mean(x, axis=0.5)", "`mean` takes an axis as `axis`, got a number"),
+        ("concatenate(x)", "`concatenate` takes a list or tuple of tensors as `xs`"),
+        ("stack(x)", "`stack` takes a list or tuple of tensors as `x`, got a tensor"),
+        ("matmul(x, 2.0)", "`matmul` takes a tensor as `x2`, got a number"),
+        ("square(None)", "`square` takes a tensor or a number as `x`, got None"),
+    ],
+)
+def test_an_argument_of_the_wrong_kind_is_refused(call: str, expected: str) -> None:
+    """F10: each was accepted and failed when traced."""
+    loss = "loss = mean(self(x)) + 0.0 * mean(v)"
+    text = functional(f"v = {call}", loss, "minimize loss over self", "return k=loss")
+    (problem,) = errors(text)
+    assert problem.message.startswith(expected), problem.message
+    assert problem.hint
+
+
+def test_a_misspelt_dtype_gets_a_did_you_mean() -> None:
+    text = functional('v = cast(x, "flaot32")', "return k=mean(v)")
+    assert "float32" in the_error(text).hint
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'cast(x, "bfloat16")',
+        'zeros(shape(x), dtype="int32")',
+        "zeros((shape(x)[0], 3))",
+        "ones([2, 3])",
+        "reshape(x, (-1, 2))",
+        "reshape(x, -1)",
+        "sum(x, axis=(1, -1))",
+        "mean(x, axis=None)",
+        "concatenate([x, x], axis=-1)",
+        "stack((x, x))",
+        "matmul(x, ones((2, 2)))",
+        "maximum(x, 0.0)",
+        "ones_like(x, dtype=None)",
+    ],
+)
+def test_arguments_of_the_right_kind_are_accepted(call: str) -> None:
+    text = functional(f"v = {call}", "return k=mean(v)")
+    assert errors(text) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("p = self(None)", "`self` takes a tensor (or several) as `inputs`, got None"),
+        ("p = self(shape(x))", "`self` takes a tensor (or several) as `inputs`, got a shape"),
+    ],
+)
+def test_a_model_input_of_the_wrong_kind_is_refused(line: str, expected: str) -> None:
+    text = functional(line, "return k=mean(x)")
+    assert the_error(text).message.startswith(expected)
+
+
+def test_a_loss_object_and_a_metric_update_refuse_none_as_a_tensor() -> None:
+    loss = functional(
+        "loss = mse(y, None)",
+        "minimize loss over self",
+        "return loss=loss",
+        header="model M(Functional):\n    loss mse = MeanSquaredError()\n    train(x, y):\n",
+    )
+    assert the_error(loss).message == "`mse` takes a tensor or a number as `y_pred`, got None"
+    update = submodels(
+        "loss = mean(gen(x))", "minimize loss over gen using g_opt", "update tracker(None)"
+    )
+    assert the_error(update).message.startswith("`tracker` takes a tensor or a number as `values`")

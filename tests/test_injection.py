@@ -315,7 +315,9 @@ def test_strings_in_constructor_arguments_stay_literals(payload: str) -> None:
 def test_strings_in_a_step_stay_literals(payload: str) -> None:
     literal, value = PAYLOADS[payload]
     text = METRIC_SPEC.format(name="tracker", args="")
-    text += f"        return loss=loss, cast=cast(x, {literal})\n"
+    # Through a name: a literal non-dtype string given to `cast` is refused (F10).
+    text += f"        d = {literal}\n"
+    text += "        return loss=loss, cast=cast(x, d)\n"
     assert_inert(text, value)
 
 
@@ -326,7 +328,8 @@ def test_characters_beyond_the_bmp_keep_their_value(where: str) -> None:
         name="tracker", args=f"name={literal}" if where == "constructor" else ""
     )
     if where == "step":
-        text += f"        return loss=loss, cast=cast(x, {literal})\n"
+        # Through a name: a literal non-dtype string given to `cast` is refused (F10).
+        text += f"        d = {literal}\n        return loss=loss, cast=cast(x, d)\n"
     assert_inert(text, value)
 
 

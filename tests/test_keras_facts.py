@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from stepc.builtins import (
+    DTYPES,
     LABELS_UPDATE_PARAMS,
     LOSS_CALL_PARAMS,
     LOSS_CLASSES,
@@ -103,6 +104,12 @@ def test_metric_class_and_its_default_name(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(LOSS_CLASSES))
 def test_loss_class_exists(name: str) -> None:
     assert isinstance(getattr(keras.losses, name)(), keras.losses.Loss)
+
+
+@pytest.mark.parametrize("name", DTYPES)
+def test_listed_dtype_is_a_keras_dtype(name: str) -> None:
+    """The checker accepts exactly these as a `dtype` argument (F10)."""
+    assert keras.backend.standardize_dtype(name) == name
 
 
 # ---------------------------------------------------------------- model attributes

@@ -202,3 +202,17 @@ def test_a_loss_parameter_given_by_name_is_taken_as_keras_compile_takes_it(given
     expected = float(reference(y, model(x)))
     logs = model.test_step((x, y))
     np.testing.assert_allclose(float(logs["l"]), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_a_loss_given_by_the_name_of_a_function_saves_and_loads(tmp_path):
+    """compile(loss_fn="mse") wraps Keras's function as a batch-mean Loss saved by
+    its name: after save/load_model the test step reports the same value (rtol 1e-6)."""
+    module = compile_spec(LOSS_PARAMETER, "loss_by_name")
+    model = functional(module)
+    model.compile(o="sgd", loss_fn="mse")
+    x, y = tf.constant(X[:20]), tf.constant(Y[:20])
+    before = float(model.test_step((x, y))["l"])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(float(loaded.test_step((x, y))["l"]), before, rtol=1e-6)

@@ -39,24 +39,31 @@ def _full_precision(outputs):
 
 
 def _loss_object(loss):
-    """A name or a config, as Keras's compile() takes them (keras.losses.get);
-    a loss function (e.g. 'mse') wrapped as compile() wraps it: the batch mean."""
+    """A name or a config, as Keras's compile() takes them (keras.losses.get); the
+    name of a loss function (e.g. 'mse') becomes its batch mean, as compile() makes
+    it. Any other value is left for the type check that follows."""
     if isinstance(loss, (str, dict)):
         loss = keras.losses.get(loss)
-    if callable(loss) and not isinstance(loss, keras.losses.Loss):
-        loss = _LossFunction(loss)
+        if not isinstance(loss, keras.losses.Loss):
+            loss = _LossFunction(loss.__name__)
     return loss
 
 
+@keras.saving.register_keras_serializable(package="stepc")
 class _LossFunction(keras.losses.Loss):
-    """A Keras loss function as a Loss object averaging over the batch."""
+    """A Keras loss function, by name, as a Loss object averaging over the batch;
+    saved by that name, so a model compiled with loss_fn="mse" saves and loads."""
 
-    def __init__(self, function):
-        super().__init__(name=function.__name__)
+    def __init__(self, function, **kwargs):
+        kwargs.setdefault("name", function)
+        super().__init__(**kwargs)
         self.function = function
 
     def call(self, y_true, y_pred):
-        return self.function(y_true, y_pred)
+        return keras.losses.get(self.function)(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "function": self.function}
 
 
 def _uses_ema(optimizer):
