@@ -285,9 +285,11 @@ def check_cli(path: Path, outcome: str):
 
 
 class Tally:
-    """Per-kind counts and the distinct failure causes."""
+    """Per-kind counts and the distinct failure causes. `violated` counts the broken
+    promises other than a crash or a timeout: an invalid module, an error off the
+    text, a nondeterministic module, the CLI disagreeing with analyze."""
 
-    COLUMNS = ("inputs", "accepted", "refused", "undecodable", "crashes", "invalid", "timeouts")
+    COLUMNS = ("inputs", "accepted", "refused", "undecodable", "crashes", "violated", "timeouts")
 
     def __init__(self):
         self.counts: dict[str, Counter] = defaultdict(Counter)
@@ -299,8 +301,8 @@ class Tally:
         row[outcome if outcome != "crash" else "crashes"] += 1
         if elapsed > SLOW:
             row["timeouts"] += 1
-        if problem and outcome != "crash":
-            row["invalid"] += 1
+        if problem and outcome != "crash" and problem[0] != "slow":
+            row["violated"] += 1
         if problem:
             self.causes[problem[0]] += 1
 
