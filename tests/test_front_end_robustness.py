@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import stepc
 from stepc import pipeline
-from stepc.diagnostics import Severity, SpecError
+from stepc.diagnostics import Severity, SpecError, has_errors
 from stepc.pipeline import analyze
 from stepc.sources import MAX_SPEC_BYTES, read_spec
 
@@ -58,11 +58,36 @@ def test_every_line_ending_compiles_the_same(newline: str) -> None:
     assert stepc.compile_source(text.replace("\n", newline)) == stepc.compile_source(text)
 
 
+# The project's shared reproductions: beside the checkout (as CI lays them out), or
+# the workplace's copy.
+REPRO_DIRS = (Path(__file__).resolve().parents[2] / "shared" / "repro", Path("/work/shared/repro"))
+
+
+def repro(name: str) -> Path:
+    """The shared reproduction `name`.step; the test is skipped where there is none."""
+    for folder in REPRO_DIRS:
+        if (folder / f"{name}.step").exists():
+            return folder / f"{name}.step"
+    pytest.skip("the shared reproductions are not on this machine")
+
+
+def test_every_shared_reproduction_is_refused_or_compiles_to_python() -> None:
+    """Each file of shared/repro either gets diagnostics or a module Python compiles."""
+    folder = next((d for d in REPRO_DIRS if d.is_dir()), None)
+    if folder is None:
+        pytest.skip("the shared reproductions are not on this machine")
+    for path in sorted(folder.glob("*.step")):
+        text, problems = read_spec(str(path))
+        module, diagnostics = analyze(text, path.name) if text is not None else (None, problems)
+        if module is None:
+            assert has_errors(diagnostics), path.name
+        else:
+            compile(module, path.name, "exec")
+
+
 @pytest.mark.parametrize("name", ["crash_cr_after_comment", "crash_cr_line_endings"])
 def test_lone_carriage_returns_from_the_repro_compile(name: str) -> None:
-    path = Path("/work/shared/repro") / f"{name}.step"
-    if not path.exists():
-        pytest.skip("the shared reproductions are not on this machine")
+    path = repro(name)
     text, problems = read_spec(str(path))
     assert problems == []
     assert analyze(text, path.name)[0] is not None
@@ -160,9 +185,7 @@ def test_a_huge_repeat_count_is_an_error_not_a_crash() -> None:
 
 @pytest.mark.parametrize("name", ["crash_big_int_literal", "crash_big_repeat_count"])
 def test_big_literals_from_the_repro_are_diagnostics(name: str) -> None:
-    path = Path("/work/shared/repro") / f"{name}.step"
-    if not path.exists():
-        pytest.skip("the shared reproductions are not on this machine")
+    path = repro(name)
     assert errors(path.read_text(encoding="utf-8"))
 
 
