@@ -434,3 +434,28 @@ model F(Functional):
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match=r"unknown_rank\.step:6: .*scalar"):
         model.fit(X20, Y20, batch_size=8, epochs=1, verbose=0)
+
+
+NOTHING_TO_REPORT = """
+model F(Functional):
+    train(x, y):
+        loss = mean(square(self(x) - y))
+        minimize loss over self
+        update compiled_metrics(y, self(x))
+"""
+
+
+def test_a_step_with_nothing_to_report_says_so_naming_the_spec_line():
+    """No trackers of its own and compile() given no metrics: TensorFlow's fit() cannot
+    carry an empty report, so the generated step names the step and the fix; with
+    compile(metrics=["mae"]) the same model reports that metric."""
+    module = compile_spec(NOTHING_TO_REPORT, "nothing_to_report")
+    model = functional(module)
+    model.compile(optimizer="sgd")
+    x, y = X[:16], Y[:16]
+    with pytest.raises(ValueError, match=r"F\.train_step \(nothing_to_report\.step:3\): the step"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model = functional(module)
+    model.compile(optimizer="sgd", metrics=["mae"])
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    assert set(history) == {"mae"}

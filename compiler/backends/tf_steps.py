@@ -328,10 +328,20 @@ class StepWriter:
 
     # ---------------------------------------------------------------- returns
 
+    def _default_return(self) -> str:
+        """Every metric's result; checked not to be empty where the model has no
+        tracker that is always there (its own, or Keras's loss tracker)."""
+        if self.model.metrics or not self.model.own_metrics_only:
+            return "return self.get_metrics_result()"
+        self.used.add("reported")
+        method = _METHODS.get(self.step.kind, "predict_step")
+        where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
+        return f"return _reported(self, {string_literal(where)})"
+
     def _returns(self, depth: int) -> None:
         plan = self.step.returns
         if plan is None:
-            self.emit(depth, "return self.get_metrics_result()")
+            self.emit(depth, self._default_return())
             return
         self.comment(depth, plan.span)
         if plan.bare:
