@@ -111,6 +111,21 @@ def line_of(text: str, needle: str) -> int:
 
 # Specs that the distribution worker also runs ------------------------------------------
 
+# A repeat whose count is an `int` parameter (test_constructs: numbers; test_runtime_placement:
+# the trace-time bounds).
+REPEAT_PARAMETER = """
+model Steps:
+    init(net: Model, steps: int)
+    compile(opt: Optimizer)
+    metric loss_tracker = Mean(name="loss")
+    train(x, y):
+        repeat steps:
+            loss = mean(square(net(x) - y))
+            minimize loss over net using opt
+        update loss_tracker(loss)
+"""
+
+
 CLIPPED = """
 model AutoEncoder:
     init(encoder: Model, decoder: Model, threshold: float)

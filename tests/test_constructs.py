@@ -26,6 +26,7 @@ from stepc.pipeline import analyze
 from tests.construct_helpers import (
     ATOL,
     MODEL_GRADIENT,
+    REPEAT_PARAMETER,
     RTOL,
     TrackedReference,
     X,
@@ -331,19 +332,6 @@ def test_repeat_a_literal_count_updates_once_per_iteration():
     assert_same_logs(fit_logs(generated), fit_logs(reference))
     assert_same_weights(generated, reference)
     assert generated.optimizer.iterations.numpy() == 9
-
-
-REPEAT_PARAMETER = """
-model Steps:
-    init(net: Model, steps: int)
-    compile(opt: Optimizer)
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        repeat steps:
-            loss = mean(square(net(x) - y))
-            minimize loss over net using opt
-        update loss_tracker(loss)
-"""
 
 
 def test_repeat_an_int_parameter_count():

@@ -14,7 +14,17 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from tests.construct_helpers import ATOL, RTOL, X, Y, compile_spec, graph, line_of, mlp
+from tests.construct_helpers import (
+    ATOL,
+    REPEAT_PARAMETER,
+    RTOL,
+    X,
+    Y,
+    compile_spec,
+    graph,
+    line_of,
+    mlp,
+)
 
 
 def functional(module, seed: int = 3) -> keras.Model:
@@ -150,18 +160,6 @@ def test_a_returned_loss_is_what_fit_and_evaluate_report(own_compile):
 
 
 # ---------------------------------------------------------------- repeat count parameter
-
-REPEAT_PARAMETER = """
-model Steps:
-    init(net: Model, steps: int)
-    compile(opt: Optimizer)
-    metric loss_tracker = Mean(name="loss")
-    train(x, y):
-        repeat steps:
-            loss = mean(square(net(x) - y))
-            minimize loss over net using opt
-        update loss_tracker(loss)
-"""
 
 
 @pytest.mark.parametrize("steps", [0, 1001])
