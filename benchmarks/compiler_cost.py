@@ -301,3 +301,29 @@ def hotspots(statements: int, timeout: float) -> dict | None:
     """cProfile of one compile of the ``statements``-statement chain, in a child."""
     found = _child(["--statements", str(statements), "--profile"], timeout)
     return None if "timed_out_after_s" in found else found
+
+
+UNDEFINED_NAME_PATTERNS = ("value_{i} = missing_{i}", "v{i} = u{i}", "x = u{i}")
+
+
+def undefined_names(count: int, runs: int) -> dict:
+    """Seconds to check a spec with ``count`` undefined names, per naming pattern.
+
+    Each pattern is checked ``runs`` times in this process (``stepc.analyze``, timed with
+    ``time.perf_counter``); the did-you-mean search must stay bounded, not quadratic.
+    """
+    from stepc.pipeline import analyze
+
+    base = (REPO_ROOT / "specs" / "basic.step").read_text()
+    results = {}
+    for pattern in UNDEFINED_NAME_PATTERNS:
+        body = "".join(f"        {pattern.format(i=i)}\n" for i in range(count))
+        text = base.replace("        minimize", body + "        minimize", 1)
+        results[pattern] = summarize([_timed_analyze(analyze, text) for _ in range(runs)])
+    return {"names": count, "patterns": results}
+
+
+def _timed_analyze(analyze, text: str) -> float:
+    start = time.perf_counter()
+    analyze(text, "undefined.step")
+    return time.perf_counter() - start

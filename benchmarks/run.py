@@ -37,6 +37,8 @@ FULL = {
         "budget_s": 30,
         "timeout_s": 120,
         "profile_statements": 1000,
+        "undefined_names": 2000,
+        "undefined_runs": 5,
     },
     "step": {"pairs": 4, "warmup": 10, "rounds": 8, "block_s": 0.15, "traces": 6},
     "xla": {"warmup": 3, "timed": 5},
@@ -51,6 +53,8 @@ QUICK = {
         "budget_s": 10,
         "timeout_s": 20,
         "profile_statements": 300,
+        "undefined_names": 2000,
+        "undefined_runs": 1,
     },
     "step": {"pairs": 2, "warmup": 3, "rounds": 2, "block_s": 0.03, "traces": 2},
     "xla": {"warmup": 1, "timed": 2},
@@ -76,6 +80,10 @@ def run_compiler(config: dict) -> dict:
     results["stages"] = compiler_cost.stage_shares("gan", config["in_process_runs"])
     log(f"compiler: spec sizes {config['sizes']} (one child each)")
     results["scaling"] = compiler_cost.scaling(config)
+    log(f"compiler: {config['undefined_names']} undefined names")
+    results["undefined_names"] = compiler_cost.undefined_names(
+        config["undefined_names"], config["undefined_runs"]
+    )
     log("compiler: profile")
     results["hotspots"] = compiler_cost.hotspots(config["profile_statements"], config["timeout_s"])
     return results

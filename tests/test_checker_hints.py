@@ -114,15 +114,11 @@ def test_hint_for_kerass_optimizer_under_an_own_compile_is_declarable() -> None:
     assert errors(fixed.replace("using g_opt", "using opt")) == []
 
 
-def test_many_undefined_names_check_fast() -> None:
-    import time
-
+def test_many_undefined_names_are_each_reported_once() -> None:
+    # How fast: benchmarks/compiler_cost.py `undefined_names` (a target, not a timed test).
     lines = [f"value_{i} = valeu_{i} + activation_outptu_{i}" for i in range(2000)]
     text = functional(*lines, *FUNCTIONAL_BODY)
-    start = time.perf_counter()
-    found = errors(text)
-    assert time.perf_counter() - start < 3.0
-    assert len(found) == 4000
+    assert len(errors(text)) == 4000
 
 
 # ---------------------------------------------------------------- false positives

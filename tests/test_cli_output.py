@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -506,14 +505,12 @@ def test_interrupt_leaves_no_temporary_file(capsys, tmp_path: Path, monkeypatch,
 
 
 @pytest.mark.parametrize("pattern", ["value_{i} = missing_{i}", "v{i} = u{i}", "x = u{i}"])
-def test_thousands_of_undefined_names_check_quickly(pattern: str) -> None:
+def test_thousands_of_undefined_names_are_all_reported(pattern: str) -> None:
+    # How fast: benchmarks/compiler_cost.py `undefined_names` (a target, not a timed test).
     body = "".join(f"        {pattern.format(i=i)}\n" for i in range(2000))
     text = BASIC.replace("        minimize", body + "        minimize", 1)
-    start = time.perf_counter()
     _, diagnostics = analyze(text, "t.step")
-    elapsed = time.perf_counter() - start
     assert sum("undefined name" in d.message for d in diagnostics) == 2000
-    assert elapsed < 3.0, f"{elapsed:.1f} s"
 
 
 def test_did_you_mean_still_finds_the_closest() -> None:
