@@ -12,8 +12,13 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from dataclasses import dataclass
 from enum import Enum
+
+from stepc.ops_table import NOT_DIFFERENTIABLE as KERAS_NOT_DIFFERENTIABLE
+from stepc.ops_table import keras_ops
+from stepc.ops_types import ARG_HINTS as ARG_HINTS  # re-exported: the checks read them here
+from stepc.ops_types import PARAM_KINDS as PARAM_KINDS
+from stepc.ops_types import Arg, Op, Result
 
 
 class Type(Enum):
@@ -28,57 +33,17 @@ class Type(Enum):
     BOOL = "bool"
     NONE = "none"
     OPTIONAL_TENSOR = "tensor or None"  # a `sample_weight?` data parameter
+    # A data part the step unpacks or reads by key (stepc.batch_structure).
+    STRUCTURE = "tuple or dict of tensors"
     MODEL = "model"
     OPTIMIZER = "optimizer"
     LOSS = "loss"
     METRIC = "metric"
     MULTI = "several tensors"  # a model call that may return a tuple
     GRADIENTS = "list of gradients"  # gradient(y, model): one per trainable variable
+    CALLABLE = "function"  # a `Callable` parameter: a plain Python function
     UNKNOWN = "value of unknown type"  # its declaration had an error already reported
 
-
-class Result(Enum):
-    """How an operation's result type follows from its arguments."""
-
-    TENSOR = "tensor"
-    SAME = "same as the first argument"  # elementwise: a scalar stays a scalar
-    REDUCE = "scalar unless an axis is given"
-    SHAPE = "shape"
-
-
-class Arg(Enum):
-    """What a parameter takes (its kind), as the traced Keras call needs it."""
-
-    TENSOR = "a tensor or a number"
-    ARRAY = "a tensor"  # matmul: a number has no rank to multiply
-    SHAPE = "a shape"
-    AXIS = "an axis"
-    DTYPE = "a dtype name"
-    TENSORS = "a list or tuple of tensors"
-    INPUT = "a tensor (or several)"  # a model's input: a tensor, a tuple, a dict
-    ANY = "any value"  # None allowed, or a type the checker cannot judge
-
-
-# The kind of each parameter by its (Keras) name; an operation overrides it in
-# `Op.kinds`. A name not listed takes anything (e.g. `sample_weight`, None allowed).
-PARAM_KINDS: dict[str, Arg] = {
-    **dict.fromkeys(("x", "x1", "x2", "y_true", "y_pred", "variable", "values"), Arg.TENSOR),
-    **dict.fromkeys(("shape", "newshape"), Arg.SHAPE),
-    "axis": Arg.AXIS,
-    "dtype": Arg.DTYPE,
-    "xs": Arg.TENSORS,
-    "inputs": Arg.INPUT,
-}
-
-ARG_HINTS: dict[Arg, str] = {
-    Arg.TENSOR: "give a tensor or a number (not None)",
-    Arg.ARRAY: "give a tensor of rank 1 or more, e.g. `ones((2, 2))`",
-    Arg.SHAPE: "a tuple or list of ints, such as (2, 3), or `shape(x)`",
-    Arg.AXIS: "an int, a tuple or list of ints, or None",
-    Arg.DTYPE: 'a string naming a Keras dtype, such as "float32" or "int32"',
-    Arg.TENSORS: "a list or tuple of tensors, such as [a, b]",
-    Arg.INPUT: "give the model its input tensor (or a tuple of them)",
-}
 
 # The dtype names an operation takes (tests/test_keras_facts.py checks each
 # against keras.backend.standardize_dtype).
@@ -101,71 +66,25 @@ DTYPES: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Op:
-    name: str  # as written in a spec
-    target: str  # backend-neutral Keras name, e.g. "ops.mean"
-    params: tuple[str, ...]  # positional parameters, in order
-    required: int  # how many of `params` must be given
-    keywords: tuple[str, ...] = ()  # keyword-only parameters
-    result: Result = Result.TENSOR
-    random: bool = False  # draws from the model's seed generator
-    helper: str = ""  # a function the generated module defines for it
-    by_position: int = 0  # how many of `params` the target takes only by position
-    kinds: tuple[tuple[str, Arg], ...] = ()  # overrides of PARAM_KINDS for this op
-
-    def kind(self, param: str) -> Arg:
-        """What `param` takes: this op's own override, else its name's kind."""
-        return dict(self.kinds).get(param, PARAM_KINDS.get(param, Arg.ANY))
-
-    def signature(self) -> str:
-        parts = list(self.params[: self.required])
-        parts += [f"{p}=..." for p in self.params[self.required :]]
-        parts += [f"{k}=..." for k in self.keywords]
-        return f"{self.name}({', '.join(parts)})"
-
-
-def _elementwise(*names: str) -> list[Op]:
-    return [Op(n, f"ops.{n}", ("x",), 1, result=Result.SAME) for n in names]
-
-
-def _reductions(*names: str) -> list[Op]:
-    return [Op(n, f"ops.{n}", ("x", "axis", "keepdims"), 1, result=Result.REDUCE) for n in names]
-
-
-def _per_sample_losses(*names: str, keywords: tuple[str, ...] = ()) -> list[Op]:
-    return [Op(n, f"keras.losses.{n}", ("y_true", "y_pred"), 2, keywords) for n in names]
-
-
 GRADIENT = "gradient"
 REGULARIZATION_LOSS = "regularization_loss"
+MODEL_SHAPES = ("input_shape", "output_shape")  # of a model: shapes, with None for the batch
 
-# Parameter names are exactly Keras's (a keyword argument is passed through as
-# written); tests/test_keras_facts.py checks them against the pinned Keras.
-OPS: dict[str, Op] = {
+# stepc's own operations; every other entry is a Keras function, built by
+# `stepc.ops_table` from Keras's signatures (tests/test_keras_facts.py checks
+# them against the pinned Keras).
+STEPC_OPS: dict[str, Op] = {
     op.name: op
     for op in [
-        Op("shape", "ops.shape", ("x",), 1, result=Result.SHAPE),
-        Op("concatenate", "ops.concatenate", ("xs", "axis"), 1),
-        Op("stack", "ops.stack", ("x", "axis"), 1, kinds=(("x", Arg.TENSORS),)),
-        Op("ones", "ops.ones", ("shape",), 1, ("dtype",)),
-        Op("zeros", "ops.zeros", ("shape",), 1, ("dtype",)),
-        Op("ones_like", "ops.ones_like", ("x",), 1, ("dtype",), Result.SAME),
-        Op("zeros_like", "ops.zeros_like", ("x",), 1, ("dtype",), Result.SAME),
-        Op("reshape", "ops.reshape", ("x", "newshape"), 2),
-        Op("cast", "ops.cast", ("x", "dtype"), 2, result=Result.SAME),
-        Op("matmul", "ops.matmul", ("x1", "x2"), 2, kinds=(("x1", Arg.ARRAY), ("x2", Arg.ARRAY))),
-        Op("maximum", "ops.maximum", ("x1", "x2"), 2, result=Result.SAME),
-        Op("minimum", "ops.minimum", ("x1", "x2"), 2, result=Result.SAME),
-        Op("clip", "ops.clip", ("x", "x_min", "x_max"), 3, result=Result.SAME),
-        Op("stop_gradient", "ops.stop_gradient", ("variable",), 1, result=Result.SAME),
-        *_elementwise("square", "sqrt", "abs", "exp", "log", "log1p", "tanh", "sign"),
-        *_elementwise("sigmoid", "relu", "softplus", "negative"),
-        *_reductions("mean", "sum", "max", "min", "std", "var"),
         # gradient(y, x): dy/dx, x a tensor of the step, several (a tuple) or a model.
         Op(GRADIENT, "", ("y", "x"), 2, kinds=(("x", Arg.ANY),)),
         # The sum of a model's own losses (layer regularizers, add_loss); 0 if none.
         Op(REGULARIZATION_LOSS, "_regularization_loss", ("model",), 1, helper="regularization"),
+        # What a step may read of a built sub-model: `input_shape(generator)[1]`.
+        *(
+            Op(name, f"_{name}", ("model",), 1, result=Result.SHAPE, helper=name)
+            for name in MODEL_SHAPES
+        ),
         # The norm of a list of gradients taken together.
         # By position: TensorFlow names its parameter `t_list`.
         Op(
@@ -176,56 +95,70 @@ OPS: dict[str, Op] = {
             result=Result.REDUCE,
             by_position=1,
         ),
-        Op(
-            "normal", "keras.random.normal", ("shape",), 1, ("mean", "stddev", "dtype"), random=True
-        ),
-        Op(
-            "uniform",
-            "keras.random.uniform",
-            ("shape",),
-            1,
-            ("minval", "maxval", "dtype"),
-            random=True,
-        ),
-        *_per_sample_losses("mean_squared_error", "mean_absolute_error"),
-        *_per_sample_losses(
-            "binary_crossentropy",
-            "categorical_crossentropy",
-            keywords=("from_logits", "label_smoothing", "axis"),
-        ),
-        *_per_sample_losses(
-            "sparse_categorical_crossentropy", keywords=("from_logits", "ignore_class", "axis")
-        ),
     ]
 }
 
-# The operations no gradient flows through (TensorFlow registers none, so a
-# gradient through them is None): a value computed by one depends on nothing.
-NOT_DIFFERENTIABLE = frozenset(
-    {"stop_gradient", "shape", "ones_like", "zeros_like", "ones", "zeros"}
-)
+OPS: dict[str, Op] = {**keras_ops(), **STEPC_OPS}
 
-# Names a spec may use for an operation meaning it (from TensorFlow, NumPy or
-# habit): the hint then names the operation, not a look-alike spelling. A
-# Keras name stepc does not offer yet is said to be so.
+# The operations no gradient flows through: a value computed by one depends on nothing.
+NOT_DIFFERENTIABLE = KERAS_NOT_DIFFERENTIABLE
+
+# Names a spec may use for an operation meaning it (from TensorFlow, NumPy,
+# PyTorch or habit): the hint then names the operation, not a look-alike
+# spelling. Each names an entry of OPS (tests/test_keras_facts.py checks).
 OP_ALIASES: dict[str, str] = {
     "concat": "concatenate",
+    "cat": "concatenate",
     "reduce_mean": "mean",
     "reduce_sum": "sum",
     "reduce_max": "max",
     "reduce_min": "min",
+    "reduce_prod": "prod",
+    "reduce_all": "all",
+    "reduce_any": "any",
     "reduce_std": "std",
     "reduce_variance": "var",
-    "average": "mean",
-    "absolute": "abs",
+    "reduce_logsumexp": "logsumexp",
+    "reduce_euclidean_norm": "norm",
+    "l2_normalize": "normalize",
+    "gather": "take",
+    "take_along_dim": "take_along_axis",
     "neg": "negative",
     "clip_by_value": "clip",
+    "clamp": "clip",
+    "pow": "power",
+    "mul": "multiply",
+    "sub": "subtract",
+    "div": "divide",
+    "mm": "matmul",
+    "bmm": "matmul",
+    "batch_matmul": "matmul",
+    "permute": "transpose",
+    "unsqueeze": "expand_dims",
+    "range": "arange",
+    "topk": "top_k",
     "random_normal": "normal",
     "random_uniform": "uniform",
+    "random_shuffle": "shuffle",
+    "multinomial": "categorical",
+    "onehot": "one_hot",
+    "avg_pool": "average_pool",
+    "avg_pool2d": "average_pool",
+    "max_pool2d": "max_pool",
+    "conv2d": "conv",
+    "batch_norm": "batch_normalization",
+    "layer_norm": "layer_normalization",
+    "softmax_cross_entropy_with_logits": "categorical_crossentropy",
+    "sparse_softmax_cross_entropy_with_logits": "sparse_categorical_crossentropy",
+    "sigmoid_cross_entropy_with_logits": "binary_crossentropy",
     "mse": "mean_squared_error",
     "mae": "mean_absolute_error",
-    "l2_normalize": "normalize",
-    "norm": "global_norm",
+    "mape": "mean_absolute_percentage_error",
+    "msle": "mean_squared_logarithmic_error",
+    "kld": "kl_divergence",
+    "kl_div": "kl_divergence",
+    "huber_loss": "huber",
+    "logcosh": "log_cosh",
 }
 
 # The calls of a spec's own objects, as the generated code makes them (checked
@@ -330,6 +263,8 @@ LOSS_CLASSES: frozenset[str] = frozenset(
 PARAM_TYPES: dict[str, Type] = {
     "Model": Type.MODEL,
     "FrozenModel": Type.MODEL,  # only ever called in inference mode; never trained
+    "Layer": Type.MODEL,  # a keras.layers.Layer (an augmenter): called like a sub-model
+    "Callable": Type.CALLABLE,  # a plain Python function, called with the spec's arity
     "Optimizer": Type.OPTIMIZER,
     "Loss": Type.LOSS,
     "int": Type.NUMBER,

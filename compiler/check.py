@@ -16,21 +16,44 @@ from stepc import ir
 from stepc.builtins import (
     COMPILED_LOSS,
     CONSTANTS,
+    KERAS_OPTIMIZER,
     LOSS_CLASSES,
     LOSS_TRACKER_NAME,
     METRIC_CLASSES,
     OPS,
     PARAM_TYPES,
     RESERVED_NAMES,
+    STEPC_OPS,
     Type,
 )
 from stepc.check_binding import repeated_keywords
 from stepc.check_hints import suggest
 from stepc.check_lowering import lowering_findings
-from stepc.check_objects import REDUCTION, constructor_problems, metric_name, reduction_error
+from stepc.check_objects import (
+    LOSSES,
+    METRICS,
+    OPTIMIZERS,
+    REDUCTION,
+    constructor_problems,
+    ema_problem,
+    metric_name,
+    reduction_error,
+)
+from stepc.check_params import (
+    ALL_TYPES,
+    argument_problem,
+    default_problems,
+    is_keras_argument,
+    number_parameters,
+    order_problems,
+    type_problems,
+)
+from stepc.check_shared import data_line_problems, merge_step_findings, shared_block_problems
 from stepc.check_steps import StepChecker, Usage
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
 from stepc.keras_names import FUNCTIONAL_ATTRIBUTES, SUBCLASS_ATTRIBUTES
+from stepc.keras_optimizers import OPTIMIZER_CONSTRUCTORS
+from stepc.loss_report import is_loss_tracker_update
 from stepc.symbols import Kind, Symbol, base_symbols
 
 
@@ -79,8 +102,11 @@ def _check_unique(name: ir.Name, seen: dict[str, ir.Span], what: str, out: list)
     return True
 
 
-def check_identifier(name: ir.Name, out: list[Diagnostic]) -> bool:
-    """A user-chosen name must be a plain identifier the generated code can use."""
+def check_identifier(name: ir.Name, out: list[Diagnostic], value: bool = False) -> bool:
+    """A user-chosen name must be a plain identifier the generated code can use.
+    A `value` (an assignment's target, a data part, a number parameter) may take
+    a Keras operation's name (`norm = ...`, `train(real)`): it cannot be called,
+    so a call of it says what it hides."""
     if name.id in RESERVED_NAMES or name.id in CONSTANTS or name.id.startswith("_"):
         out.append(
             error(
@@ -92,7 +118,8 @@ def check_identifier(name: ir.Name, out: list[Diagnostic]) -> bool:
             )
         )
         return False
-    if name.id in OPS or name.id == COMPILED_LOSS:
+    hidden = name.id in STEPC_OPS if value else name.id in OPS
+    if hidden or name.id == COMPILED_LOSS:
         out.append(
             error(f"`{name.id}` would hide the operation of that name", name.span, "rename it")
         )
@@ -137,6 +164,8 @@ class _ModelChecker:
             self._declare_object(decl, Kind.METRIC)
         for decl in self.model.losses:
             self._declare_object(decl, Kind.LOSS_OBJECT)
+        for decl in self.model.optimizers:
+            self._declare_optimizer(decl)
         self._check_metric_names()
         self._declare_recovered()
         self._check_steps()
@@ -191,7 +220,9 @@ class _ModelChecker:
 
     def _declare(self, symbol: Symbol, name: ir.Name) -> None:
         # A bad name is reported but still declared, so its uses do not cascade.
-        if check_identifier(name, self.out):
+        # A number never is called, so it may take an operation's name (`beta: float`).
+        value = symbol.type in (Type.NUMBER, Type.STRING, Type.BOOL)
+        if check_identifier(name, self.out, value=value):
             check_attribute_name(name, self.out, self.functional)
         previous = self.symbols.get(name.id)
         if previous is not None and previous.span is None:
@@ -203,18 +234,60 @@ class _ModelChecker:
         self.symbols[name.id] = symbol
 
     def _declare_params(self, params: tuple[ir.Param, ...], kind: Kind) -> None:
+        self.out.extend(order_problems(params))
+        in_compile = kind is Kind.COMPILE_PARAM
+        keras_seen: dict[str, ir.Span] = {}
         for param in params:
-            type_ = PARAM_TYPES.get(param.type_name.id)
-            if type_ is None:
-                hint = suggest(param.type_name.id, PARAM_TYPES) or (
-                    "the types are " + ", ".join(PARAM_TYPES)
-                )
-                self.out.append(
-                    error(f"unknown type `{param.type_name.id}`", param.type_name.span, hint)
-                )
-                type_ = Type.UNKNOWN
+            problems = type_problems(param, in_compile) + default_problems(param, in_compile)
+            self.out.extend(problems)
+            if is_keras_argument(param, in_compile):
+                if _check_unique(param.name, keras_seen, "compile() parameter", self.out):
+                    self._declare_keras_argument(param)
+                continue
+            type_ = PARAM_TYPES.get(param.type_name.id, Type.UNKNOWN)
+            type_ = Type.UNKNOWN if problems and param.type_name.id not in ALL_TYPES else type_
             symbol = Symbol(param.name.id, kind, type_, param.name.span, param.type_name.id)
             self._declare(symbol, param.name)
+
+    def _declare_keras_argument(self, param: ir.Param) -> None:
+        """Keras's own `optimizer` is `using optimizer` (and a minimize's default);
+        its loss and metrics are reached only through compiled_loss/compiled_metrics."""
+        if param.name.id == KERAS_OPTIMIZER:
+            self.symbols[KERAS_OPTIMIZER] = Symbol(
+                KERAS_OPTIMIZER, Kind.KERAS_OPTIMIZER, Type.OPTIMIZER, param.name.span, "Optimizer"
+            )
+
+    def _declare_optimizer(self, decl: ir.ObjectDecl) -> None:
+        """`optimizer NAME = Class(...)`: built in compile() from its numbers."""
+        if decl.class_name.id not in OPTIMIZER_CONSTRUCTORS:
+            hint = suggest(decl.class_name.id, OPTIMIZER_CONSTRUCTORS) or (
+                "the optimizer classes are " + ", ".join(OPTIMIZER_CONSTRUCTORS)
+            )
+            message = f"unknown optimizer class `{decl.class_name.id}`"
+            self.out.append(error(message, decl.class_name.span, hint))
+        if self.model.compile is None:
+            self.out.append(
+                error(
+                    f"optimizer `{decl.name.id}` is built in the model's compile(), which "
+                    "this model does not declare",
+                    decl.span,
+                    "declare the model's compile(...) (it may take no parameters: `compile()`)",
+                )
+            )
+        keras_own = decl.name.id == KERAS_OPTIMIZER
+        problem = ema_problem(decl, keras_own)
+        self.out.extend([problem] if problem else [])
+        self._check_constructor_args(decl, Kind.OPTIMIZER)
+        kind = Kind.KERAS_OPTIMIZER if keras_own else Kind.OPTIMIZER
+        symbol = Symbol(decl.name.id, kind, Type.OPTIMIZER, decl.name.span, decl.class_name.id)
+        if not keras_own:
+            self._declare(symbol, decl.name)
+            return
+        previous = self.symbols.get(KERAS_OPTIMIZER)
+        if previous is not None and previous.span is not None:  # compile(optimizer: ...)
+            where = f"line {previous.span.line}"
+            self.out.append(error(f"`optimizer` is already declared on {where}", decl.name.span))
+        self.symbols[KERAS_OPTIMIZER] = symbol
 
     def _declare_object(self, decl: ir.ObjectDecl, kind: Kind) -> None:
         classes = METRIC_CLASSES if kind is Kind.METRIC else LOSS_CLASSES
@@ -234,15 +307,14 @@ class _ModelChecker:
 
     def _check_constructor_args(self, decl: ir.ObjectDecl, kind: Kind) -> None:
         self.out.extend(repeated_keywords(decl.keywords))
+        # Loss objects and optimizers may read the model's numbers (built where they are).
+        numbers = number_parameters(self.model)
+        reads_numbers = kind in (Kind.LOSS_OBJECT, Kind.OPTIMIZER)
         for value in (*decl.args, *(k.value for k in decl.keywords)):
-            if not _is_literal(value):
-                self.out.append(
-                    error(
-                        "constructor arguments must be literals (numbers, strings, True, "
-                        "False, None)",
-                        value.span,
-                    )
-                )
+            problem = argument_problem(value, numbers, reads_numbers)
+            self.out.extend([problem] if problem else [])
+            if isinstance(value, ir.Name) and value.id in numbers:
+                self.usage.names.add(value.id)
         for kw in decl.keywords:
             if keyword.iskeyword(kw.name) or kw.name.startswith("_"):
                 self.out.append(
@@ -254,7 +326,8 @@ class _ModelChecker:
                 )
             if kind is Kind.LOSS_OBJECT and kw.name == REDUCTION:
                 self.out.append(reduction_error(kw.span))
-        self.out.extend(constructor_problems(decl, kind is Kind.METRIC))
+        module = {Kind.METRIC: METRICS, Kind.LOSS_OBJECT: LOSSES}.get(kind, OPTIMIZERS)
+        self.out.extend(constructor_problems(decl, module))
 
     def _check_metric_names(self) -> None:
         """Keras reports each metric under its `name`: two alike lose one."""
@@ -289,6 +362,8 @@ class _ModelChecker:
             for node in ir.walk(statement):
                 if isinstance(node, ir.Call) and node.func.id == COMPILED_LOSS:
                     return "compiled_loss"
+                if is_loss_tracker_update(node):
+                    return "update loss(...)"
         kinds = {step.kind for step in self.model.steps}
         if self.functional and self.model.compile is None and ir.StepKind.TRAIN not in kinds:
             return "Keras's own train_step"
@@ -298,13 +373,15 @@ class _ModelChecker:
         seen: dict[str, ir.Span] = {}
         self.declarations_clean = not has_errors(self.out[self.first_diagnostic :])
         self.clean_steps: list[ir.Step] = []
+        per_step: list[list[Diagnostic]] = []  # merged: a shared statement's, once
         for step in self.model.steps:
             name = ir.Name(step.kind.value, step.span)
             if _check_unique(name, seen, "step", self.out):
-                before = len(self.out)
-                StepChecker(step, self.symbols, self.functional, self.usage, self.out).run()
-                if not has_errors(self.out[before:]):
+                per_step.append(found := data_line_problems(self.model, step))
+                StepChecker(step, self.symbols, self.functional, self.usage, found).run()
+                if not has_errors(found):
                     self.clean_steps.append(step)
+        self.out += shared_block_problems(self.model) + merge_step_findings(self.model, per_step)
         if not self.model.steps:
             self.out.append(
                 error(
@@ -321,6 +398,7 @@ class _ModelChecker:
                 Kind.COMPILE_PARAM,
                 Kind.METRIC,
                 Kind.LOSS_OBJECT,
+                Kind.OPTIMIZER,
             )
             if declared and symbol.name not in self.usage.names and symbol.span:
                 self.out.append(
@@ -330,13 +408,3 @@ class _ModelChecker:
                         "remove it, or use it in a step",
                     )
                 )
-
-
-def _is_literal(expr: ir.Expr) -> bool:
-    if isinstance(expr, ir.Negate):
-        return isinstance(expr.operand, ir.Number)
-    if isinstance(expr, (ir.TupleExpr, ir.ListExpr)):
-        return all(_is_literal(item) for item in expr.items)
-    if isinstance(expr, ir.Name):
-        return expr.id in ("True", "False", "None")
-    return isinstance(expr, (ir.Number, ir.String))

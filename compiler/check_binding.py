@@ -11,7 +11,10 @@ generated call would fail when traced.
 
 Also owns the kind check of each bound argument (`kind_problem`): a value
 the parameter's kind (`stepc.builtins.Arg`) cannot take, such as a tensor
-as a shape or an unknown dtype name. A value of unknown type is accepted.
+as a shape, an unknown dtype name, a float as top_k's `k` or a tensor as
+einsum's subscripts. A value of unknown type is accepted, and so is None
+where Keras's default is None. Extra positional arguments bind an
+operation's `*varargs` (einsum's operands).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ def bind(op: Op, args, keywords, span: ir.Span) -> list[Diagnostic]:
     """Every problem of binding `args` and `keywords` to `op`'s parameters."""
     found = repeated_keywords(keywords)
     bound = set(op.params[: len(args)])
-    if len(args) > len(op.params):
+    too_many = len(args) > len(op.params) and not op.varargs  # `*operands` takes the rest
+    if too_many:
         problem = f"takes at most {len(op.params)} positional arguments, got {len(args)}"
         found.append(error(f"`{op.name}` {problem}", span, _signature(op)))
     unknown = 0
@@ -38,9 +42,17 @@ def bind(op: Op, args, keywords, span: ir.Span) -> list[Diagnostic]:
         bound.add(kw.name)  # reported or bound: not missing too
     missing = [p for p in op.params[: op.required] if p not in bound]
     # An unknown keyword most likely meant a missing parameter: one error for it.
-    if len(missing) > unknown and len(args) <= len(op.params):
+    if len(missing) > unknown and not too_many:
         found.append(error(_missing(op, missing), span, _signature(op)))
     return found
+
+
+def parameter_names(op: Op, args, keywords) -> list[str]:
+    """The parameter each argument binds (`args`, then `keywords`): the
+    `*varargs` name past the positional ones, "" past them without varargs."""
+    extra = op.varargs
+    names = [op.params[i] if i < len(op.params) else extra for i in range(len(args))]
+    return names + [k.name for k in keywords]
 
 
 def _keyword_problem(op: Op, kw: ir.Keyword, given: int) -> Diagnostic | None:
@@ -57,6 +69,9 @@ def _keyword_problem(op: Op, kw: ir.Keyword, given: int) -> Diagnostic | None:
         return None
     if kw.name in op.keywords:
         return None
+    if kw.name == op.varargs:
+        hint = f"give them by position: {_signature(op)}"
+        return error(f"`{op.name}` takes `{kw.name}` by position only", kw.span, hint)
     named = [*op.params[op.by_position :], *op.keywords]
     hint = suggest(kw.name, named) or _signature(op)
     return error(f"`{op.name}` has no parameter `{kw.name}`", kw.span, hint)
@@ -106,14 +121,25 @@ _REFUSED: dict[Arg, frozenset[Type]] = {
 }
 
 
+# What a string-taking kind accepts (a tensor's `window`, a number's `ord`).
+_TAKES_STRINGS: dict[Arg, frozenset[Type]] = {
+    Arg.STRING: frozenset({Type.STRING}),
+    Arg.OPTION: frozenset({Type.STRING, Type.NONE, Type.NUMBER, Type.TENSOR, Type.SCALAR}),
+}
+# The kinds that take a string (elsewhere a string is refused outright).
+STRING_KINDS = frozenset({Arg.DTYPE, *_TAKES_STRINGS})
+
+
 def kind_problem(op: Op, param: str, value, expr: ir.Expr) -> Diagnostic | None:
     """An error if `value` (a `check_exprs.Value`) is not of `param`'s kind."""
     kind = op.kind(param)
     if value.type is Type.UNKNOWN or _accepts(kind, value, expr):
         return None
+    if value.type is Type.NONE and op.default(param) == "None":  # Keras's own default
+        return None
     given = _given(value, expr)
     message = f"`{op.name}` takes {kind.value} as `{param}`, got {given}"
-    return error(message, expr.span, _kind_hint(kind, expr))
+    return error(message, expr.span, _kind_hint(kind, expr, op.default(param)))
 
 
 def _accepts(kind: Arg, value, expr: ir.Expr) -> bool:
@@ -123,6 +149,10 @@ def _accepts(kind: Arg, value, expr: ir.Expr) -> bool:
         return value.type is Type.NONE or _whole_numbers(value)
     if kind is Arg.DTYPE:
         return _dtype(value, expr)
+    if kind is Arg.INT:
+        return value.integer
+    if kind in (Arg.STRING, Arg.OPTION):
+        return value.type in _TAKES_STRINGS[kind]
     return value.type not in _REFUSED.get(kind, ())
 
 
@@ -149,7 +179,9 @@ def _given(value, expr: ir.Expr) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
-def _kind_hint(kind: Arg, expr: ir.Expr) -> str:
+def _kind_hint(kind: Arg, expr: ir.Expr, default: str) -> str:
     if kind is Arg.DTYPE and isinstance(expr, ir.String):
         return suggest(expr.value, DTYPES) or ARG_HINTS[kind]
+    if kind is Arg.STRING and default:
+        return f"a string literal, such as its default {default}"
     return ARG_HINTS[kind]

@@ -1,11 +1,12 @@
 """Stage 2: the *did you mean* hints of the checks, by meaning and by spelling.
 
 Owns the suggestion rule: a name a spec may use for an operation meaning it
-(`reduce_mean`) is pointed at that operation; a Keras function stepc does not
-offer (`softmax`) is said to be one, with no look-alike (`max` means
-something else); otherwise a spelling neighbour is suggested only when it is
-one typo away (a letter missing, extra, wrong or two swapped) or nearly all
-of the name (ratio at least 0.85), never a merely similar name.
+(`reduce_mean`, `l2_normalize`, `gather`) is pointed at that operation; a
+Keras function stepc leaves out (`cond`, `scan`: they take Python functions)
+is said to be one, with the reason and no look-alike; otherwise a spelling
+neighbour is suggested only when it is one typo away (a letter missing,
+extra, wrong or two swapped) or nearly all of the name (ratio at least
+0.85), never a merely similar name.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections.abc import Iterable
 from stepc.builtins import OP_ALIASES, OPS
 from stepc.diagnostics import closest
 from stepc.keras_names import KERAS_OPERATIONS
+from stepc.ops_table import EXCLUDED
 
 # How much of the name a suggestion must share (difflib's ratio).
 CLOSE = 0.85
-NOT_YET = "not an operation stepc knows (yet)"
-OPERATION_LIST = "the operations it offers are listed in docs/language.md"
+NOT_OFFERED = "not an operation stepc offers"
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
@@ -56,11 +57,9 @@ def unknown_operation(name: str, callables: Iterable[str]) -> tuple[str, str]:
     meant = OP_ALIASES.get(name)
     if meant in OPS:
         return f"`{name}` is not an allowed operation", f"did you mean `{meant}`?"
-    if meant is not None:
-        hint = f"Keras calls it {KERAS_OPERATIONS[meant]}.{meant}, which stepc does not offer yet"
-        return f"`{name}` is {NOT_YET}", f"{hint}; {OPERATION_LIST}"
     if name in KERAS_OPERATIONS:
-        hint = f"it is {KERAS_OPERATIONS[name]}.{name}, which stepc does not offer yet"
-        return f"`{name}` is {NOT_YET}", f"{hint}; {OPERATION_LIST}"
+        qualified = f"{KERAS_OPERATIONS[name]}.{name}"
+        reason = EXCLUDED.get(qualified, "which stepc does not offer yet")
+        return f"`{name}` is {NOT_OFFERED}", f"it is {qualified}, left out: {reason}"
     hint = suggest(name, callables) or "see the operation list in docs/language.md"
     return f"`{name}` is not an allowed operation", hint

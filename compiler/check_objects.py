@@ -1,11 +1,12 @@
-"""Stage 2: the arguments of `metric` and `loss` declarations, against Keras's.
+"""Stage 2: the arguments of `metric`, `loss` and `optimizer` declarations, against Keras's.
 
 Owns the check of a declaration's arguments against the parameters of its
 Keras class (`stepc.keras_names.KERAS_CONSTRUCTORS`, generated from the
-pinned Keras): at most as many positional arguments as it has parameters, no
-keyword it does not have, none given twice, and no `reduction` (stepc fixes
-it) by position or keyword. Also the name Keras will give a metric, which the
-model checks compare.
+pinned Keras, and `stepc.keras_optimizers`): at most as many positional
+arguments as it has parameters, no keyword it does not have, none given
+twice, no `reduction` (stepc fixes it) by position or keyword, and no
+`use_ema` on an optimizer of the spec's own. Also the name Keras will give a
+metric, which the model checks compare.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from stepc.builtins import METRIC_CLASSES, default_metric_name
 from stepc.check_hints import suggest
 from stepc.diagnostics import Diagnostic, error
 from stepc.keras_names import KERAS_CONSTRUCTORS
+from stepc.keras_optimizers import KEYWORD_ALIASES, OPTIMIZER_CONSTRUCTORS
 
 REDUCTION = "reduction"
 # What TensorFlow takes as a root name scope, less `/` (Keras refuses it in a
@@ -25,14 +27,20 @@ REDUCTION = "reduction"
 _SCOPE_NAME = re.compile(r"([A-Za-z0-9.][A-Za-z0-9_.>-]*)?")
 
 
-def parameters(decl: ir.ObjectDecl, is_metric: bool) -> tuple[str, ...] | None:
+METRICS, LOSSES, OPTIMIZERS = "metrics", "losses", "optimizers"  # the Keras modules
+USE_EMA = "use_ema"
+
+
+def parameters(decl: ir.ObjectDecl, module: str) -> tuple[str, ...] | None:
     """The parameters of the declaration's Keras class, or None for an unknown class."""
-    module = "metrics" if is_metric else "losses"
+    if module == OPTIMIZERS:
+        return OPTIMIZER_CONSTRUCTORS.get(decl.class_name.id)
     return KERAS_CONSTRUCTORS.get(f"{module}.{decl.class_name.id}")
 
 
-def constructor_problems(decl: ir.ObjectDecl, is_metric: bool) -> list[Diagnostic]:
-    params = parameters(decl, is_metric)
+def constructor_problems(decl: ir.ObjectDecl, module: str) -> list[Diagnostic]:
+    params = parameters(decl, module)
+    is_metric = module == METRICS
     if params is None:
         return []  # the unknown class is reported
     found = []
@@ -53,9 +61,26 @@ def constructor_problems(decl: ir.ObjectDecl, is_metric: bool) -> list[Diagnosti
             found.append(reduction_error(arg.span))
     for kw in decl.keywords:
         found += _keyword_problems(name, kw, params, len(decl.args))
-    if not is_metric:
+    if module == LOSSES:
         found += _loss_name_problems(decl, params)
     return found
+
+
+def ema_problem(decl: ir.ObjectDecl, keras_own: bool) -> Diagnostic | None:
+    """use_ema on an optimizer of the spec's own: fit() swaps the moving averages
+    into the weights (finalize_variable_values) only for model.optimizer."""
+    given = [k for k in decl.keywords if k.name == USE_EMA]
+    params = OPTIMIZER_CONSTRUCTORS.get(decl.class_name.id, ())
+    if USE_EMA in params[: len(decl.args)]:
+        given.append(decl.args[params.index(USE_EMA)])
+    if keras_own or not given:
+        return None
+    return error(
+        f"optimizer `{decl.name.id}` has use_ema, but fit() swaps the moving averages into "
+        "the weights only for Keras's own model.optimizer",
+        given[0].span,
+        "name it `optimizer optimizer = ...` to make it Keras's own, or drop use_ema",
+    )
 
 
 def _loss_name_problems(decl: ir.ObjectDecl, params: tuple[str, ...]) -> list[Diagnostic]:
@@ -87,7 +112,9 @@ def _keyword_problems(name: str, kw: ir.Keyword, params, given: int) -> list[Dia
     if keyword.iskeyword(kw.name) or kw.name.startswith("_"):
         return []  # refused as an argument name already
     if kw.name not in params:
-        hint = suggest(kw.name, params) or "its parameters: " + ", ".join(params)
+        alias = KEYWORD_ALIASES.get(kw.name)
+        meant = f"did you mean `{alias}`?" if alias in params else None
+        hint = meant or suggest(kw.name, params) or "its parameters: " + ", ".join(params)
         return [error(f"`{name}` has no parameter `{kw.name}`", kw.span, hint)]
     position = params.index(kw.name)
     if position < given:
@@ -106,7 +133,7 @@ def reduction_error(span: ir.Span) -> Diagnostic:
 
 def metric_name(decl: ir.ObjectDecl) -> tuple[str | None, ir.Span]:
     """The name Keras will give the metric, if the spec fixes it, and where."""
-    value, given = declared_name(decl, parameters(decl, is_metric=True) or ())
+    value, given = declared_name(decl, parameters(decl, METRICS) or ())
     if given:
         return (value.value if isinstance(value, ir.String) else None), value.span
     if decl.class_name.id not in METRIC_CLASSES:

@@ -4,8 +4,8 @@ Owns the statement checks of one `train` / `test` / `predict` block: the
 data line, every name defined before use and none shadowing a declaration,
 every `minimize` with a scalar loss that depends on each of its targets and an
 optimizer used for one target set only, metric updates with the right
-arguments, and a step that reports at least one value. Expression typing is
-in `stepc.check_exprs`.
+arguments. Expression typing is in `stepc.check_exprs`, the data line's
+checks in `stepc.check_data`, what a step reports in `stepc.check_reports`.
 """
 
 from __future__ import annotations
@@ -18,22 +18,29 @@ from stepc.builtins import (
     KERAS_OPTIMIZER,
     LABELS_UPDATE_PARAMS,
     METRIC_CLASSES,
+    OPS,
     VALUES_UPDATE_PARAMS,
     MetricArgs,
     Type,
     object_call_op,
 )
-from stepc.check_constructs import ConstructChecks
+from stepc.check_data import DataChecks
 from stepc.check_depends import DependencyGraph
-from stepc.check_exprs import Local, Usage, Value, article, chain, reported
+from stepc.check_exprs import Local, Usage, Value, article, chain, reported, returns_tuple
 from stepc.check_hints import suggest
+from stepc.check_reports import ReportChecks
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
+from stepc.loss_report import LOSS_TRACKER
 from stepc.symbols import Kind, Symbol
 
 __all__ = ["StepChecker", "Usage"]
 
 
-class StepChecker(ConstructChecks):
+# An unpacking target that names no value.
+DISCARD = "_"
+
+
+class StepChecker(ReportChecks, DataChecks):
     def __init__(self, step, symbols, functional, usage, out):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
@@ -49,47 +56,17 @@ class StepChecker(ConstructChecks):
         self.graph = DependencyGraph()
 
     def run(self) -> None:
+        if not self.step.data:
+            self._declare_missing_data()
         self._declare_data()
         for index, statement in enumerate(self.step.body):
             self._statement(statement, is_last=index == len(self.step.body) - 1)
         self._check_reports()
+        self._check_loss_report()
         self._check_nesting()
         self._warn_unused_locals()
 
     # ---------------------------------------------------------------- data
-
-    def _declare_data(self) -> None:
-        data = self.step.data
-        limit = 1 if self.step.kind is ir.StepKind.PREDICT else 3
-        if len(data) > limit:
-            self.out.append(
-                error(
-                    f"a {self.step.kind.value} step's data has at most {limit} part(s)",
-                    data[limit].span,
-                    "the parts are x, then y, then sample_weight",
-                )
-            )
-        for position, param in enumerate(data[:limit]):
-            self._declare_data_param(position, param)
-
-    def _declare_data_param(self, position: int, param: ir.DataParam) -> None:
-        from stepc.check import check_identifier
-
-        if param.optional and position == 0:
-            self.out.append(
-                error("x cannot be optional", param.span, "only y and sample_weight may be")
-            )
-        if not check_identifier(param.name, self.out):
-            return
-        key = self.graph.define(frozenset(), frozenset())
-        if self._shadows(param.name):  # reported; a tensor still, so its uses do not cascade
-            self.locals[param.name.id] = Local(Value(Type.TENSOR), param.name.span, True, key=key)
-            return
-        if param.name.id in self.locals:
-            self.out.append(error(f"`{param.name.id}` names two parts of the data", param.span))
-        optional = param.optional and position > 0  # an optional x was reported
-        type_ = Type.OPTIONAL_TENSOR if optional else Type.TENSOR
-        self.locals[param.name.id] = Local(Value(type_), param.name.span, True, key=key)
 
     def _shadows(self, name: ir.Name) -> bool:
         symbol = self.symbols.get(name.id)
@@ -174,7 +151,9 @@ class StepChecker(ConstructChecks):
             statement.targets, self._unpacked(statement, value), strict=True
         ):
             self._check_nameable(part, expr)
-            if check_identifier(target, self.out) and not self._shadows(target):
+            if target.id == DISCARD and len(statement.targets) > 1:
+                continue  # `a, _ = pair`: an output the step does not use, as in Python
+            if check_identifier(target, self.out, value=True) and not self._shadows(target):
                 self._define(target, part, tracked)
 
     def _unpacked(self, statement: ir.Assign, value: Value) -> list[tuple[Value, ir.Expr]]:
@@ -184,6 +163,9 @@ class StepChecker(ConstructChecks):
         whole = statement.value
         if len(statement.targets) == 1:
             return [(value, whole)]
+        structured = self.unpack_structure(statement)  # a data part: stepc.check_data
+        if structured is not None:
+            return structured
         if not self._check_unpacking(statement):
             return [(reported(Value(Type.TENSOR)), whole)] * len(statement.targets)
         if value.items is not None and isinstance(whole, (ir.TupleExpr, ir.ListExpr)):
@@ -197,6 +179,7 @@ class StepChecker(ConstructChecks):
             for item, item_expr in zip(value.items, expr.items, strict=True):
                 self._check_nameable(item, item_expr)
             return
+        self.check_not_aliased(value, expr)  # a data part used as a structure
         if value.type in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC):
             self.out.append(
                 error(
@@ -237,7 +220,11 @@ class StepChecker(ConstructChecks):
         return False
 
     def _unpackable(self, value: ir.Call) -> bool:
-        """A model's outputs, or the gradients with respect to a tuple of tensors."""
+        """A model's outputs, an operation's tuple (top_k, split), or the
+        gradients with respect to a tuple of tensors."""
+        name = value.func.id
+        if returns_tuple(name) and name not in self.locals and name not in self.symbols:
+            return True
         if value.func.id == "gradient" and len(value.args) == 2:
             return isinstance(value.args[1], (ir.TupleExpr, ir.ListExpr))
         symbol = self.symbols.get(value.func.id)
@@ -390,6 +377,9 @@ class StepChecker(ConstructChecks):
         name = statement.metric.id
         self.reports = True
         symbol = self.symbols.get(name)
+        if name == LOSS_TRACKER and symbol is None:
+            self._update_loss_tracker(statement)
+            return
         if symbol is not None and symbol.type is Type.UNKNOWN:  # its error was reported
             self.usage.names.add(name)
             self._values(statement.args, statement.keywords)
@@ -407,53 +397,18 @@ class StepChecker(ConstructChecks):
         self._check_arguments(op, statement.args, statement.keywords, statement.span)
         self.typed_values(op, statement.args, statement.keywords, optional=True)
 
-    def _return(self, statement: ir.Return, is_last: bool) -> None:
-        self.reports = True
-        if not is_last:
-            self.out.append(error("return must be the last statement of a step", statement.span))
-        keys: set[str] = set()
-        for item in statement.items:
-            key = self._return_item(item)
-            if key in keys:
-                self.out.append(error(f"`{key}` is returned twice", item.span))
-            keys.add(key)
-
-    def _return_item(self, item: ir.ReturnItem) -> str:
-        if item.value is not None:
-            self._check_reportable(item.value, self.expr(item.value))
-            return item.name.id
-        symbol = self.symbols.get(item.name.id)
-        if symbol is not None and symbol.kind is Kind.METRIC:
-            self.usage.names.add(item.name.id)
-        else:
-            self.expr(item.name)
-        return item.name.id
-
-    def _check_reportable(self, node: ir.Expr, value: Value) -> None:
-        unreportable = (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC, Type.STRING)
-        if value.type in (*unreportable, Type.GRADIENTS):
-            self.out.append(
-                error(
-                    f"a step cannot report {article(value.type.value)}",
-                    node.span,
-                    "return numbers or tensors (a tracker by its name reports its result)",
-                )
-            )
-
-    def _check_reports(self) -> None:
-        if self.step.kind is ir.StepKind.PREDICT:
-            if not any(isinstance(s, (ir.Return, ir.Recovered)) for s in self.step.body):
-                self.out.append(error("a predict step must return its predictions", self.step.span))
-            return
-        if not (self.reports or self.compiled_loss_span):
-            self.out.append(
-                error(
-                    f"the {self.step.kind.value} step reports nothing",
-                    self.step.span,
-                    "fit() and evaluate() need at least one value: update a metric "
-                    "(`update tracker(loss)`) or `return total=loss`",
-                )
-            )
+    def _declare_missing_data(self) -> None:
+        """A step without a data line (reported by stepc.check_shared): each name it
+        reads and never assigns is taken as a data part of unknown type, so that no
+        "undefined name" follows from the missing line."""
+        statements = list(ir.statements(self.step.body))
+        assigned = {t.id for s in statements if isinstance(s, ir.Assign) for t in s.targets}
+        read = [n.id for s in self.step.body for n in ir.walk(s) if isinstance(n, ir.Name)]
+        for name in dict.fromkeys(read):
+            if name not in assigned and name not in self.symbols and name not in OPS:
+                key = self.graph.define(frozenset(), frozenset())
+                value = reported(Value(Type.UNKNOWN))
+                self.locals[name] = Local(value, self.step.span, True, used=True, key=key)
 
     def _warn_unused_locals(self) -> None:
         for name, local in self.locals.items():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from stepc import ir
 from stepc.builtins import OPS
+from stepc.operators import is_boolean
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,12 @@ class Block:
 
 
 def is_stop(statement) -> bool:
-    """A value computed entirely inside stop_gradient: it carries no gradient."""
-    return (
-        isinstance(statement, ir.Assign)
-        and isinstance(statement.value, ir.Call)
-        and statement.value.func.id == "stop_gradient"
-    )
+    """A value computed entirely inside stop_gradient, or a comparison or logical
+    operation (a boolean mask): it carries no gradient."""
+    if not isinstance(statement, ir.Assign):
+        return False
+    value = statement.value
+    return is_boolean(value) or (isinstance(value, ir.Call) and value.func.id == "stop_gradient")
 
 
 def defined_names(parts) -> set[str]:
@@ -182,8 +183,8 @@ class Dependencies:
         stack = [expr]
         while stack:
             node = stack.pop()
-            if isinstance(node, ir.Call) and node.func.id == "stop_gradient":
-                continue
+            if isinstance(node, ir.Call) and node.func.id == "stop_gradient" or is_boolean(node):
+                continue  # no gradient flows back through it
             if isinstance(node, ir.Name):
                 labels.add(node.id)
                 if node.id in self._current:

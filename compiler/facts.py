@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS, OPS, Result, Type
+from stepc.operators import BINARY, Kind
 from stepc.plan import FULL_PRECISION, SCALE, UNSCALE, pseudo_call
 from stepc.symbols import Symbol
 
@@ -34,12 +35,21 @@ class Facts:
         self.symbols = symbols
         self.scaled: dict[str, bool] = {}
         self.scalar: dict[str, bool] = {}
+        self.batchless: dict[str, bool] = {}
+        self.batch_counts: set[str] = set()
+        self.counts: set[str] = set()  # names of numbers of shape(...) entries
 
     def assign(self, targets: tuple[ir.Name, ...], value: ir.Expr, scaled: bool) -> None:
         single = len(targets) == 1
         for target in targets:
             self.scaled[target.id] = scaled and single
             self.scalar[target.id] = single and self.is_scalar(value)
+            self.batchless[target.id] = single and self.is_batchless(value)
+            for names, test in (
+                (self.batch_counts, self.is_batch_count),
+                (self.counts, self.is_count),
+            ):
+                (names.add if single and test(value) else names.discard)(target.id)
 
     # ---------------------------------------------------------------- scale
 
@@ -68,7 +78,11 @@ class Facts:
     def _binary(self, expr: ir.BinaryOp) -> tuple[ir.Expr, bool]:
         left, left_scaled = self.normalize(expr.left)
         right, right_scaled = self.normalize(expr.right)
-        linear = (expr.op in "+-" and left_scaled and right_scaled) or (
+        if expr.op == "/" and left_scaled and self.is_batch_count(expr.right):
+            # A sum over this replica's examples by their count is its mean: an
+            # estimate of the whole value, as `mean(...)` is, not a share.
+            return ir.BinaryOp(expr.op, left, right, expr.span), False
+        linear = (expr.op in ("+", "-") and left_scaled and right_scaled) or (
             left_scaled != right_scaled and (expr.op == "*" or (expr.op == "/" and left_scaled))
         )
         if linear:
@@ -83,7 +97,10 @@ class Facts:
             arg, scaled = self.normalize(expr.args[0])
             return ir.Call(expr.func, (arg,), (), expr.span), scaled
         rebuilt = self._rebuild_unscaled(expr)
+        # Only a sum over this replica's examples is its share of the batch's sum:
+        # not one of a batch mean's entries (SCAN's entropy of the mean assignment).
         full_sum = name == "sum" and len(expr.args) == 1 and not expr.keywords
+        full_sum = full_sum and not self.is_batchless(expr.args[0])
         return rebuilt, full_sum or name == COMPILED_LOSS or self._is_loss(name)
 
     def _is_loss(self, name: str) -> bool:
@@ -105,7 +122,44 @@ class Facts:
             return ir.Subscript(self.unscaled(expr.value), index, expr.span)
         if isinstance(expr, (ir.TupleExpr, ir.ListExpr)):
             return type(expr)(tuple(self.unscaled(i) for i in expr.items), expr.span)
+        if isinstance(expr, ir.Invert):  # `~(loss > 1.0)` compares the true loss
+            return ir.Invert(self.unscaled(expr.operand), expr.span)
         return expr
+
+    # ---------------------------------------------------------------- batch axis
+
+    def is_batch_count(self, expr: ir.Expr) -> bool:
+        """This replica's number of examples: `shape(t)[0]`, cast or not, or a name of it."""
+        if isinstance(expr, ir.Name):
+            return expr.id in self.batch_counts
+        if isinstance(expr, ir.Call) and expr.func.id == "cast" and expr.args:
+            return self.is_batch_count(expr.args[0])
+        if not (isinstance(expr, ir.Subscript) and isinstance(expr.value, ir.Call)):
+            return False
+        index = expr.index
+        first = isinstance(index, ir.Number) and index.is_int and int(index.text) == 0
+        return first and expr.value.func.id == "shape"
+
+    def is_batchless(self, expr: ir.Expr) -> bool:
+        """Has no axis of examples: a constant, or what a reduction over the batch
+        axis (or over every axis) leaves, and elementwise arithmetic of such values."""
+        if isinstance(expr, ir.Name):
+            return self.batchless.get(expr.id, False) or self.is_constant(expr)
+        if isinstance(expr, (ir.Number, ir.Negate, ir.BinaryOp)):
+            parts = ir.children(expr)
+            return all(self.is_batchless(p) for p in parts)
+        if isinstance(expr, ir.Call) and expr.func.id in OPS:
+            return self._call_is_batchless(expr, OPS[expr.func.id])
+        return False
+
+    def _call_is_batchless(self, expr: ir.Call, op) -> bool:
+        if op.result is Result.REDUCE:
+            axis = _argument(expr, op, "axis")
+            every_axis = axis is None or (isinstance(axis, ir.Name) and axis.id == "None")
+            if every_axis or _names_axis_zero(axis):
+                return True
+        tensors = [a for a in expr.args if not isinstance(a, ir.String)]
+        return bool(tensors) and all(self.is_batchless(a) for a in tensors)
 
     # ---------------------------------------------------------------- scalar
 
@@ -115,12 +169,34 @@ class Facts:
         if isinstance(expr, ir.Negate):
             return self.is_scalar(expr.operand)
         if isinstance(expr, ir.BinaryOp):
+            if not _arithmetic(expr):  # a comparison is a mask, `@` of unknown rank: no loss
+                return False
             sides = [self.is_scalar(expr.left), self.is_scalar(expr.right)]
-            constants = [self.is_constant(s) for s in (expr.left, expr.right)]
+            constants = [self._is_constant_or_count(s) for s in (expr.left, expr.right)]
             return all(s or c for s, c in zip(sides, constants, strict=True)) and any(sides)
         if isinstance(expr, ir.Call):
             return self._call_is_scalar(expr)
         return False
+
+    def _is_constant_or_count(self, expr: ir.Expr) -> bool:
+        """In a per-batch scalar's arithmetic, a count of the batch's shape is as good
+        as a constant: `sum(t) / shape(t)[0]`, `h_tv / ((shape(t)[2] - 1) * w)`."""
+        return self.is_constant(expr) or self.is_count(expr)
+
+    def is_count(self, expr: ir.Expr) -> bool:
+        """A number of the batch's shape: `shape(t)[i]`, cast or not, arithmetic of
+        such numbers and constants, or a name of one."""
+        if isinstance(expr, ir.Name):
+            return expr.id in self.counts or self.is_constant(expr)
+        if isinstance(expr, ir.Number):
+            return True
+        if isinstance(expr, ir.BinaryOp):
+            both = self.is_count(expr.left) and self.is_count(expr.right)
+            return both and _arithmetic(expr)
+        if isinstance(expr, ir.Call) and expr.func.id == "cast" and expr.args:
+            return self.is_count(expr.args[0])
+        value = expr.value if isinstance(expr, ir.Subscript) else None
+        return isinstance(value, ir.Call) and value.func.id == "shape"
 
     def is_constant(self, expr: ir.Expr) -> bool:
         """A compile-time constant: a number literal, an int / float parameter, or
@@ -130,7 +206,8 @@ class Facts:
         if isinstance(expr, ir.Negate):
             return self.is_constant(expr.operand)
         if isinstance(expr, ir.BinaryOp):
-            return self.is_constant(expr.left) and self.is_constant(expr.right)
+            both = self.is_constant(expr.left) and self.is_constant(expr.right)
+            return both and _arithmetic(expr)
         symbol = self.symbols.get(expr.id) if isinstance(expr, ir.Name) else None
         return symbol is not None and symbol.type is Type.NUMBER
 
@@ -146,3 +223,23 @@ class Facts:
         if op.result is Result.REDUCE:
             return len(expr.args) == 1 and not expr.keywords
         return op.result is Result.SAME and bool(expr.args) and self.is_scalar(expr.args[0])
+
+
+def _arithmetic(expr: ir.BinaryOp) -> bool:
+    """`+ - * / // % **`: a number of numbers (not a comparison, a mask or `@`)."""
+    return BINARY[expr.op].kind is Kind.ARITHMETIC
+
+
+def _argument(expr: ir.Call, op, param: str) -> ir.Expr | None:
+    """The argument given for `param`, by keyword or by position (None if not given)."""
+    for keyword in expr.keywords:
+        if keyword.name == param:
+            return keyword.value
+    position = op.params.index(param) if param in op.params else len(expr.args)
+    return expr.args[position] if position < len(expr.args) else None
+
+
+def _names_axis_zero(axis: ir.Expr) -> bool:
+    """`0`, or a tuple or list of axes holding `0`: the reduction removes the batch axis."""
+    items = axis.items if isinstance(axis, (ir.TupleExpr, ir.ListExpr)) else (axis,)
+    return any(isinstance(i, ir.Number) and i.is_int and int(i.text) == 0 for i in items)

@@ -61,9 +61,19 @@ class Call:
 
 @dataclass(frozen=True)
 class BinaryOp:
-    op: str  # one of + - * / // **
+    op: str  # one of + - * / // % ** @ & | == != < <= > >= (stepc.operators)
     left: Expr
     right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class ChainedComparison:
+    """`a < b < c`: Python would chain it (`a < b and b < c`), which no tensor
+    can do; it parses so that the checker can say how to write it."""
+
+    operands: tuple[Expr, ...]
+    ops: tuple[str, ...]
     span: Span
 
 
@@ -74,16 +84,40 @@ class Negate:
 
 
 @dataclass(frozen=True)
+class Invert:
+    """`~mask`: the logical not of a boolean tensor."""
+
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
 class Slice:
     start: Expr | None
     stop: Expr | None
+    span: Span
+    step: Expr | None = None
+
+
+@dataclass(frozen=True)
+class EllipsisIndex:
+    """`...` in a subscript: every axis not otherwise indexed."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
+class Indices:
+    """A subscript of several axes: `x[:, :-1]`, `labels[:, :, None, None]`."""
+
+    items: tuple[Index, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Subscript:
     value: Expr
-    index: Expr | Slice
+    index: Index | Indices  # one axis (`None`: a new one), or several
     span: Span
 
 
@@ -99,7 +133,21 @@ class ListExpr:
     span: Span
 
 
-Expr = Name | Number | String | Call | BinaryOp | Negate | Subscript | TupleExpr | ListExpr
+Expr = (
+    Name
+    | Number
+    | String
+    | Call
+    | BinaryOp
+    | ChainedComparison
+    | Negate
+    | Invert
+    | Subscript
+    | TupleExpr
+    | ListExpr
+)
+# What one axis of a subscript may be: an expression (an index, or None), a slice, `...`.
+Index = Expr | Slice | EllipsisIndex
 
 
 # ---------------------------------------------------------------- statements
@@ -146,6 +194,8 @@ class ReturnItem:
     name: Name
     value: Expr | None  # None: `return tracker` reports the tracker's result
     span: Span
+    # `compiled_metrics["mae"]`: the one compiled metric reported as "mae"
+    entry: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +259,26 @@ class DataParam:
 
 @dataclass(frozen=True)
 class Step:
+    """A step as it runs: a train or test step of a model with a `shared(...)`
+    block starts with the block's statements (`shared` of them) and, when it
+    omits its data line (`train:`), takes the block's (`data`; empty when there
+    is no block to take it from, which the checker reports)."""
+
     kind: StepKind
+    data: tuple[DataParam, ...]
+    body: tuple[Statement, ...]
+    span: Span
+    shared: int = 0  # how many leading statements of `body` are the shared block's
+    # Its own data line, when it writes one and also takes the shared block's
+    # (checked to be the same); None otherwise.
+    written_data: tuple[DataParam, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SharedBlock:
+    """`shared(x, y):` statements written once, run at the start of the train
+    and the test step (forward passes and losses); as written, for the checks."""
+
     data: tuple[DataParam, ...]
     body: tuple[Statement, ...]
     span: Span
@@ -220,11 +289,13 @@ class Param:
     name: Name
     type_name: Name
     span: Span
+    default: Expr | None = None  # `alpha: float = 0.1`; the checker allows literals only
 
 
 @dataclass(frozen=True)
 class ObjectDecl:
-    """`metric NAME = Class(args)` or `loss NAME = Class(args)`."""
+    """`metric NAME = Class(args)`, `loss NAME = Class(args)` or
+    `optimizer NAME = Class(args)`."""
 
     name: Name
     class_name: Name
@@ -253,6 +324,9 @@ class Model:
     repeated_decls: tuple[Span, ...] = ()  # a second init(...), compile(...), jit_compile
     jit_compile: Name | None = None  # `jit_compile = True`: XLA unless compile() says not
     recovered: tuple[Recovered, ...] = ()  # its items that had a syntax error
+    optimizers: tuple[ObjectDecl, ...] = ()  # built in compile() from its numbers
+    shared: SharedBlock | None = None  # its steps already hold the statements
+    repeated_shared: tuple[Span, ...] = ()  # a second shared(...) block
 
 
 @dataclass(frozen=True)
@@ -276,9 +350,12 @@ _CHILDREN = {
     Call: _call_children,
     Update: _call_children,
     BinaryOp: lambda node: (node.left, node.right),
+    ChainedComparison: lambda node: node.operands,
     Negate: lambda node: (node.operand,),
+    Invert: lambda node: (node.operand,),
     Subscript: lambda node: (node.value, node.index),
-    Slice: lambda node: tuple(b for b in (node.start, node.stop) if b is not None),
+    Slice: lambda node: tuple(b for b in (node.start, node.stop, node.step) if b is not None),
+    Indices: lambda node: node.items,
     TupleExpr: lambda node: node.items,
     ListExpr: lambda node: node.items,
     Assign: lambda node: (node.value,),

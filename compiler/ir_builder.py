@@ -2,13 +2,16 @@
 
 Owns `ToIR`, the transformer `stepc.parse` gives the LALR parser so the IR is
 built while parsing (no parse tree is kept), and the sorting of a model's items
-into the fields of `ir.Model`. Nothing here reports errors: the grammar admits
-only what these callbacks can build, and the checker judges the rest.
+into the fields of `ir.Model` (a `shared(...)` block's statements put at the
+start of the train and the test step, which run them). Nothing here reports
+errors: the grammar admits only what these callbacks can build, and the
+checker judges the rest.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 from lark import Token, Transformer
 from stepc import ir
@@ -115,8 +118,15 @@ class ToIR(Transformer):
     def power(self, children):
         return ir.BinaryOp("**", children[0], children[1], _cover(children[0], children[1]))
 
+    def chained_comparison(self, children):
+        operands, ops = tuple(children[::2]), tuple(str(op) for op in children[1::2])
+        return ir.ChainedComparison(operands, ops, _cover(children[0], children[-1]))
+
     def negate(self, children):
         return ir.Negate(children[1], _cover(children[0], children[1]))
+
+    def invert(self, children):
+        return ir.Invert(children[1], _cover(children[0], children[1]))
 
     def atom(self, children):  # "(" expr ")": the expression itself
         return children[1]
@@ -129,10 +139,24 @@ class ToIR(Transformer):
         value, _, index, close = children
         return ir.Subscript(value, index, _cover(value, close))
 
+    def indices(self, children):
+        items = tuple(c for c in children if c is not None)
+        if len(items) == 1:  # `x[i]`, or `x[i,]`, which Python reads alike on tensors
+            return items[0]
+        return ir.Indices(items, _cover(items[0], items[-1]))
+
     def slice(self, children):
-        start, _, stop = children
+        start, _, stop, *step = children  # step: `":" [expr]` when written
         spanned = _spanned(children)
-        return ir.Slice(start, stop, _cover(spanned[0], spanned[-1]))
+        return ir.Slice(start, stop, _cover(spanned[0], spanned[-1]), step[-1] if step else None)
+
+    def ellipsis(self, children):
+        return ir.EllipsisIndex(_token_span(children[0]))
+
+    def bare_tuple(self, children):
+        """`a, b` on the right of an assignment: a tuple, as in Python."""
+        items = tuple(_content(children))
+        return ir.TupleExpr(items, _cover(items[0], items[-1]))
 
     def tuple(self, children):
         return ir.TupleExpr(tuple(_content(children)), _cover(children[0], children[-1]))
@@ -191,6 +215,12 @@ class ToIR(Transformer):
         item = ir.ReturnItem(_name(children[0]), children[1], _cover(children[0], children[1]))
         return item
 
+    def return_entry(self, children):
+        """`compiled_metrics["mae"]`: one metric given to compile(), by its name."""
+        name, entry = children
+        value = ast.literal_eval(entry.value)  # a STRING token: its escapes, as Python's
+        return ir.ReturnItem(_name(name), None, _cover(name, entry), value)
+
     def return_stmt(self, children):
         keyword, *items = children
         return ir.Return(tuple(items), _cover(keyword, items[-1]))
@@ -204,12 +234,17 @@ class ToIR(Transformer):
         return tuple(children)
 
     def step(self, children):
-        kind, data, *body = children
-        return ir.Step(ir.StepKind(str(kind)), data, tuple(body), _cover(kind, body[-1]))
+        kind, data, *body = children  # data: None when the line is omitted (`train:`)
+        return ir.Step(ir.StepKind(str(kind)), data or (), tuple(body), _cover(kind, body[-1]))
+
+    def shared(self, children):
+        keyword, data, *body = children
+        return ir.SharedBlock(data, tuple(body), _cover(keyword, body[-1]))
 
     def param(self, children):
-        name, type_name = children
-        return ir.Param(_name(name), _name(type_name), _cover(name, type_name))
+        name, type_name, default = children
+        span = _cover(name, default or type_name)
+        return ir.Param(_name(name), _name(type_name), span, default)
 
     def params(self, children):
         return tuple(c for c in children if c is not None)
@@ -236,6 +271,9 @@ class ToIR(Transformer):
     def loss_decl(self, children):
         return ("loss", self._object_decl(children))
 
+    def optimizer_decl(self, children):
+        return ("optimizer", self._object_decl(children))
+
     def jit_decl(self, children):
         keyword, value = children
         return ("jit_compile", _name(value), _cover(keyword, value))
@@ -261,7 +299,7 @@ class ToIR(Transformer):
 
 def _item_end(item):
     """The node a model item ends with: a step, or the span of a declaration."""
-    if isinstance(item, (ir.Step, ir.Recovered)):
+    if isinstance(item, (ir.Step, ir.SharedBlock, ir.Recovered)):
         return item
     return item[-1] if item[0] in ("init", "compile") else item[1]
 
@@ -270,14 +308,18 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
     """Sorts a model's items by kind; the checker reports duplicates and order."""
     fields: dict = dict.fromkeys(("init", "compile", "jit_compile"))
     fields.update(dict.fromkeys(("init_span", "compile_span", "jit_compile_span")))
-    metrics, losses, steps, repeated, recovered = [], [], [], [], []
+    steps, repeated, recovered = [], [], []
+    objects: dict[str, list] = {"metric": [], "loss": [], "optimizer": []}
+    shared: list[ir.SharedBlock] = []
     for item in items:
         if isinstance(item, ir.Step):
             steps.append(item)
+        elif isinstance(item, ir.SharedBlock):
+            shared.append(item)
         elif isinstance(item, ir.Recovered):
             recovered.append(item)
-        elif item[0] in ("metric", "loss"):
-            (metrics if item[0] == "metric" else losses).append(item[1])
+        elif item[0] in objects:
+            objects[item[0]].append(item[1])
         elif fields[item[0]] is None:
             fields[item[0]], fields[item[0] + "_span"] = item[1], item[2]
         else:
@@ -290,13 +332,43 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
         base,
         fields["init"],
         fields["compile"],
-        tuple(metrics),
-        tuple(losses),
-        tuple(steps),
+        tuple(objects["metric"]),
+        tuple(objects["loss"]),
+        tuple(_with_shared(step, shared[0] if shared else None) for step in steps),
         span,
         fields["init_span"],
         fields["compile_span"],
         tuple(repeated),
         fields["jit_compile"],
         tuple(recovered),
+        optimizers=tuple(objects["optimizer"]),
+        shared=shared[0] if shared else None,
+        repeated_shared=tuple(block.span for block in shared[1:]),
+    )
+
+
+# What a shared block may hold: what runs alike in both steps. A minimize, an
+# assign of weights or a return there is reported (stepc.check_shared) and
+# left out of the steps, so that no step reports it again.
+_SHARED_STATEMENTS = (ir.Assign, ir.Update, ir.Repeat, ir.Recovered)
+
+
+def _shared_statements(block: ir.SharedBlock) -> tuple[ir.Statement, ...]:
+    """The statements of a shared block that its steps run."""
+    return tuple(s for s in block.body if _runs_in_both(s))
+
+
+def _runs_in_both(statement) -> bool:
+    return all(isinstance(s, _SHARED_STATEMENTS) for s in ir.statements((statement,)))
+
+
+def _with_shared(step: ir.Step, block: ir.SharedBlock | None) -> ir.Step:
+    """A train or test step as it runs: the shared block's statements first, and
+    the block's data line unless the step writes its own."""
+    if block is None or step.kind is ir.StepKind.PREDICT:
+        return step
+    body = _shared_statements(block)
+    written = step.data or None
+    return dataclasses.replace(
+        step, data=block.data, body=body + step.body, shared=len(body), written_data=written
     )

@@ -343,7 +343,7 @@ FUNCTIONAL_ATTRIBUTES: frozenset[str] = frozenset(
     }
 )
 
-# The functions of keras.ops and keras.random (stepc offers some of them).
+# The functions of keras.ops and keras.random (offered unless ops_table.EXCLUDED).
 KERAS_FUNCTIONS: frozenset[str] = frozenset(
     {
         "keras.ops.abs",

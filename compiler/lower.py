@@ -18,38 +18,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections import Counter
 from pathlib import PurePath
 
 from stepc import ir
-from stepc.builtins import COMPILED_LOSS, KERAS_OPTIMIZER, OPS, Type
+from stepc.builtins import COMPILED_LOSS, COMPILED_METRICS, KERAS_OPTIMIZER, OPS
 from stepc.check import CheckedModel, CheckedSpec
-from stepc.dataflow import Block, Dataflow, Dependencies
-from stepc.diagnostics import Diagnostic, error
-from stepc.facts import Facts
-from stepc.lower_compiled_loss import name_compiled_losses
-from stepc.lower_gradients import GradientPlacement
+from stepc.check_params import is_keras_argument
+from stepc.diagnostics import Diagnostic
+from stepc.loss_report import LOSS_TRACKER
+from stepc.lower_step import StepLowering
 from stepc.plan import (
-    BATCH_SIZE,
-    ApplyGradients,
-    Compute,
-    DataPlan,
     Declaration,
-    GradientRegion,
-    LossForGradient,
     ModelPlan,
     ModulePlan,
     Parameter,
-    PlanItem,
-    RepeatBlock,
-    ReturnPlan,
-    ReturnValue,
     StepPlan,
-    fresh_name,
-    pseudo_call,
 )
-from stepc.precision import cast_model_outputs
-from stepc.symbols import Kind
 
 
 def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnostic]]:
@@ -67,31 +51,58 @@ def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnosti
 
 def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
     model = checked.model
-    steps = tuple(_StepLowering(checked, step, out).run() for step in model.steps)
+    steps = tuple(StepLowering(checked, step, out).run() for step in model.steps)
     calls, updates = _called_and_updated(model)
-    uses_compiled = COMPILED_LOSS in calls or "compiled_metrics" in updates
-    derived = _derived_test_step(model, uses_compiled)
+    derived = _derived_test_step(model, checked.functional, calls, updates)
     if derived is not None:
-        plan = _StepLowering(checked, derived, out, derived=True).run()
+        plan = StepLowering(checked, derived, out, derived=True).run()
         steps += (dataclasses.replace(plan, derived=True),)
+    own_metrics_only = COMPILED_LOSS not in calls and LOSS_TRACKER not in updates
+    lists_compiled = _mentions_compiled_metrics(model, updates)
+    sources = (*model.steps, *([derived] if derived is not None else []))
+    steps = _skipping_compiled_metrics(steps, sources, lists_compiled or not own_metrics_only)
     return ModelPlan(
         name=model.name.id,
         functional=checked.functional,
         span=model.span,
         init=_parameters(model.init),
-        compile=_parameters(model.compile) if model.compile is not None else None,
+        compile=_parameters(model.compile, in_compile=True) if model.compile is not None else None,
         metrics=tuple(_declaration(d) for d in model.metrics),
-        losses=tuple(_declaration(d) for d in model.losses),
+        losses=tuple(_declaration(d, _reads_compile_numbers(d, model)) for d in model.losses),
+        optimizers=tuple(_declaration(d, in_compile=True) for d in model.optimizers),
         uses_random=any(name in OPS and OPS[name].random for name in calls),
-        # No compiled loss: Keras's loss tracker (never updated) is not listed,
+        seeded_layers=tuple(p.name.id for p in model.init or () if p.type_name.id == "Layer"),
+        # No compiled loss or `update loss`: Keras's loss tracker (never updated) is not listed,
         # so a returned `loss` is what the logs show.
-        own_metrics_only=COMPILED_LOSS not in calls,
-        lists_compiled_metrics=_mentions_compiled_metrics(model, updates),
+        own_metrics_only=own_metrics_only,
+        lists_compiled_metrics=lists_compiled,
+        compiled_metrics_once_built=any(step.skips_compiled_metrics for step in steps),
         optimizer_targets=_optimizer_targets(model),
         jit_compile=model.jit_compile,
         compile_span=model.compile_span,
         steps=steps,
         missing_steps=() if checked.functional else _missing_steps(model, steps),
+    )
+
+
+def _skipping_compiled_metrics(steps, sources, listed: bool) -> tuple[StepPlan, ...]:
+    """Where the model's `metrics` list compile()'s metrics, each train or test step
+    that never updates them leaves them out of its report: Keras cannot report a
+    metric never updated ("has not yet been built"), and it would show 0."""
+    if not listed:
+        return steps
+    return tuple(
+        dataclasses.replace(plan, skips_compiled_metrics=not _updates_compiled_metrics(source))
+        if plan.kind is not ir.StepKind.PREDICT
+        else plan
+        for plan, source in zip(steps, sources, strict=True)
+    )
+
+
+def _updates_compiled_metrics(step: ir.Step) -> bool:
+    return any(
+        isinstance(s, ir.Update) and s.metric.id == COMPILED_METRICS
+        for s in ir.statements(step.body)
     )
 
 
@@ -121,20 +132,27 @@ def _mentions_compiled_metrics(model: ir.Model, updates: set[str]) -> bool:
     return "compiled_metrics" in updates | returned
 
 
-def _derived_test_step(model: ir.Model, uses_compiled: bool) -> ir.Step | None:
-    """evaluate() for a model that computes its own loss and metrics.
+def _derived_test_step(model: ir.Model, functional: bool, calls, updates) -> ir.Step | None:
+    """The train step that evaluate() repeats without its weight updates, if any.
 
-    Keras's default test_step reports the compiled loss and metrics; a model
-    whose train step uses neither (the guide's lower-level example, a model of
-    sub-models such as the GAN) would fail or report nothing. Its test step is
-    then its train step without the updates of weights: the same values and
-    metrics, in inference mode.
+    Keras's default test_step calls the model and reports the compiled loss and
+    metrics. That fits a Functional model whose step uses them; one whose train
+    step uses neither (the guide's lower-level example) would fail or report
+    nothing, and a model of sub-models has no call() at all. Such a model's
+    test step is its train step without the updates of weights (the same
+    values and metrics, in inference mode), when what it reports is trackers
+    (its own, Keras's loss tracker, the compiled metrics): a value a train step
+    returns would report only the last batch in evaluate().
     """
     kinds = {step.kind for step in model.steps}
     train = next((s for s in model.steps if s.kind is ir.StepKind.TRAIN), None)
-    if train is None or ir.StepKind.TEST in kinds or uses_compiled or not model.metrics:
+    if train is None or ir.StepKind.TEST in kinds:
         return None
-    return ir.Step(ir.StepKind.TEST, train.data, _without_updates(train.body), train.span)
+    uses_compiled = COMPILED_LOSS in calls or "compiled_metrics" in updates
+    if functional and uses_compiled:
+        return None  # Keras's own test_step computes the same
+    trackers = model.metrics or uses_compiled or LOSS_TRACKER in updates
+    return train if trackers else None
 
 
 def _missing_steps(model: ir.Model, steps) -> tuple[tuple[ir.StepKind, ir.Span], ...]:
@@ -146,26 +164,23 @@ def _missing_steps(model: ir.Model, steps) -> tuple[tuple[ir.StepKind, ir.Span],
     return tuple((kind, span) for kind, span in wanted if kind not in kinds)
 
 
-def _without_updates(body) -> tuple[ir.Statement, ...]:
-    """The statements that do not change weights, repeat blocks included."""
-    kept = []
-    for statement in body:
-        if isinstance(statement, ir.Repeat):
-            inner = _without_updates(statement.body)
-            statement = dataclasses.replace(statement, body=inner) if inner else None
-        elif isinstance(statement, (ir.Minimize, ir.AssignWeights)):
-            statement = None
-        if statement is not None:
-            kept.append(statement)
-    return tuple(kept)
+def _parameters(params, in_compile: bool = False) -> tuple[Parameter, ...]:
+    return tuple(
+        Parameter(p.name.id, p.type_name.id, p.default, is_keras_argument(p, in_compile))
+        for p in params or ()
+    )
 
 
-def _parameters(params) -> tuple[Parameter, ...]:
-    return tuple(Parameter(p.name.id, p.type_name.id) for p in params or ())
+def _declaration(decl: ir.ObjectDecl, in_compile: bool = False) -> Declaration:
+    args, keywords = decl.args, decl.keywords
+    return Declaration(decl.name.id, decl.class_name.id, args, keywords, decl.span, in_compile)
 
 
-def _declaration(decl: ir.ObjectDecl) -> Declaration:
-    return Declaration(decl.name.id, decl.class_name.id, decl.args, decl.keywords, decl.span)
+def _reads_compile_numbers(decl: ir.ObjectDecl, model: ir.Model) -> bool:
+    """A loss object built from a compile() number is built in compile()."""
+    compile_names = {p.name.id for p in model.compile or ()}
+    values = (*decl.args, *(k.value for k in decl.keywords))
+    return any(isinstance(v, ir.Name) and v.id in compile_names for v in values)
 
 
 def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -177,327 +192,3 @@ def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ..
                 name = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
                 found.setdefault(name, tuple(t.id for t in statement.targets))
     return tuple(found.items())
-
-
-class _StepLowering(GradientPlacement):
-    def __init__(self, checked: CheckedModel, step: ir.Step, out: list[Diagnostic], derived=False):
-        self.derived = derived
-        self.symbols = checked.symbols
-        self.models = {n for n, s in self.symbols.items() if s.type is Type.MODEL}
-        step = dataclasses.replace(step, body=self._cast_model_outputs(step.body))
-        self.functional = checked.functional
-        self.out = out
-        self.facts = Facts(self.symbols)
-        self.taken = {p.name.id for p in step.data} | set(self.symbols)
-        self.taken |= {
-            t.id for s in ir.statements(step.body) if isinstance(s, ir.Assign) for t in s.targets
-        }
-        step = dataclasses.replace(step, body=name_compiled_losses(step.body, self.fresh))
-        self.step = step
-        self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
-        # Where each statement is in the step's own body (a repeat's, its block's).
-        self._position = {
-            id(inner): index
-            for index, statement in enumerate(step.body)
-            for inner in ir.statements((statement,))
-        }
-        self.flow = Dataflow([])
-        self.outer_depth = 0  # how many repeat blocks the statements placed are in
-        self.depends = Dependencies(self.models)  # what each name is computed from
-
-    def _cast_model_outputs(self, body):
-        """Mixed precision: model outputs the spec computes with, in float32."""
-        losses = {n for n, s in self.symbols.items() if s.type is Type.LOSS}
-        return cast_model_outputs(body, self.models, losses)
-
-    def run(self) -> StepPlan:
-        body = [s for s in self.step.body if not isinstance(s, ir.Return)]
-        returns = [s for s in self.step.body if isinstance(s, ir.Return)]
-        items = self._place(body)
-        return StepPlan(
-            self.step.kind,
-            self._data_plan(),
-            tuple(items),
-            self._return_plan(returns[0]) if returns else None,
-            frozenset(self.taken),
-        )
-
-    # ---------------------------------------------------------------- names
-
-    def fresh(self, base: str) -> str:
-        return fresh_name(base, self.taken)
-
-    # ---------------------------------------------------------------- data
-
-    def _data_plan(self) -> DataPlan:
-        data = self.step.data
-        names = [p.name.id for p in data] + [None] * (3 - len(data))
-        required = tuple(p.name.id for p in data[1:] if not p.optional)
-        parts = ", ".join(p.name.id + ("?" if p.optional else "") for p in data)
-        written = f"{self.step.kind.value}({parts})"
-        if self.derived:
-            written = f"train({parts})"
-        return DataPlan((names[0], names[1], names[2]), required, written, self.step.span)
-
-    # ---------------------------------------------------------------- placement
-
-    def _place(self, body) -> list[PlanItem]:
-        """A block of statements (the step's, or a repeat's) as plan items."""
-        outer = self.flow
-        body = self._collapse_gradients(self._hoist_invariant_gradients(list(body)))
-        minimizes = [i for i, s in enumerate(body) if isinstance(s, ir.Minimize)]
-        # Placement questions arise only around a minimize.
-        self.flow = Dataflow(body if minimizes else [], self.models)
-        tapes = {i: self._tape_statements(body, i) for i in minimizes}
-        for i in minimizes:
-            self._check_recorded_here(body, i, tapes[i])
-        groups = self._group(body, minimizes, tapes)
-        items: list[PlanItem] = []
-        done: set[int] = set()
-        for group in groups:
-            items += self._group_items(body, group, tapes, done)
-        items += self._computes(body, range(len(body)), done)
-        self.flow = outer
-        return items
-
-    def _tape_statements(self, body: list, index: int) -> set[int]:
-        """Statements the loss of body[index] needs that go through a target."""
-        targets = self._models_of({t.id for t in body[index].targets})
-        return self._recorded(body, index, lambda i: bool(self._models_used(i) & targets))
-
-    def _check_recorded_here(self, body: list, index: int, recorded: set[int]) -> None:
-        """A loss computed outside the block of its minimize (before a repeat
-        block that minimizes it) has nothing on this block's recording."""
-        minimize = body[index]
-        targets = self._models_of({t.id for t in minimize.targets})
-        called = {n.func.id for n in ir.walk(minimize.loss) if isinstance(n, ir.Call)}
-        if recorded or called & targets or self.outer_depth == 0:
-            self._check_recordable(body, index, recorded, targets, minimize.loss.span)
-            return
-        self.out.append(
-            error(
-                "the loss is computed outside the repeat block that minimizes it",
-                minimize.loss.span,
-                "compute the loss inside the block, so each pass records it",
-            )
-        )
-
-    def _models_of(self, names: set[str]) -> set[str]:
-        """The models behind gradient targets: `self` stands for all of them."""
-        return self.models if "self" in names else names
-
-    def _models_used(self, index: int) -> set[str]:
-        """Models a unit calls or reads (regularization_loss(m), gradient(y, m))."""
-        flow = self.flow
-        return flow.calls[index] | (flow.reads[index] & self.models)
-
-    def _recorded(self, body: list, index: int, touches) -> set[int]:
-        """The ancestors of body[index] that `touches`, or that read one of them:
-        what a recording must hold. Stopped values and assigns carry no gradient."""
-        tainted: set[int] = set()
-        for i in sorted(self.flow.ancestors(index)):
-            if self.flow.stops[i] or isinstance(body[i], ir.AssignWeights):
-                continue
-            if touches(i) or self.flow.reads_from(i, tainted):
-                tainted.add(i)
-        return tainted
-
-    # ---------------------------------------------------------------- placement
-
-    def _group(self, body, minimizes, tapes) -> list[list[int]]:
-        """Minimizes whose recordings overlap share one region (simultaneous updates)."""
-        groups: list[list[int]] = []
-        for index in minimizes:
-            start = min(tapes[index], default=index)
-            if groups and start < groups[-1][0]:
-                first = groups[-1][0]
-                late = sorted(i for i in tapes[index] if i > first)
-                if late:
-                    self._report_split(body, index, first, late[0])
-                    continue
-                groups[-1].append(index)
-            else:
-                groups.append([index])
-        return groups
-
-    def _report_split(self, body, index: int, first: int, late: int) -> None:
-        self.out.append(
-            error(
-                f"the loss minimized on line {body[index].span.line} is computed partly before "
-                f"and partly after the minimize on line {body[first].span.line}",
-                body[late].span,
-                "compute this loss entirely before that minimize (a simultaneous update) "
-                "or entirely after it",
-            )
-        )
-
-    def _group_items(self, body, group: list[int], tapes, done: set[int]) -> list[PlanItem]:
-        """Statements up to the group's last minimize: before, in and after its region."""
-        recorded = set().union(*(tapes[i] for i in group))
-        start = min(recorded, default=group[0])
-        items = self._computes(body, range(start), done)
-        before, inside, after = self._split_range(body, start, group[0], recorded)
-        items += self._computes(body, before, done)
-        recorders = tuple(self.fresh("tape") for _ in group)
-        recorded_items = tuple(self._computes(body, inside, done))
-        # After the recorded statements: the facts about their values are known.
-        losses = tuple(self._loss_for_gradient(body[i]) for i in group)
-        region = GradientRegion(recorders, recorded_items, losses, body[group[0]].span)
-        items += [region, *self._computes(body, after, done)]
-        for recorder, loss, index in zip(recorders, losses, group, strict=True):
-            items += self._computes(body, range(index), done)
-            items.append(self._apply(recorder, loss, body[index]))
-            done.add(index)
-        return items
-
-    def _computes(self, body, indices, done: set[int]) -> list[PlanItem]:
-        """Lower the units at `indices` not lowered yet, in that order."""
-        todo = [i for i in indices if i not in done and not isinstance(body[i], ir.Minimize)]
-        done.update(todo)
-        return [item for i in todo for item in self._lower_unit(body[i])]
-
-    def _lower_unit(self, unit) -> list[PlanItem]:
-        if isinstance(unit, Block):
-            return self._gradient_items(unit)
-        if isinstance(unit, ir.Repeat):
-            self.outer_depth += 1
-            items = tuple(self._place(unit.body))
-            self.outer_depth -= 1
-            return [RepeatBlock(unit.count, items, unit)]
-        return [self._compute(unit)]
-
-    def _split_range(self, body, start: int, stop: int, recorded: set[int]):
-        """Statements in [start, stop): before the recording, in it, or after it.
-
-        Hoisting a statement above the recording is safe only if it reads
-        nothing recorded, redefines no name a recorded statement before it
-        uses, and draws no random number after a recorded draw (the draw
-        order is the random stream). Metric updates of recorded values go
-        after the recording; anything else that cannot be hoisted stays in it.
-        """
-        flow = self.flow
-        before, inside, after = [], [], []
-        kept: set[int] = set()  # inside or after: what a hoisted statement must not read
-        touched: set[str] = set()  # names read or defined by the recorded statements
-        random_inside = False
-        for i in range(start, stop):
-            conflicts = bool(flow.defines[i] & touched) or (random_inside and flow.random[i])
-            if i in recorded or conflicts:
-                inside.append(i)
-            elif flow.reads_from(i, kept):
-                (after if isinstance(body[i], ir.Update) else inside).append(i)
-            else:
-                before.append(i)
-                continue
-            kept.add(i)
-            if inside and inside[-1] == i:
-                touched |= flow.reads[i] | flow.defines[i]
-                random_inside = random_inside or flow.random[i]
-        return before, inside, after
-
-    # ---------------------------------------------------------------- statements
-
-    def _compute(self, statement: ir.Statement) -> Compute:
-        if isinstance(statement, ir.AssignWeights):
-            return self._assign_weights(statement)
-        if isinstance(statement, ir.Assign):
-            value, scaled = self.facts.normalize(statement.value)
-            self.facts.assign(statement.targets, statement.value, scaled)
-            self._note_depends(statement.targets, statement.value)
-            tracks = (
-                isinstance(statement.value, ir.Call) and statement.value.func.id == COMPILED_LOSS
-            )
-            return Compute(dataclasses.replace(statement, value=value), "", tracks)
-        return self._update(statement)
-
-    def _assign_weights(self, statement: ir.AssignWeights) -> Compute:
-        read = [n.id for n in ir.walk(statement.value) if isinstance(n, ir.Name)]
-        models = [statement.target.id] + [n for n in read if n in self.models]
-        value = self.facts.unscaled(statement.value)
-        rewritten = dataclasses.replace(statement, value=value)
-        return Compute(rewritten, weights_of=tuple(dict.fromkeys(models)))
-
-    def _update(self, statement: ir.Update) -> Compute:
-        symbol = self.symbols[statement.metric.id]
-        args = tuple(self.facts.unscaled(a) for a in statement.args)
-        keywords = tuple(
-            dataclasses.replace(k, value=self.facts.unscaled(k.value)) for k in statement.keywords
-        )
-        weighted = symbol.detail == "Mean" and len(args) == 1 and not keywords
-        if weighted and self.facts.is_scalar(statement.args[0]):
-            keywords = (ir.Keyword("sample_weight", self._batch_size(statement), statement.span),)
-        return Compute(dataclasses.replace(statement, args=args, keywords=keywords), symbol.detail)
-
-    def _batch_size(self, update: ir.Update) -> ir.Expr:
-        """The examples in the batch (x may be a dict or a tuple: its first tensor's
-        first dimension), or the spec's own `shape(x)[0]`, so it is computed once."""
-        x, span = self.step.data[0].name.id, update.span
-        existing = self._batch_size_local
-        if existing is not None and existing[1] < self._position[id(update)]:
-            return ir.Name(existing[0], span)
-        return pseudo_call(BATCH_SIZE, ir.Name(x, span))
-
-    def _loss_for_gradient(self, minimize: ir.Minimize) -> LossForGradient:
-        loss, scaled = self.facts.normalize(minimize.loss)
-        if not scaled:
-            loss = self.facts.scale(loss)
-        optimizer = minimize.optimizer.id if minimize.optimizer else KERAS_OPTIMIZER
-        base = minimize.loss.id if isinstance(minimize.loss, ir.Name) else "loss"
-        name = self.fresh(f"scaled_{base}")
-        unknown = not self.facts.is_scalar(minimize.loss)  # e.g. mean(v, 0)
-        return LossForGradient(name, loss, optimizer, minimize.span, unknown)
-
-    def _apply(self, recorder: str, loss: LossForGradient, minimize: ir.Minimize):
-        targets = tuple(t.id for t in minimize.targets)
-        return ApplyGradients(
-            recorder, loss.name, targets, loss.optimizer, minimize, minimize.clips
-        )
-
-    # ---------------------------------------------------------------- returns
-
-    def _return_plan(self, statement: ir.Return) -> ReturnPlan:
-        values = []
-        for item in statement.items:
-            symbol = self.symbols.get(item.name.id)
-            if item.value is None and symbol is not None and symbol.kind is Kind.COMPILED_METRICS:
-                values.append(ReturnValue(item.name.id, None, None, compiled_metrics=True))
-            elif item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
-                values.append(ReturnValue(item.name.id, item.name.id, None))
-            else:
-                value = self.facts.unscaled(item.value or item.name)
-                values.append(ReturnValue(item.name.id, None, value))
-        bare = self.step.kind is ir.StepKind.PREDICT and len(values) == 1
-        bare = bare and statement.items[0].value is None
-        return ReturnPlan(tuple(values), statement.span, bare)
-
-
-# ---------------------------------------------------------------- dependencies
-
-
-def _batch_size_local(body, x: str) -> tuple[str, int] | None:
-    """A local assigned `shape(x)[0]` once (and where), neither it nor x reassigned."""
-    assigned = Counter(t.id for s in body if isinstance(s, ir.Assign) for t in s.targets)
-    if assigned[x]:
-        return None
-    for index, statement in enumerate(body):
-        if isinstance(statement, ir.Assign) and len(statement.targets) == 1:
-            name = statement.targets[0].id
-            if assigned[name] == 1 and _is_batch_size_of(statement.value, x):
-                return name, index
-    return None
-
-
-def _is_batch_size_of(expr: ir.Expr, x: str) -> bool:
-    if not (isinstance(expr, ir.Subscript) and isinstance(expr.index, ir.Number)):
-        return False
-    call = expr.value
-    return (
-        expr.index.is_int
-        and int(expr.index.text) == 0
-        and isinstance(call, ir.Call)
-        and call.func.id == "shape"
-        and not call.keywords
-        and len(call.args) == 1
-        and isinstance(call.args[0], ir.Name)
-        and call.args[0].id == x
-    )

@@ -5,6 +5,10 @@ so the backend spells it only as the whole value of an assignment (the value
 the tracker is updated with). A call inside a larger expression, a minimize's
 loss, a metric update or a returned value is therefore first given a local of
 its own, assigned just before the statement that uses it, in source order.
+Then Keras's loss tracker update is written out as an `update loss(...)`
+statement where `stepc.loss_report` decides (after the compiled loss it
+reports, or after the minimize of the loss it reports), so it is placed and
+derived like any metric update.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 
 from stepc import ir
 from stepc.builtins import COMPILED_LOSS
+from stepc.loss_report import LOSS_TRACKER, Source, loss_report
 
 
 def name_compiled_losses(body, fresh) -> tuple:
@@ -79,11 +84,52 @@ class _Naming:
             return self.call_inside(expr)
         if isinstance(expr, ir.BinaryOp):
             return ir.BinaryOp(expr.op, self.expr(expr.left), self.expr(expr.right), expr.span)
-        if isinstance(expr, ir.Negate):
-            return ir.Negate(self.expr(expr.operand), expr.span)
+        if isinstance(expr, ir.Negate | ir.Invert):
+            return type(expr)(self.expr(expr.operand), expr.span)
         if isinstance(expr, ir.Subscript):
             index = expr.index if isinstance(expr.index, ir.Slice) else self.expr(expr.index)
             return ir.Subscript(self.expr(expr.value), index, expr.span)
         if isinstance(expr, (ir.TupleExpr, ir.ListExpr)):
             return type(expr)(tuple(map(self.expr, expr.items)), expr.span)
         return expr
+
+
+def explicit_loss_report(body, fresh) -> tuple:
+    """`body` (its compiled losses named) with Keras's loss tracker update written
+    as an `update loss(...)` statement where `stepc.loss_report` places it."""
+    report = loss_report(body)
+    if report.source is Source.COMPILED:
+        return _after_compiled_loss(body)
+    if report.source is Source.MINIMIZED:
+        return _after_minimize(body, report.node, fresh)
+    return tuple(body)  # written by the spec, or nothing to report
+
+
+def _after_minimize(body, minimize: ir.Minimize, fresh) -> tuple:
+    """`body` with the tracker updated right after `minimize`, with its loss (given
+    a local of its own when it is an expression, so that it is computed once)."""
+    index = next(i for i, s in enumerate(body) if s is minimize)
+    loss, before = minimize.loss, []
+    if not isinstance(loss, ir.Name):
+        loss = ir.Name(fresh("reported_loss"), loss.span)
+        before = [ir.Assign((loss,), minimize.loss, minimize.loss.span)]
+        minimize = dataclasses.replace(minimize, loss=loss)
+    update = _tracker_update(loss, minimize.span)
+    return (*body[:index], *before, minimize, update, *body[index + 1 :])
+
+
+def _after_compiled_loss(body) -> tuple:
+    """`body` with the tracker updated right after the one compiled loss (in
+    the repeat block that computes it, if one does)."""
+    out: list = []
+    for statement in body:
+        if isinstance(statement, ir.Repeat):
+            statement = dataclasses.replace(statement, body=_after_compiled_loss(statement.body))
+        out.append(statement)
+        if isinstance(statement, ir.Assign) and _is_compiled_loss(statement.value):
+            out.append(_tracker_update(statement.targets[0], statement.span))
+    return tuple(out)
+
+
+def _tracker_update(value: ir.Name, span: ir.Span) -> ir.Update:
+    return ir.Update(ir.Name(LOSS_TRACKER, span), (ir.Name(value.id, span),), (), span)

@@ -18,11 +18,18 @@ from stepc import ir
 from stepc.builtins import GRADIENT
 from stepc.dataflow import Block, Dataflow, defined_names
 from stepc.diagnostics import error
-from stepc.plan import Compute, GradientRegion, LossForGradient, PlanItem, TakeGradient
+from stepc.plan import (
+    Compute,
+    GradientRegion,
+    LossForGradient,
+    PlanItem,
+    RepeatBlock,
+    TakeGradient,
+)
 
 
 class GradientPlacement:
-    """The gradient half of `_StepLowering` (which provides `flow`, `models`,
+    """The gradient half of `lower_step.StepLowering` (which provides `flow`, `models`,
     `facts`, `out`, `fresh`, `depends`, `_recorded`, `_split_range`, `_lower_unit`)."""
 
     # ------------------------------------------------------------ invariant gradients
@@ -197,14 +204,16 @@ class GradientPlacement:
 
 
 def _watch_after_assignment(items: list, recorder: str, name: str) -> bool:
-    """Marks the last plan item assigning `name` (in a nested region too) to
-    watch it; False when no item placed at this level or in a region does."""
+    """Marks the last plan item assigning `name` (in a nested region or repeat
+    block too: each pass watches its value) to watch it; False when no item
+    placed at this level, in a region or in a block does."""
     for index in reversed(range(len(items))):
         item = items[index]
-        if isinstance(item, GradientRegion):
-            inner = list(item.body)
+        if isinstance(item, GradientRegion | RepeatBlock):
+            field = "body" if isinstance(item, GradientRegion) else "items"
+            inner = list(getattr(item, field))
             if _watch_after_assignment(inner, recorder, name):
-                items[index] = dataclasses.replace(item, body=tuple(inner))
+                items[index] = dataclasses.replace(item, **{field: tuple(inner)})
                 return True
         elif isinstance(item, Compute) and _assigns(item, name):
             items[index] = dataclasses.replace(item, watches=(*item.watches, (recorder, name)))

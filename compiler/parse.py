@@ -190,7 +190,8 @@ _TOKEN_WORDS = {
     "$END": "the end of the file",
     "STEP_KIND": "`train`, `test` or `predict`",
     "ADD_OP": "`+` or `-`",
-    "MUL_OP": "`*`, `/` or `//`",
+    "MUL_OP": "`*`, `/`, `//`, `%` or `@`",
+    "COMPARE_OP": "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
     "OPTIONAL": "`?`",
 }
 

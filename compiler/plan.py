@@ -44,11 +44,32 @@ def fresh_name(base: str, taken: set[str]) -> str:
 
 
 @dataclass(frozen=True)
+class PartStructure:
+    """A data part the step uses as a structure, checked when the step is traced:
+    a tuple or list of exactly `len(names)` elements, or a dict holding `keys`."""
+
+    part: str  # the data part's name
+    where: str  # the part in words: "the first part of the batch"
+    names: tuple[str, ...]  # a tuple: the names it is unpacked into
+    keys: tuple[str, ...]  # a dict: the keys the step reads
+    expected: str  # in words: "a tuple of 2 (images, labels)"
+    written: str  # the use that says so, as written: "images, labels = labeled"
+    span: ir.Span  # that use
+
+
+@dataclass(frozen=True)
 class DataPlan:
-    roles: tuple[str | None, str | None, str | None]  # names of x, y, sample_weight
+    """How a batch is unpacked: by Keras's convention (`roles`), or, for more than
+    three parts, as a tuple of exactly `positional` (no y / sample_weight roles)."""
+
+    # Names of x, y, sample_weight; a positional batch's first part stands as x,
+    # since the batch size is the first dimension of its first tensor.
+    roles: tuple[str | None, str | None, str | None]
     required: tuple[str, ...]  # names that must not be None at trace time
     written: str  # the data line as written, e.g. "train(x, y)"
     span: ir.Span
+    positional: tuple[str, ...] = ()  # more than three parts: every name, by position
+    structures: tuple[PartStructure, ...] = ()  # parts checked to be a tuple or a dict
 
 
 @dataclass(frozen=True)
@@ -58,7 +79,6 @@ class Compute:
 
     statement: ir.Assign | ir.Update | ir.AssignWeights
     metric_class: str = ""  # for an update: the metric's Keras class
-    tracks_compiled_loss: bool = False  # the value also feeds Keras's loss tracker
     weights_of: tuple[str, ...] = ()  # for an assign: the target, then each model read
     # (recorder, name): a gradient is taken with respect to the value just assigned
     watches: tuple[tuple[str, str], ...] = ()
@@ -127,6 +147,7 @@ class ReturnValue:
     metric: str | None  # a tracker whose result() is returned
     value: ir.Expr | None  # otherwise, this value
     compiled_metrics: bool = False  # every compiled metric's result, by its own name
+    entry: str | None = None  # ... or only the one reported under this name
 
 
 @dataclass(frozen=True)
@@ -144,12 +165,19 @@ class StepPlan:
     returns: ReturnPlan | None  # None: every metric of the model
     taken: frozenset[str]  # local names in use; a backend's own names avoid them
     derived: bool = False  # a test step derived from the train step
+    # The model lists compile()'s metrics but this step never updates them: its
+    # default report leaves them out (Keras cannot report a metric never updated).
+    skips_compiled_metrics: bool = False
 
 
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    type_name: str  # Model, Optimizer, Loss, int, float
+    type_name: str  # Model, Layer, Optimizer, Loss, Callable, int, float, Metrics, ...
+    default: ir.Expr | None = None  # a literal
+    # One of Keras's own compile() arguments (optimizer, loss, metrics, ...):
+    # forwarded to Keras's compile(), which keeps it; the model holds no copy.
+    keras: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +187,9 @@ class Declaration:
     args: tuple[ir.Expr, ...]
     keywords: tuple[ir.Keyword, ...]
     span: ir.Span
+    # Built in compile() (it reads a compile() number, or it is an optimizer),
+    # else in __init__. Its arguments' names are int/float parameters.
+    in_compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +202,9 @@ class ModelPlan:
     metrics: tuple[Declaration, ...]
     losses: tuple[Declaration, ...]
     uses_random: bool
+    # Layer parameters whose SeedGenerator states the model saves with its own
+    # (Keras saves none), so a restored augmenter draws the noise it would draw next.
+    seeded_layers: tuple[str, ...]
     own_metrics_only: bool  # no compiled loss: `metrics` lists the trackers (not Keras's)
     lists_compiled_metrics: bool  # ... and compile()'s metrics, which a step updates
     optimizer_targets: tuple[tuple[str, tuple[str, ...]], ...]  # for restoring state
@@ -180,6 +214,11 @@ class ModelPlan:
     # A model of sub-models' steps neither written nor derived (Keras's own would
     # call the model, which has no call()), each with the line its error names.
     missing_steps: tuple[tuple[ir.StepKind, ir.Span], ...] = ()
+    # `optimizer NAME = Class(...)`, built in compile(); "optimizer" is Keras's own.
+    optimizers: tuple[Declaration, ...] = ()
+    # A step skips compile()'s metrics: `metrics` lists them only once a step has
+    # updated them (built), so fit()'s own get_metrics_result() can report them.
+    compiled_metrics_once_built: bool = False
 
 
 @dataclass(frozen=True)

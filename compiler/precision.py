@@ -142,6 +142,8 @@ class _Casting:
             return ir.BinaryOp(expr.op, left, right, expr.span)
         if isinstance(expr, ir.Negate):
             return ir.Negate(self.expr(expr.operand, False), expr.span)
+        if isinstance(expr, ir.Invert):
+            return ir.Invert(self.expr(expr.operand, False), expr.span)
         if isinstance(expr, ir.Subscript):
             index = expr.index
             if not isinstance(index, ir.Slice):

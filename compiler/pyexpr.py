@@ -10,7 +10,11 @@ indented line, else one item per line with a trailing comma.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from stepc import ir
+from stepc.operators import BINARY, INVERT
 
 LINE_LENGTH = 88
 INDENT = "    "
@@ -18,6 +22,19 @@ INDENT = "    "
 # Binding strength, loosest first, as in Python.
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "neg": 3, "**": 4}
 ATOM = 5
+
+
+def comment_lines(text: str, width: int) -> list[str]:
+    """A `# ...` comment within `width` columns: broken at spaces, each further
+    line starting `#     ` (a word longer than the width stays whole)."""
+    lines, words = [], text.split(" ")
+    current = words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) > width and current.strip("# "):
+            lines.append(current.rstrip())
+            current = "#    "
+        current += " " + word
+    return [*lines, current.rstrip()]
 
 
 _SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -28,15 +45,19 @@ _PLAIN = re.compile(r"[ !#-\[\]-~]*\Z")
 
 
 def string_literal(value: str) -> str:
-    """A double-quoted Python literal with every non-ASCII or control
-    character escaped by its code point: spec text can never end the string,
-    hide code, or change value (no surrogate pairs)."""
+    """A Python literal with every non-ASCII or control character escaped by its
+    code point: spec text can never end the string, hide code, or change value
+    (no surrogate pairs). Double-quoted unless single quotes need fewer escapes,
+    as the pinned formatter chooses."""
     if _PLAIN.match(value):  # the common case, checked in one regex pass
         return '"' + value + '"'
-    return '"' + "".join(_escape(c) for c in value) + '"'
+    quote = "'" if value.count('"') > value.count("'") else '"'
+    return quote + "".join(_escape(c, quote) for c in value) + quote
 
 
-def _escape(char: str) -> str:
+def _escape(char: str, quote: str) -> str:
+    if char in "\"'":
+        return "\\" + char if char == quote else char
     if char in _SHORT_ESCAPES:
         return _SHORT_ESCAPES[char]
     code = ord(char)
@@ -121,6 +142,18 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
     return _break_group(indent + prefix + head, group, tail, indent)
 
 
+def assignment(targets: list[str], doc: Doc, indent: str) -> list[str]:
+    """`a, b = value` laid out as ruff does: when the targets alone do not fit
+    before `= (`, they are parenthesized one per line and the value follows `) = `."""
+    names = ", ".join(targets)
+    if len(targets) < 2 or len(indent + names + " = (") <= LINE_LENGTH:
+        return layout(f"{names} = ", doc, indent)
+    if len(indent + names + " = " + flat(doc)) <= LINE_LENGTH:
+        return [indent + names + " = " + flat(doc)]
+    lines = [indent + "(", *(indent + INDENT + target + "," for target in targets)]
+    return lines + layout(") = ", doc, indent)
+
+
 def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
     """Split at the last bracket pair that can be broken (a right-hand split)."""
     if isinstance(doc, Group):
@@ -157,16 +190,21 @@ def _break_group(head: str, group: Group, tail: str, indent: str) -> list[str]:
 
 
 def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int) -> list[str]:
-    """One operand a line; a statement's chain gets parentheses to hold it.
+    """One operand a line; a statement's chain gets parentheses to hold it,
+    and stays on one line inside them if it fits there.
 
-    Like the formatter, a statement whose chain has one operator and starts
-    with a call breaks inside that call instead, if the rest then fits."""
-    if prefix and len(chain.rest) == 1:
+    Like the formatter, a statement whose chain has one operator and ends
+    with a bracket (`a / f(b)`, `f(a) / g(b)`) breaks inside a call instead,
+    if the rest then fits; one ending in a name or a number (`f(a) / t`) is
+    parenthesized."""
+    if prefix and len(chain.rest) == 1 and _may_omit_parentheses(chain):
         for attempt in (_break_last_operand, _break_first_operand):
             lines = attempt(prefix, chain, indent, reserve)
             if lines is not None:
                 return lines
     inner = indent + INDENT if prefix else indent
+    if prefix and len(inner + flat(chain)) <= LINE_LENGTH:
+        return [indent + prefix + "(", inner + flat(chain), indent + ")"]
     lines = [indent + prefix + "("] if prefix else []
     lines += layout("", chain.first, inner)
     for op, operand in chain.rest:
@@ -174,6 +212,13 @@ def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int) -> list[s
     if prefix:
         lines.append(indent + ")")
     return lines
+
+
+def _may_omit_parentheses(chain: Chain) -> bool:
+    """The formatter splits a bracket of the line itself only when the line
+    starts or ends with one (black's `can_omit_invisible_parens`)."""
+    text = flat(chain)
+    return text.startswith(("(", "[")) or text.endswith((")", "]"))
 
 
 def _break_last_operand(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
@@ -244,6 +289,17 @@ def binary(op: str, left: Rendered, right: Rendered) -> Rendered:
     return Rendered(Chain(left_doc, ((op, right_doc),)), level)
 
 
+def operation(op: str, left: Rendered, right: Rendered) -> Rendered:
+    """`left op right`: Python's operator, or the `keras.ops` function that
+    spells it (`a == b` is `ops.equal(a, b)`: see stepc.operators)."""
+    target = BINARY[op].target
+    return call(target, [left.doc, right.doc]) if target else binary(op, left, right)
+
+
+def invert(operand: Rendered) -> Rendered:
+    return call(INVERT.target, [operand.doc])
+
+
 def negate(operand: Rendered) -> Rendered:
     return Rendered(Concat(("-", _wrap(operand, _PRECEDENCE["neg"]))), _PRECEDENCE["neg"])
 
@@ -254,6 +310,33 @@ def call(func: str, args: list[Doc]) -> Rendered:
 
 def subscript(value: Rendered, index: str) -> Rendered:
     return atom(Concat((_wrap(value, ATOM), "[", index, "]")))
+
+
+def index_text(index, render: Callable[[ir.Expr], Rendered]) -> str:
+    """A subscript's index as ruff prints it: `:, :-1`, `..., 0`, `a + 1 :`."""
+    items = index.items if isinstance(index, ir.Indices) else (index,)
+    return ", ".join(_axis_text(item, render) for item in items)
+
+
+# What ruff prints a slice bound beside a bare colon: a name or a number, negated or not.
+_SIMPLE_BOUND = re.compile(r"-*(?:[A-Za-z_]\w*|[0-9.][\w.]*(?:[+-]\d+)?)")
+
+
+def _axis_text(item, render) -> str:
+    if isinstance(item, ir.EllipsisIndex):
+        return "..."
+    if not isinstance(item, ir.Slice):
+        return flat(render(item).doc)
+    bounds = [item.start, item.stop] + ([item.step] if item.step is not None else [])
+    parts = [flat(render(b).doc) if b is not None else "" for b in bounds]
+    if all(not p or _SIMPLE_BOUND.fullmatch(p) for p in parts):
+        return ":".join(parts)
+    # Complex bounds: the colon spaced like a binary operator, but not toward a
+    # missing bound (`x[a + 1 :]`, `x[:: n + 1]`).
+    text = parts[0]
+    for before, part in zip(parts, parts[1:], strict=False):
+        text += (" " if before else "") + ":" + (" " if part else "") + part
+    return text
 
 
 def sequence(open_: str, items: list[Doc], close: str) -> Rendered:

@@ -28,11 +28,12 @@ from stepc.sources import code_positions
 PLACEHOLDER = "\x00"
 _WORD = re.compile(r"\d[\w.]*|[A-Za-z_]\w*")  # a number is one word: `1e5` names no `e5`
 _KEYWORDS = frozenset(
-    ("model", "init", "compile", "metric", "loss", "jit_compile", "train", "test", "predict")
+    ("model", "init", "compile", "metric", "loss", "optimizer", "jit_compile")
+    + ("train", "test", "predict")
     + ("minimize", "over", "using", "update", "return", "repeat", "assign")
 )
-_STEP_KINDS = ("train", "test", "predict")
-_ITEM_KEYWORDS = ("init", "compile", "metric", "loss", "jit_compile")
+_STEP_KINDS = ("train", "test", "predict", "shared")  # block headers at step level
+_ITEM_KEYWORDS = ("init", "compile", "metric", "loss", "optimizer", "jit_compile")
 _STATEMENT_KEYWORDS = ("minimize", "update", "return", "repeat", "assign")
 _IDENTIFIER_START = re.compile(r"[A-Za-z_]")
 
@@ -195,17 +196,22 @@ def _defines(code: str, kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
     types). With no `=`, it is most likely missing: the names before it are taken."""
     if kind in ("init", "compile"):
         return tuple(n for n in names if n not in PARAM_TYPES)
-    if kind not in ("", "metric", "loss"):
+    if kind not in ("", "metric", "loss", "optimizer"):
         return ()
     depth = 0
     for index, char in enumerate(code):
         depth += 1 if char in "([" else -1 if char in ")]" else 0
-        if char == "=" and depth == 0:
+        if char == "=" and depth == 0 and not _in_comparison(code, index):
             return tuple(n for n in _names(code[:index]) if n in names)
     if kind:  # `metric t Mean()`: the name after the keyword
         return names[:1]
     targets = re.match(r"\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)", code)
     return _names(targets[1]) if targets else ()
+
+
+def _in_comparison(code: str, index: int) -> bool:
+    """The `=` at `index` is part of `==`, `!=`, `<=` or `>=`, not an assignment."""
+    return code[index - 1 : index] in ("=", "!", "<", ">") or code[index + 1 : index + 2] == "="
 
 
 def _opens_block(lines: list[str], statement: Statement, code: str) -> bool:

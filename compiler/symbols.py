@@ -21,6 +21,7 @@ class Kind(Enum):
     COMPILE_PARAM = "compile() parameter"
     METRIC = "metric"
     LOSS_OBJECT = "loss"
+    OPTIMIZER = "optimizer"  # an `optimizer NAME = Class(...)` item, built in compile()
     KERAS_OPTIMIZER = "optimizer given to compile()"
     COMPILED_METRICS = "metrics given to compile()"
     CONSTANT = "constant"
@@ -42,6 +43,7 @@ class Symbol:
             Kind.COMPILE_PARAM,
             Kind.METRIC,
             Kind.LOSS_OBJECT,
+            Kind.OPTIMIZER,
             Kind.KERAS_OPTIMIZER,
         )
 

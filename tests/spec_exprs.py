@@ -3,7 +3,10 @@
 Kinds: T a (batch, 4) float32 tensor, R a (batch,) tensor, S a scalar tensor,
 N a Python number, G a model's gradients. `expr_of(ctx, kind, depth)` returns an
 `Expr` of that kind built from the operation table (`stepc.builtins.OPS`) with
-the right arity, the step's values, its models and the model's declarations.
+the right arity, the step's values, its models and the model's declarations,
+and from Python's expression forms (subscripts of several axes, steps, `None`
+and `...`; comparisons and `& | ~` as masks; `@` and `%`). A mask's operands
+are not in an `Expr`'s `deps`: no gradient flows through a comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ REDUCTIONS = ("mean", "sum", "max", "min", "std", "var")
 PER_SAMPLE = ("mean_squared_error", "mean_absolute_error", "binary_crossentropy",
               "categorical_crossentropy")  # fmt: skip
 NUMBERS = ("0.5", "2.0", "1", "3", "1e-3", ".25", "0.1", "10")
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+# Subscripts of a (batch, 4) tensor that keep its shape, and that give a (batch,) one.
+SAME_SHAPE = ("[:, ::-1]", "[..., ::-1]", "[::1]", "[:, None][:, 0]", "[:, :, None][..., 0]",
+              "[-shape(x)[0] :]")  # fmt: skip
+ONE_COLUMN = ("[:, 0]", "[..., -1]", "[:, 1:3][:, 1]", "[:, ::2][:, 0]", "[:, None, 2][:, 0]")
 MAX_DEPTH = 3
 # Constructs to leave out while a known bug in them is being fixed (a comma-separated
 # STEPC_FUZZ_AVOID): tuple-gradient, compiled-loss-expr.
@@ -236,7 +244,7 @@ def _simplest(ctx: Ctx, kind: str) -> Expr:
 
 def _tensor(ctx: Ctx, depth: int) -> Expr:
     rng, sub = ctx.rng, (lambda k="T": expr_of(ctx, k, depth))
-    roll = rng.randint(0, 13)
+    roll = rng.randint(0, 16)
     if roll <= 2 and ctx.models:
         return _model_call(ctx, sub())
     if roll <= 4:
@@ -260,7 +268,45 @@ def _tensor_op(ctx: Ctx, roll: int, sub) -> Expr:
         return _reshaping(ctx, sub)
     if roll == 12:
         return _call(rng.choice(("zeros_like", "ones_like")), sub())
-    return _stack(ctx, [sub("R") for _ in range(4)])
+    if roll == 13:
+        return _stack(ctx, [sub("R") for _ in range(4)])
+    return _python_form(ctx, roll, sub)
+
+
+def _python_form(ctx: Ctx, roll: int, sub) -> Expr:
+    """A (batch, 4) tensor by a subscript, a mask, `@` or `%`."""
+    if roll == 14:
+        return _subscript(ctx, sub(), ctx.rng.choice(SAME_SHAPE))
+    if roll == 15:
+        return _masked(ctx, sub(), lambda: sub(ctx.rng.choice("TSN")))
+    inner = sub()
+    operation = "@ ones((4, 4))" if ctx.rng.random() < 0.5 else "% 2.0"
+    return Expr(f"{_paren(inner)} {operation}", inner.deps, compound=True)
+
+
+def _subscript(ctx: Ctx, value: Expr, index: str) -> Expr:
+    data = ctx.data[0] if ctx.data else "x"
+    return Expr(_paren(value) + index.replace("shape(x)", f"shape({data})"), value.deps)
+
+
+def mask(ctx: Ctx, left: Expr, right: Expr) -> str:
+    """A boolean mask of `left` (and `right`): comparisons joined by `& | ~`."""
+    rng = ctx.rng
+    text = f"{_paren(left)} {rng.choice(COMPARISONS)} {_paren(right)}"
+    if rng.random() < 0.3:
+        text = f"~({text})"
+    if rng.random() < 0.4:
+        text = f"({text}) {rng.choice('&|')} ({_paren(left)} {rng.choice(COMPARISONS)} 0.0)"
+    return text
+
+
+def _masked(ctx: Ctx, value: Expr, other) -> Expr:
+    """`value` where a mask holds (else 0), as a cast or with `where`: the mask
+    adds no dependency (no gradient flows through a comparison)."""
+    condition = mask(ctx, other(), other())
+    if ctx.rng.random() < 0.5:
+        return Expr(f'cast({condition}, "float32") * {_paren(value)}', value.deps, compound=True)
+    return Expr(f"where({condition}, {value.text}, zeros_like({value.text}))", value.deps)
 
 
 def _stack(ctx: Ctx, rows: list[Expr]) -> Expr:
@@ -297,7 +343,11 @@ def _reshaping(ctx: Ctx, sub) -> Expr:
 
 def _per_sample(ctx: Ctx, depth: int) -> Expr:
     rng, sub = ctx.rng, (lambda k="T": expr_of(ctx, k, depth))
-    roll = rng.randint(0, 4)
+    roll = rng.randint(0, 6)
+    if roll == 5:
+        return _subscript(ctx, sub(), rng.choice(ONE_COLUMN))
+    if roll == 6:
+        return _masked(ctx, sub("R"), lambda: sub(rng.choice("RSN")))
     if roll == 0:
         axis = rng.choice(("axis=1", "axis=-1"))
         return _call(rng.choice(REDUCTIONS), sub(), extra=axis)
@@ -356,7 +406,7 @@ def _scalar(ctx: Ctx, depth: int) -> Expr:
         return Expr(f"regularization_loss({rng.choice(sorted(ctx.ran))})")
     if roll == 8:
         tensor = expr_of(ctx, "T", depth)
-        part = rng.choice(("[0]", "[1:]", "[:2]", "[-1]"))
+        part = rng.choice(("[0]", "[1:]", "[:2]", "[-1]", "[0, 0]", "[::2, 1:]", "[..., 0]"))
         return _call(rng.choice(REDUCTIONS), Expr(_paren(tensor) + part, tensor.deps))
     gradients = _named(ctx, "G")
     if gradients is not None:

@@ -1,15 +1,19 @@
 """The compiler's Keras facts, checked against the pinned Keras.
 
-The compiler never imports Keras: its operation table (`stepc.builtins.OPS`)
-and the names Keras keeps on a model (`stepc.keras_names`) are data. These
-tests import Keras and fail when the data and the installed Keras disagree:
-an operation's parameter names and order, the positional arity a spec may
-use, and every public attribute of a built, compiled, fitted, evaluated and
+The compiler never imports Keras: its operation table (`stepc.builtins.OPS`,
+built by `stepc.ops_table` from the generated `stepc.ops_signatures`) and the
+names Keras keeps on a model (`stepc.keras_names`) are data. These tests
+import Keras and fail when the data and the installed Keras disagree: an
+operation's parameters (names, order, defaults, keyword-only, `*varargs`),
+every function of keras.ops, keras.ops.image, keras.random and keras.losses
+either in the table or left out with a reason, the signatures on each
+backend, and every public attribute of a built, compiled, fitted, evaluated and
 predicted `keras.Model` subclass and Functional model.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import os
@@ -27,6 +31,7 @@ from stepc.builtins import (
     METRIC_CLASSES,
     OP_ALIASES,
     OPS,
+    STEPC_OPS,
     VALUES_UPDATE_PARAMS,
     MetricArgs,
     Op,
@@ -36,8 +41,18 @@ from stepc.keras_names import (
     FUNCTIONAL_ATTRIBUTES,
     KERAS_CONSTRUCTORS,
     KERAS_FUNCTIONS,
-    KERAS_OPERATIONS,
     SUBCLASS_ATTRIBUTES,
+)
+from stepc.ops_signatures import SIGNATURES
+from stepc.ops_table import (
+    ANY_RANK,
+    ELEMENTWISE,
+    EXCLUDED,
+    KIND_OVERRIDES,
+    NOT_DIFFERENTIABLE,
+    REDUCTIONS,
+    TUPLES,
+    qualified_name,
 )
 
 keras = pytest.importorskip("keras")
@@ -45,53 +60,104 @@ keras = pytest.importorskip("keras")
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "keras_names.py"
 
-# Table entries whose target is not a Keras function (stepc's own, or TF's).
-_NOT_KERAS = {"gradient", "regularization_loss", "global_norm"}
-_MODULES = {"ops.": "keras.ops", "keras.random.": "keras.random", "keras.losses.": "keras.losses"}
+KERAS_OPS = [op for op in OPS.values() if op.name not in STEPC_OPS]
+MODULES = {"keras.ops": keras.ops, "keras.ops.image": keras.ops.image}
+MODULES |= {"keras.random": keras.random, "keras.losses": keras.losses}
 
 
 def _keras_function(op: Op):
-    for prefix, module in _MODULES.items():
-        if op.target.startswith(prefix):
-            namespace = {"keras.ops": keras.ops, "keras.random": keras.random}
-            namespace["keras.losses"] = keras.losses
-            return getattr(namespace[module], op.target[len(prefix) :], None)
-    return None
+    module, _, name = qualified_name(op).rpartition(".")
+    return getattr(MODULES[module], name, None)
 
 
-KERAS_OPS = [op for op in OPS.values() if op.name not in _NOT_KERAS]
+def _keras_functions() -> set[str]:
+    """Every public function of the modules a spec calls into, qualified."""
+    return {
+        f"{prefix}.{name}"
+        for prefix, module in MODULES.items()
+        for name in dir(module)
+        if not name.startswith("_") and inspect.isfunction(getattr(module, name))
+    }
+
+
+def _defaults(parameters) -> dict[str, str]:
+    return {n: repr(p.default) for n, p in parameters.items() if p.default is not p.empty}
 
 
 @pytest.mark.parametrize("op", KERAS_OPS, ids=[op.name for op in KERAS_OPS])
-def test_operation_exists_with_the_tables_parameter_names(op: Op) -> None:
+def test_operation_has_kerass_parameters_and_defaults(op: Op) -> None:
+    """The entry binds as the Keras function does: the same positional and
+    keyword-only parameters in order, the same `*varargs`, the same defaults;
+    only `seed` is left out, for the compiler gives the model's seed generator."""
     function = _keras_function(op)
-    assert function is not None, f"{op.target} is not in the installed Keras"
+    assert function is not None, f"{qualified_name(op)} is not in the installed Keras"
     parameters = inspect.signature(function).parameters
-    names = list(parameters)
-    positional = [
-        n for n, p in parameters.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    # The table's positional parameters are Keras's first ones, in that order.
-    assert list(op.params) == positional[: len(op.params)], (op.params, names)
-    for keyword in op.keywords:
-        assert keyword in names, f"{op.target} has no parameter {keyword!r}: {names}"
-    required = [
-        n for n, p in parameters.items() if p.default is p.empty and p.kind != p.VAR_KEYWORD
-    ]
-    # A call the table accepts gives every parameter Keras requires.
-    assert set(required) <= set(op.params[: op.required]), (required, op.params)
+    kinds = {n: p.kind for n, p in parameters.items() if n != "seed"}
+    positional = [n for n, k in kinds.items() if k in (k.POSITIONAL_ONLY, k.POSITIONAL_OR_KEYWORD)]
+    assert list(op.params) == positional
+    assert list(op.keywords) == [n for n, k in kinds.items() if k is k.KEYWORD_ONLY]
+    assert op.varargs == next((n for n, k in kinds.items() if k is k.VAR_POSITIONAL), "")
+    assert op.by_position == [*kinds.values()].count(inspect.Parameter.POSITIONAL_ONLY)
+    required = [n for n in positional if parameters[n].default is parameters[n].empty]
+    assert list(op.params[: op.required]) == required
+    defaults = {n: d for n, d in _defaults(parameters).items() if n != "seed"}
+    assert {p: ast.literal_eval(d) for p, d in op.defaults} == {
+        n: ast.literal_eval(d) for n, d in defaults.items()
+    }
+    assert op.random == ("seed" in parameters)
+
+
+def test_every_keras_function_is_in_the_table_or_left_out_with_a_reason() -> None:
+    offered = {qualified_name(op) for op in KERAS_OPS}
+    unaccounted = sorted(_keras_functions() - offered - set(EXCLUDED))
+    assert not unaccounted, f"add these to stepc.ops_table or its EXCLUDED: {unaccounted}"
+    assert not offered & set(EXCLUDED)
+    assert set(EXCLUDED) <= _keras_functions(), "EXCLUDED names a function Keras lacks"
+    assert all(reason.strip() for reason in EXCLUDED.values())
+
+
+def test_a_bare_name_means_one_function() -> None:
+    """Two modules offering one bare name would make a spec's call ambiguous."""
+    names = [q.rpartition(".")[2] for q in _keras_functions() if q not in EXCLUDED]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
+
+
+def test_losses_offered_are_per_sample() -> None:
+    for op in KERAS_OPS:
+        if op.target.startswith("keras.losses."):
+            assert op.params[:2] == ("y_true", "y_pred"), op
+
+
+def test_hand_kept_facts_name_operations_of_the_table() -> None:
+    """The overlay's sets name entries (a misspelling would silently do nothing)."""
+    for facts in (ELEMENTWISE, REDUCTIONS, TUPLES, ANY_RANK, NOT_DIFFERENTIABLE):
+        assert facts <= set(OPS), sorted(facts - set(OPS))
+    assert set(KIND_OVERRIDES) <= set(OPS)
+    for name in REDUCTIONS:
+        assert "axis" in OPS[name].params, name
+
+
+def test_parameter_kinds_name_parameters_of_their_operations() -> None:
+    for name, overrides in KIND_OVERRIDES.items():
+        op = OPS[name]
+        for param, _ in overrides:
+            assert param in (*op.params, *op.keywords, op.varargs), (name, param)
 
 
 def test_aliases_name_operations() -> None:
-    """A meaning-alike name points at a stepc operation or a Keras function."""
+    """A meaning-alike name points at an operation of the table, and is no
+    Keras function's own name (that one would mean itself)."""
+    bare = {q.rpartition(".")[2] for q in _keras_functions()}
     for alias, meant in OP_ALIASES.items():
-        assert meant in OPS or meant in KERAS_OPERATIONS, (alias, meant)
-        assert alias not in OPS
+        assert meant in OPS, (alias, meant)
+        assert alias not in OPS and alias not in bare, alias
 
 
 def test_table_targets_are_the_non_keras_entries_only() -> None:
     """Every entry is either checked above or knowingly stepc's own."""
-    assert {op.name for op in OPS.values() if _keras_function(op) is None} == _NOT_KERAS
+    assert {op.name for op in OPS.values() if op.name not in STEPC_OPS} == {
+        op.name for op in KERAS_OPS if _keras_function(op) is not None
+    }
 
 
 @pytest.mark.parametrize("name", sorted(METRIC_CLASSES))
@@ -135,6 +201,8 @@ def _check_backend(backend: str) -> None:
     found = _introspect(backend)
     constructors = {k: list(v) for k, v in KERAS_CONSTRUCTORS.items()}
     assert found.pop("constructors") == constructors, "run `python scripts/keras_names.py`"
+    # The operation table's signatures are the same on every backend.
+    assert found.pop("signatures") == SIGNATURES, "run `python scripts/keras_names.py`"
     data = {
         "subclass": SUBCLASS_ATTRIBUTES,
         "functional": FUNCTIONAL_ATTRIBUTES,
@@ -167,14 +235,6 @@ def _parameters(function) -> list[str]:
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     signature = inspect.signature(function)
     return [n for n, p in signature.parameters.items() if p.kind in kinds and n != "self"]
-
-
-def test_operation_keywords_the_table_allows_are_keywords_in_keras() -> None:
-    """A parameter a spec may name is not positional-only in Keras."""
-    for op in KERAS_OPS:
-        parameters = inspect.signature(_keras_function(op)).parameters
-        for name in op.params[op.by_position :]:
-            assert parameters[name].kind is not inspect.Parameter.POSITIONAL_ONLY, (op, name)
 
 
 def test_loss_object_call_parameters() -> None:

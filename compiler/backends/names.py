@@ -15,10 +15,14 @@ _CONSTANTS = {"True", "False", "None", "self"}
 
 class Names:
     def __init__(self, model: ModelPlan):
-        held = [p.name for p in model.init] + [p.name for p in model.compile or ()]
-        held += [d.name for d in model.metrics] + [d.name for d in model.losses]
+        # Keras's own compile() arguments are not the model's names (a step's local
+        # may be called `loss`), except `optimizer`, which Keras's compile() sets.
+        own = [p.name for p in model.compile or () if not p.keras]
+        held = [p.name for p in model.init] + own
+        held += [d.name for d in (*model.metrics, *model.losses, *model.optimizers)]
         self.attributes = set(held)
-        if model.compile is None:
+        keras_optimizer = any(p.keras and p.name == "optimizer" for p in model.compile or ())
+        if model.compile is None or keras_optimizer:
             self.attributes.add("optimizer")
         self.taken: set[str] = set()
 

@@ -14,30 +14,20 @@ from dataclasses import dataclass
 
 from stepc import ir
 from stepc.backends.names import Names
+from stepc.backends.tf_compile import CompileWriter
 from stepc.backends.tf_helpers import HELPERS
-from stepc.backends.tf_steps import StepWriter, variables_of
-from stepc.builtins import KERAS_OBJECT_TYPES, MODEL_TYPES
+from stepc.backends.tf_lines import Method, def_line, indent, laid_out, literal, parameter
+from stepc.backends.tf_steps import StepWriter
+from stepc.check_params import SERIALIZED_TYPES
 from stepc.plan import Declaration, ModelPlan, ModulePlan
-from stepc.pyexpr import (
-    INDENT,
-    Concat,
-    Text,
-    call,
-    flat,
-    layout,
-    python_number,
-    sequence,
-    string_literal,
-)
+from stepc.pyexpr import Text, call, sequence
 
 # The key under which a generated model keeps its seed generator's state among its
 # own variables (Keras's own keys there are "0", "1", ...).
 SEED_STATE_KEY = "seed_generator_state"
-
-
-@dataclass(frozen=True)
-class Method:
-    lines: tuple[str, ...]  # complete, indented source lines
+# Then the state's index among the Layer parameters' (every seed key starts "seed_";
+# Keras's own are "0", "1", ...).
+LAYER_SEED_KEY = "seed_layer_state_"
 
 
 @dataclass(frozen=True)
@@ -89,12 +79,15 @@ class _ClassWriter:
     def run(self) -> ClassModel:
         init = self._init()
         methods = [init] if len(init.lines) > 2 else []
+        compile_writer = CompileWriter(self.plan, self.model, self.used)
         if self.model.compile is not None:
-            methods.append(self._compile())
+            methods.append(compile_writer.compile())
         elif self.model.jit_compile is not None:
             methods.append(self._keras_compile_with_jit())
         if self.model.own_metrics_only:
             methods.append(self._metrics_property())
+        elif self.model.compiled_metrics_once_built:
+            methods.append(self._built_metrics_property())
         for step in self.model.steps:
             names = Names(self.model)
             writer = StepWriter(self.plan.spec_name, self.model, step, names, self.used)
@@ -103,8 +96,8 @@ class _ClassWriter:
         if not self.model.functional:
             methods += [self._get_config(), self._from_config()]
         if self.model.compile is not None:
-            methods += [self._get_compile_config(), self._compile_from_config()]
-        if self.model.uses_random:
+            methods += [compile_writer.get_compile_config(), compile_writer.compile_from_config()]
+        if self.model.uses_random or self.model.seeded_layers:
             methods += [self._save_own_variables(), self._load_own_variables()]
         line = self.model.span.line
         docstring = f"Generated from {self.plan.spec_name}:{line}; see the spec for the algorithm."
@@ -112,18 +105,19 @@ class _ClassWriter:
 
     def _init(self) -> Method:
         params = [p.name for p in self.model.init]
+        signature = [parameter(p) for p in self.model.init]
         if self.model.functional:
             lines = [
                 "def __init__(self, *args, **kwargs):",
                 "    super().__init__(*args, **kwargs)",
             ]
         else:
-            lines = _def_line("__init__", ["self", *params, "**kwargs"])
+            lines = def_line("__init__", ["self", *signature, "**kwargs"])
             lines.append("    super().__init__(**kwargs)")
             lines += [f"    self.{name} = {name}" for name in params]
         for decl in self.model.metrics:
             lines += self._construct(decl, "metrics")
-        for decl in self.model.losses:
+        for decl in (d for d in self.model.losses if not d.in_compile):
             lines += self._construct(decl, "losses")
         if self.model.uses_random:
             lines.append(
@@ -135,14 +129,14 @@ class _ClassWriter:
                 "    # Its sub-models are built, and it has no call() of its own.",
                 "    self.built = True",
             ]
-        return Method(tuple(_indent(lines)))
+        return Method(tuple(indent(lines)))
 
     def _construct(self, decl: Declaration, module: str) -> list[str]:
-        args = [_literal(a) for a in decl.args]
-        args += [f"{k.name}={_literal(k.value)}" for k in decl.keywords]
+        args = [literal(a) for a in decl.args]  # an init parameter's name: its local
+        args += [f"{k.name}={literal(k.value)}" for k in decl.keywords]
         rendered = call(f"keras.{module}.{decl.class_name}", args)
         comment = f"    # {self.plan.spec_name}:{decl.span.line}"
-        return [comment, *_laid_out(f"self.{decl.name} = ", rendered.doc)]
+        return [comment, *laid_out(f"self.{decl.name} = ", rendered.doc)]
 
     def _refused_step(self, kind: ir.StepKind, span: ir.Span) -> Method:
         """evaluate() or predict() on a model with no call() and no such step: say
@@ -161,110 +155,17 @@ class _ClassWriter:
         lines = [
             f"def {method}(self, data):",
             f"    # {where}  {written}",
-            *_laid_out("raise ", call("ValueError", [message]).doc),
+            *laid_out("raise ", call("ValueError", [message]).doc),
         ]
-        return Method(tuple(_indent(lines)))
-
-    def _compile_where(self) -> str:
-        """`spec:line` of the compile(...) declaration, for the messages of compile()."""
-        return f"{self.plan.spec_name}:{(self.model.compile_span or self.model.span).line}"
-
-    def _jit_default(self) -> list[str]:
-        """The spec's `jit_compile = ...`, as compile()'s default."""
-        value = self.model.jit_compile
-        if value is None:
-            return []
-        return [
-            f"    # {self.plan.spec_name}:{value.span.line}  jit_compile = {value.id}"
-            + (": XLA, unless compile(jit_compile=False)" if value.id == "True" else ""),
-            f'    kwargs.setdefault("jit_compile", {value.id})',
-        ]
+        return Method(tuple(indent(lines)))
 
     def _keras_compile_with_jit(self) -> Method:
         lines = [
             "def compile(self, *args, **kwargs):",
-            *self._jit_default(),
+            *CompileWriter(self.plan, self.model, self.used).jit_default(),
             "    super().compile(*args, **kwargs)",
         ]
-        return Method(tuple(_indent(lines)))
-
-    def _compile(self) -> Method:
-        params = self.model.compile or ()
-        names = [p.name for p in params]
-        lines = _def_line("compile", ["self", *names, "**kwargs"])
-        lines += [
-            "    # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().",
-            "    # The step uses only its own optimizers: model.optimizer stays None unless",
-            "    # given (not an unused RMSprop that callbacks would read or build).",
-            '    kwargs.setdefault("optimizer", None)',
-            *self._jit_default(),
-            "    super().compile(**kwargs)",
-        ]
-        for param in params:
-            lines += self._compile_param(param.name, param.type_name)
-        lines += self._build_optimizers()
-        return Method(tuple(_indent(lines)))
-
-    def _build_optimizers(self) -> list[str]:
-        """Build each optimizer on the variables it updates, as Keras's own compile
-        path does for model.optimizer: its slots then exist before the first step
-        (in the distribution strategy's scope) and its saved state can load."""
-        lines = ["    # Build each optimizer on the variables it updates (its state then loads)."]
-        for optimizer, targets in self.model.optimizer_targets:
-            variables = " + ".join(variables_of(t) for t in targets)
-            lines.append(f"    if {variables}:")
-            lines += _laid_out("", call(f"self.{optimizer}.build", [variables]).doc, 2)
-        return lines if self.model.optimizer_targets else []
-
-    def _compile_param(self, name: str, type_name: str) -> list[str]:
-        if type_name == "Optimizer":
-            return self._compile_optimizer(name)
-        if type_name != "Loss":
-            return [f"    self.{name} = {name}"]
-        where = self._compile_where()
-        message = Text(
-            f"{where}: {name} must be a keras.losses.Loss object that averages over the "
-            "batch (e.g. keras.losses.BinaryCrossentropy()); stepc scales its value for "
-            "distribution and needs a scalar"
-        )
-        self.used.add("loss_object")
-        return [
-            f"    {name} = _loss_object({name})  # a name too, as Keras's compile() takes it",
-            f"    if not isinstance({name}, keras.losses.Loss) or {name}.reduction not in (",
-            '        "sum_over_batch_size",',
-            '        "mean",',
-            "    ):",
-            *_laid_out("raise ", call("TypeError", [message]).doc, 2),
-            f"    self.{name} = {name}",
-        ]
-
-    def _compile_optimizer(self, name: str) -> list[str]:
-        """Accept an optimizer's name as Keras's compile() does, and refuse anything
-        else than an optimizer naming the spec line. Refuse use_ema: fit() swaps the
-        moving averages in (finalize_variable_values) only for model.optimizer, so a
-        spec's own optimizer would end with the raw weights and silently train
-        something else than asked; then wrap the optimizer for the dtype policy."""
-        self.used.update(("ema", "policy"))
-        where = self._compile_where()
-        message = Text(
-            f"{where}: {name} has use_ema=True, but fit() swaps the moving averages into "
-            "the weights only for Keras's own model.optimizer, not for an optimizer of "
-            f"the spec's compile(); give {name} without use_ema"
-        )
-        kind = Text(
-            f"{where}: {name} must be a keras.optimizers.Optimizer, or the name of one "
-            "as Keras's compile() takes it (e.g. 'adam')"
-        )
-        return [
-            "    # A name or a config, as Keras's compile() takes them.",
-            f"    if isinstance({name}, (str, dict)):",
-            f"        {name} = keras.optimizers.get({name})",
-            f"    if not isinstance({name}, keras.optimizers.Optimizer):",
-            *_laid_out("raise ", call("TypeError", [kind]).doc, 2),
-            f"    if _uses_ema({name}):",
-            *_laid_out("raise ", call("ValueError", [message]).doc, 2),
-            f"    self.{name} = _for_dtype_policy(self, {name})",
-        ]
+        return Method(tuple(indent(lines)))
 
     def _metrics_property(self) -> Method:
         trackers = sequence("[", [f"self.{d.name}" for d in self.model.metrics], "]")
@@ -274,15 +175,30 @@ class _ClassWriter:
             "def metrics(self):",
             "    # The steps never use the compiled loss: Keras's loss tracker is not listed",
             "    # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.",
-            *_laid_out(prefix, trackers.doc),
+            *laid_out(prefix, trackers.doc),
         ]
         if self.model.lists_compiled_metrics:
+            given = "self._compile_metrics is not None"
+            if self.model.compiled_metrics_once_built:  # a step never updates them
+                given += " and self._compile_metrics.built"
             lines += [
-                "    if self._compile_metrics is not None:  # compile(metrics=...)",
+                f"    if {given}:  # compile(metrics=...)",
                 "        trackers.append(self._compile_metrics)",
                 "    return trackers",
             ]
-        return Method(tuple(_indent(lines)))
+        return Method(tuple(indent(lines)))
+
+    def _built_metrics_property(self) -> Method:
+        """Keras's metrics, compile()'s once built: a step that never updates them
+        leaves them unbuilt, and Keras cannot report an unbuilt metric."""
+        lines = [
+            "@property",
+            "def metrics(self):",
+            "    # compile()'s metrics once a step has updated them: fit() reports every",
+            "    # metric listed here, and one never updated has no result.",
+            "    return [m for m in super().metrics if m is not self._compile_metrics or m.built]",
+        ]
+        return Method(tuple(indent(lines)))
 
     def _get_config(self) -> Method:
         lines = [
@@ -291,42 +207,20 @@ class _ClassWriter:
         ]
         for param in self.model.init:
             value = f"self.{param.name}"
-            if param.type_name in MODEL_TYPES:
+            if param.type_name in SERIALIZED_TYPES:
                 value = call("keras.saving.serialize_keras_object", [value]).doc
-            lines += _laid_out(f'config["{param.name}"] = ', value)
+            lines += laid_out(f'config["{param.name}"] = ', value)
         lines.append("    return config")
-        return Method(tuple(_indent(lines)))
+        return Method(tuple(indent(lines)))
 
     def _from_config(self) -> Method:
-        models = [p.name for p in self.model.init if p.type_name in MODEL_TYPES]
+        models = [p.name for p in self.model.init if p.type_name in SERIALIZED_TYPES]
         lines = ["@classmethod", "def from_config(cls, config):", "    config = dict(config)"]
         for name in models:
             value = call("keras.saving.deserialize_keras_object", [f'config["{name}"]'])
-            lines += _laid_out(f'config["{name}"] = ', value.doc)
+            lines += laid_out(f'config["{name}"] = ', value.doc)
         lines.append("    return cls(**config)")
-        return Method(tuple(_indent(lines)))
-
-    def _get_compile_config(self) -> Method:
-        lines = ["def get_compile_config(self):", "    return {"]
-        for param in self.model.compile or ():
-            value = f"self.{param.name}"
-            if param.type_name in KERAS_OBJECT_TYPES:
-                value = f"keras.saving.serialize_keras_object({value})"
-            lines.append(f'        "{param.name}": {value},')
-        lines.append("    }")
-        return Method(tuple(_indent(lines)))
-
-    def _compile_from_config(self) -> Method:
-        lines = [
-            "def compile_from_config(self, config):",
-            "    self.compile(",
-            "        **{",
-            "            name: keras.saving.deserialize_keras_object(value)",
-            "            for name, value in config.items()",
-            "        }",
-            "    )",
-        ]
-        return Method(tuple(_indent(lines)))
+        return Method(tuple(indent(lines)))
 
     def _save_own_variables(self) -> Method:
         lines = [
@@ -334,52 +228,44 @@ class _ClassWriter:
             "    # Keras saves no SeedGenerator's state; with it, a restored model (load_model,",
             "    # load_weights, BackupAndRestore) draws the noise the original would draw next.",
             "    super().save_own_variables(store)",
-            f'    store["{SEED_STATE_KEY}"] = self.seed_generator.state',
         ]
-        return Method(tuple(_indent(lines)))
+        if self.model.uses_random:
+            lines.append(f'    store["{SEED_STATE_KEY}"] = self.seed_generator.state')
+        if self.model.seeded_layers:
+            lines += [
+                *self._seeded_layers(),
+                "    for i, state in enumerate(_seed_states(*layers)):",
+                f'        store[f"{LAYER_SEED_KEY}{{i}}"] = state',
+            ]
+        return Method(tuple(indent(lines)))
+
+    def _seeded_layers(self) -> list[str]:
+        """`layers = (...)`: the Layer parameters (augmenters) whose seed states are saved."""
+        self.used.add("seed_states")
+        names = [f"self.{name}" for name in self.model.seeded_layers]
+        return [
+            "    # The Layer parameters' seed states too (an augmenter's noise).",
+            *laid_out("layers = ", sequence("(", names, ")").doc),
+        ]
 
     def _load_own_variables(self) -> Method:
         lines = [
             "def load_own_variables(self, store):",
-            "    # A file saved without the seed state (by an older stepc) leaves the fresh",
-            "    # state; Keras's own variables load as they always did.",
-            f'    if "{SEED_STATE_KEY}" not in store.keys():',
-            "        super().load_own_variables(store)",
-            "        return",
-            f'    own = {{k: store[k] for k in store.keys() if k != "{SEED_STATE_KEY}"}}',
+            "    # A file saved without seed states (by an older stepc) leaves the fresh",
+            "    # ones; Keras's own variables load as they always did.",
+            '    own = {k: store[k] for k in store.keys() if not k.startswith("seed_")}',
             "    super().load_own_variables(own)",
-            f'    self.seed_generator.state.assign(store["{SEED_STATE_KEY}"])',
         ]
-        return Method(tuple(_indent(lines)))
-
-
-def _def_line(name: str, params: list[str]) -> list[str]:
-    """A `def` line, its parameters broken as ruff breaks a long signature."""
-    return _laid_out("def ", Concat((call(name, params).doc, ":")), depth=0)
-
-
-def _laid_out(prefix: str, doc, depth: int = 1) -> list[str]:
-    """`layout` for a line at `depth` inside a method, measured at its final
-    indentation (one level deeper, under the class) and returned relative to
-    the method, as the other lines of a `_ClassWriter` method are."""
-    return [line[len(INDENT) :] for line in layout(prefix, doc, INDENT * (depth + 1))]
-
-
-def _indent(lines: list[str]) -> list[str]:
-    return [INDENT + line if line else line for line in lines]
-
-
-def _literal(expr: ir.Expr) -> str:
-    """A constructor argument; the checker allows literals only."""
-    if isinstance(expr, ir.String):
-        return string_literal(expr.value)
-    if isinstance(expr, ir.Number):
-        return python_number(expr)
-    if isinstance(expr, ir.Negate):
-        return "-" + _literal(expr.operand)
-    if isinstance(expr, ir.Name):
-        return expr.id
-    items = [_literal(i) for i in expr.items]
-    if isinstance(expr, ir.ListExpr):
-        return flat(sequence("[", items, "]").doc)
-    return flat(sequence("(", items, ")").doc)
+        if self.model.uses_random:
+            lines += [
+                f'    if "{SEED_STATE_KEY}" in store.keys():',
+                f'        self.seed_generator.state.assign(store["{SEED_STATE_KEY}"])',
+            ]
+        if self.model.seeded_layers:
+            lines += [
+                *self._seeded_layers(),
+                "    for i, state in enumerate(_seed_states(*layers)):",
+                f'        if f"{LAYER_SEED_KEY}{{i}}" in store.keys():',
+                f'            state.assign(store[f"{LAYER_SEED_KEY}{{i}}"])',
+            ]
+        return Method(tuple(indent(lines)))

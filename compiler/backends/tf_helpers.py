@@ -9,6 +9,16 @@ uses, in this order, so the output is deterministic.
 from __future__ import annotations
 
 HELPERS = {
+    "seed_states": (
+        "def _seed_states(*layers):",
+        '    """The SeedGenerator states of `layers` and the layers inside them, in order:',
+        '    their variables that are not weights (Keras saves none of them)."""',
+        "    states = []",
+        "    for layer in layers:",
+        "        weights = {id(weight) for weight in layer.weights}",
+        "        states += [v for v in layer.variables if id(v) not in weights]",
+        "    return states",
+    ),
     "scale": (
         "def _scale_for_distribution(loss):",
         '    """A global-batch loss as one replica\'s share, as Keras\'s losses return it."""',
@@ -34,6 +44,14 @@ HELPERS = {
         "        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)",
         "    return optimizer",
     ),
+    **{
+        name: (
+            f"def _{name}(model):",
+            f'    """A built model\'s {name.replace("_", " ")} (None for the batch), to index."""',
+            f"    return tuple(model.{name})",
+        )
+        for name in ("input_shape", "output_shape")
+    },
     "regularization": (
         "def _regularization_loss(model):",
         '    """The sum of a model\'s own losses (layer regularizers, add_loss()), 0 if none."""',
@@ -74,6 +92,45 @@ HELPERS = {
         '    (x may be a dict or a tuple), as Keras\'s own step counts them."""',
         "    return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]",
     ),
+    # The data-line checks (stepc.backends.tf_data): plain Python on the batch's
+    # structure, run once, when the step is traced.
+    "structure_of": (
+        "def _structure_of(value):",
+        '    """A batch, or a part of one, in words for an error message."""',
+        "    if isinstance(value, dict):",
+        '        keys = ", ".join(repr(k) for k in value)',
+        '        return f"a dict with keys {keys}" if value else "an empty dict"',
+        "    if isinstance(value, (tuple, list)):",
+        '        return f"a {type(value).__name__} of {len(value)}"',
+        '    if hasattr(value, "shape"):',
+        '        return f"a tensor of shape {tuple(value.shape)}"',
+        "    return repr(value) if value is None else type(value).__name__",
+    ),
+    "batch_parts": (
+        "def _batch_parts(data, count, expected, hint):",
+        '    """A batch of more than three parts: a tuple or list of exactly `count`, by',
+        "    position (fit(x=(a, b, c, d)) passes it inside a tuple of one, as x alone).",
+        '    Anything else fails when the step is traced."""',
+        "    if isinstance(data, (tuple, list)) and len(data) == 1:",
+        "        data = data[0]",
+        "    if not isinstance(data, (tuple, list)) or len(data) != count:",
+        '        raise ValueError(f"{expected}, but it is {_structure_of(data)}: {hint}")',
+        "    return tuple(data)",
+    ),
+    "tuple_part": (
+        "def _expect_tuple(part, length, message):",
+        '    """Fail when the step is traced unless a data part is a tuple or list of',
+        '    `length`, as the step unpacks it."""',
+        "    if not isinstance(part, (tuple, list)) or len(part) != length:",
+        '        raise ValueError(f"{message}, but it is {_structure_of(part)}")',
+    ),
+    "dict_part": (
+        "def _expect_dict(part, keys, message):",
+        '    """Fail when the step is traced unless a data part is a dict holding every',
+        '    key the step reads."""',
+        "    if not isinstance(part, dict) or any(key not in part for key in keys):",
+        '        raise ValueError(f"{message}, but it is {_structure_of(part)}")',
+    ),
     "reported": (
         "def _reported(model, step):",
         '    """Every metric\'s result, as a step without `return` reports them. fit() on',
@@ -88,6 +145,18 @@ HELPERS = {
         "        )",
         "    return logs",
     ),
+    "metrics_result": (
+        "def _metrics_result(model, skipped):",
+        '    """Every metric\'s result, as get_metrics_result() reports them, but `skipped`:',
+        "    compile()'s metrics, which this step never updates (Keras cannot report a",
+        '    metric never updated)."""',
+        "    logs = {}",
+        "    for metric in model.metrics:",
+        "        if metric is not skipped:",
+        "            result = metric.result()",
+        "            logs.update(result if isinstance(result, dict) else {metric.name: result})",
+        "    return logs",
+    ),
     "compiled_metrics": (
         "def _compiled_metrics_result(model):",
         '    """The results of the metrics given to compile(), each by its name, as',
@@ -95,6 +164,20 @@ HELPERS = {
         "    if model._compile_metrics is None:",
         "        return {}",
         "    return model._compile_metrics.result()",
+    ),
+    "compiled_metric": (
+        "def _compiled_metric_result(model, name, where):",
+        '    """The result of the metric given to compile() that reports as `name`;',
+        '    a step returning one that compile() did not get fails when traced."""',
+        "    metrics = model._compile_metrics",
+        "    results = {} if metrics is None else metrics.result()",
+        "    if name not in results:",
+        "        raise ValueError(",
+        '            f"{where}: the step returns compiled_metrics[{name!r}], but the metrics "',
+        '            f"given to compile() report {sorted(results)}: return one of those, "',
+        '            "or pass that metric to compile()"',
+        "        )",
+        "    return results[name]",
     ),
     "require_scalar": (
         "def _require_scalar(value, message):",

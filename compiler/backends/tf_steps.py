@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from stepc import ir
 from stepc.backends.names import Names
+from stepc.backends.tf_data import positional_unpacking, structure_checks
 from stepc.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
 from stepc.check_constructs import MAX_REPEAT
+from stepc.loss_report import is_loss_tracker_update
 from stepc.plan import (
     BATCH_SIZE,
     FULL_PRECISION,
@@ -28,15 +30,21 @@ from stepc.plan import (
 )
 from stepc.pyexpr import (
     INDENT,
+    LINE_LENGTH,
+    Chain,
     Concat,
     Rendered,
     Text,
+    assignment,
     atom,
-    binary,
     call,
+    comment_lines,
     flat,
+    index_text,
+    invert,
     layout,
     negate,
+    operation,
     python_number,
     sequence,
     string_literal,
@@ -52,6 +60,7 @@ _PSEUDO_CALL_HELPERS = {
     BATCH_SIZE: ("batch_size", "_batch_size"),
 }
 _ROLES = ("x", "y", "sample_weight")
+_KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
 class StepWriter:
@@ -88,14 +97,26 @@ class StepWriter:
 
     def comment(self, depth: int, span: ir.Span, what: str = "") -> None:
         text = f"# {self.spec_name}:{span.line}"
-        self.emit(depth, f"{text}  {what}" if what else text)
+        width = LINE_LENGTH - len(INDENT * depth)
+        for line in comment_lines(f"{text}  {what}" if what else text, width):
+            self.emit(depth, line)
 
     # ---------------------------------------------------------------- data
 
     def _unpack(self, depth: int) -> None:
         data = self.step.data
-        targets = ", ".join(name or "_" for name in data.roles)
         self.comment(depth, data.span, data.written)
+        if data.positional:  # more than three parts: a tuple, by position
+            self.lines += positional_unpacking(self.spec_name, data, self.used, depth)
+        else:
+            self._unpack_keras(depth)
+        self.lines += structure_checks(self.spec_name, data, self.used, depth)
+
+    def _unpack_keras(self, depth: int) -> None:
+        """Keras's convention: x, y and sample_weight, each checked to be there
+        when the data line needs it and absent when it has no place for it."""
+        data = self.step.data
+        targets = ", ".join(name or "_" for name in data.roles)
         self.emit(depth, f"{targets} = keras.utils.unpack_x_y_sample_weight(data)")
         for role in self._unexpected_roles():
             part = _ROLES.index(role)
@@ -153,33 +174,25 @@ class StepWriter:
 
     def _compute(self, item: Compute, depth: int) -> None:
         statement = item.statement
-        self.comment(depth, statement.span)
+        keras_loss = is_loss_tracker_update(statement)
+        self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
         if isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement, item.weights_of, depth)
         elif isinstance(statement, ir.Assign):
             self._assign(statement, depth)
-            if item.tracks_compiled_loss:
-                self._track_compiled_loss(statement.targets[0].id, statement.span, depth)
             for recorder, name in item.watches:  # recorded from here on, as assigned
                 self.emit(depth, f"{recorder}.watch({name})")
         else:
             self._update(statement, depth)
 
     def _assign(self, statement: ir.Assign, depth: int) -> None:
-        targets = ", ".join(t.id for t in statement.targets)
+        targets = [t.id for t in statement.targets]
         value = statement.value
         if isinstance(value, ir.Call) and value.func.id == COMPILED_LOSS:
             rendered = self._compiled_loss(value)
         else:
             rendered = self.expr(value)
-        self.lines += layout(f"{targets} = ", rendered.doc, INDENT * depth)
-
-    def _track_compiled_loss(self, loss: str, span: ir.Span, depth: int) -> None:
-        self.used.update(("unscale", "batch_size"))
-        x = self.step.data.roles[0]
-        self.emit(depth, "# Keras's loss tracker, weighted by batch size as in Keras's own step.")
-        args = [f"_unscale_for_distribution({loss})", f"sample_weight=_batch_size({x})"]
-        self.lines += layout("", call("self._loss_tracker.update_state", args).doc, INDENT * depth)
+        self.lines += assignment(targets, rendered.doc, INDENT * depth)
 
     def _update(self, statement: ir.Update, depth: int) -> None:
         args = [self.expr(a).doc for a in statement.args]
@@ -189,7 +202,10 @@ class StepWriter:
             rendered = call("self._compile_metrics.update_state", args)
             self.lines += layout("", rendered.doc, INDENT * (depth + 1))
             return
-        rendered = call(f"self.{statement.metric.id}.update_state", args)
+        tracker = f"self.{statement.metric.id}"
+        if is_loss_tracker_update(statement):  # `loss` in the logs
+            tracker = "self._loss_tracker"
+        rendered = call(f"{tracker}.update_state", args)
         self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _region(self, region: GradientRegion, depth: int) -> None:
@@ -230,7 +246,7 @@ class StepWriter:
     def _take_gradient(self, take: TakeGradient, depth: int) -> None:
         statement = take.statement
         self.comment(depth, statement.span)
-        targets = ", ".join(t.id for t in statement.targets)
+        targets = [t.id for t in statement.targets]
         if take.of_model:
             self.used.update(("sum_replicas", "zero_if_unconnected"))
             variables = variables_of(take.sources[0])
@@ -241,7 +257,7 @@ class StepWriter:
             sources = ", ".join(take.sources)
             sources = f"[{sources}]" if take.tuple_result else sources
             rendered = call(f"{take.recorder}.gradient", [take.value_name, sources])
-        self.lines += layout(f"{targets} = ", rendered.doc, INDENT * depth)
+        self.lines += assignment(targets, rendered.doc, INDENT * depth)
 
     def _repeat(self, block: RepeatBlock, depth: int) -> None:
         if not block.items:  # nothing left to run (a block that only updated weights)
@@ -287,7 +303,8 @@ class StepWriter:
         self.comment(depth, apply.statement.span, _minimize_text(apply.statement))
         variables, grads = self.names.fresh("variables"), self.names.fresh("grads")
         self.names.taken -= {variables, grads}  # reused by the next apply
-        sources = " + ".join(variables_of(t) for t in apply.targets)
+        parts = [variables_of(t) for t in apply.targets]
+        sources = Chain(parts[0], tuple(("+", part) for part in parts[1:]))
         self.lines += layout(f"{variables} = ", sources, INDENT * depth)
         self.emit(depth, f"if not {variables}:  # checked once, when the step is traced")
         targets = ", ".join(apply.targets)
@@ -331,6 +348,9 @@ class StepWriter:
     def _default_return(self) -> str:
         """Every metric's result; checked not to be empty where the model has no
         tracker that is always there (its own, or Keras's loss tracker)."""
+        if self.step.skips_compiled_metrics:  # compile()'s metrics: never updated here
+            self.used.add("metrics_result")
+            return "return _metrics_result(self, skipped=self._compile_metrics)"
         if self.model.metrics or not self.model.own_metrics_only:
             return "return self.get_metrics_result()"
         self.used.add("reported")
@@ -349,7 +369,9 @@ class StepWriter:
             return
         entries = []
         for value in plan.values:
-            if value.compiled_metrics:  # each by its own name, as get_metrics_result()
+            if value.entry is not None:  # one compiled metric, by the name it reports
+                entries.append(self._compiled_metric_entry(value.entry, plan.span))
+            elif value.compiled_metrics:  # each by its own name, as get_metrics_result()
                 self.used.add("compiled_metrics")
                 entries.append("**_compiled_metrics_result(self)")
             elif value.metric:  # keyed by the metric's name, as History averages by it
@@ -357,6 +379,14 @@ class StepWriter:
             else:
                 entries.append(_entry(string_literal(value.key), self.expr(value.value).doc))
         self.lines += layout("return ", sequence("{", entries, "}").doc, INDENT * depth)
+
+    def _compiled_metric_entry(self, name: str, span: ir.Span) -> Concat:
+        """`compiled_metrics["mae"]`: looked up when the step is traced, since
+        compile() names the metrics."""
+        self.used.add("compiled_metric")
+        where = string_literal(f"{self.spec_name}:{span.line}")
+        found = call("_compiled_metric_result", ["self", string_literal(name), where])
+        return _entry(string_literal(name), found.doc)
 
     # ---------------------------------------------------------------- expressions
 
@@ -369,26 +399,22 @@ class StepWriter:
             return atom(python_number(node))
         if isinstance(node, ir.String):
             return atom(string_literal(node.value))
-        if isinstance(node, ir.BinaryOp):
-            return binary(node.op, self.expr(node.left), self.expr(node.right))
-        if isinstance(node, ir.Negate):
-            return negate(self.expr(node.operand))
+        if isinstance(node, ir.BinaryOp | ir.Negate | ir.Invert):
+            return self._operator(node)
         if isinstance(node, ir.Subscript):
-            return subscript_doc(self.expr(node.value), self._index(node.index))
+            return subscript_doc(self.expr(node.value), index_text(node.index, self.expr))
         if isinstance(node, ir.TupleExpr):
             return sequence("(", [self.expr(i).doc for i in node.items], ")")
         if isinstance(node, ir.ListExpr):
             return sequence("[", [self.expr(i).doc for i in node.items], "]")
         return self._call(node)
 
-    def _index(self, index) -> str:
-        if not isinstance(index, ir.Slice):
-            return flat(self.expr(index).doc)
-        bounds = [
-            flat(self.expr(b).doc) if b is not None else "" for b in (index.start, index.stop)
-        ]
-        simple = all(b.replace("_", "").isalnum() or not b for b in bounds)
-        return (":" if simple else " : ").join(bounds)
+    def _operator(self, node) -> Rendered:
+        if isinstance(node, ir.Negate):
+            return negate(self.expr(node.operand))
+        if isinstance(node, ir.Invert):
+            return invert(self.expr(node.operand))
+        return operation(node.op, self.expr(node.left), self.expr(node.right))
 
     def _call(self, node: ir.Call) -> Rendered:
         name = node.func.id

@@ -49,12 +49,12 @@ class CustomModel(keras.Model):
             y_pred = self(x, training=True)
             # basic.step:8
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-            # Keras's loss tracker, weighted by batch size as in Keras's own step.
-            self._loss_tracker.update_state(
-                _unscale_for_distribution(loss), sample_weight=_batch_size(x)
-            )
             # Scaled for a LossScaleOptimizer (mixed precision); else as is.
             scaled_loss = self.optimizer.scale_loss(loss)
+        # basic.step:8  Keras's loss tracker: `loss` in the logs
+        self._loss_tracker.update_state(
+            _unscale_for_distribution(loss), sample_weight=_batch_size(x)
+        )
         # basic.step:9  minimize loss over self using optimizer
         variables = self.trainable_variables
         if not variables:  # checked once, when the step is traced

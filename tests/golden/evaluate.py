@@ -47,7 +47,7 @@ class CustomModel(keras.Model):
         y_pred = self(x, training=False)
         # evaluate.step:9
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-        # Keras's loss tracker, weighted by batch size as in Keras's own step.
+        # evaluate.step:9  Keras's loss tracker: `loss` in the logs
         self._loss_tracker.update_state(
             _unscale_for_distribution(loss), sample_weight=_batch_size(x)
         )

@@ -111,7 +111,7 @@ class GAN(keras.Model):
                 "gan.step:6: d_optimizer has use_ema=True, but fit() swaps the moving "
                 "averages into the weights only for Keras's own model.optimizer, not "
                 "for an optimizer of the spec's compile(); give d_optimizer without "
-                "use_ema"
+                "use_ema, or declare it as Keras's own `optimizer: Optimizer`"
             )
         self.d_optimizer = _for_dtype_policy(self, d_optimizer)
         # A name or a config, as Keras's compile() takes them.
@@ -127,7 +127,7 @@ class GAN(keras.Model):
                 "gan.step:6: g_optimizer has use_ema=True, but fit() swaps the moving "
                 "averages into the weights only for Keras's own model.optimizer, not "
                 "for an optimizer of the spec's compile(); give g_optimizer without "
-                "use_ema"
+                "use_ema, or declare it as Keras's own `optimizer: Optimizer`"
             )
         self.g_optimizer = _for_dtype_policy(self, g_optimizer)
         loss_fn = _loss_object(loss_fn)  # a name too, as Keras's compile() takes it
@@ -331,7 +331,11 @@ class GAN(keras.Model):
         return cls(**config)
 
     def get_compile_config(self):
+        # What Keras's compile() recorded: its own arguments, declared here or
+        # passed through **kwargs (metrics, jit_compile, ...); then this model's.
+        keras_config = dict(super().get_compile_config() or {})
         return {
+            **keras_config,
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
             "loss_fn": keras.saving.serialize_keras_object(self.loss_fn),
@@ -352,11 +356,9 @@ class GAN(keras.Model):
         store["seed_generator_state"] = self.seed_generator.state
 
     def load_own_variables(self, store):
-        # A file saved without the seed state (by an older stepc) leaves the fresh
-        # state; Keras's own variables load as they always did.
-        if "seed_generator_state" not in store.keys():
-            super().load_own_variables(store)
-            return
-        own = {k: store[k] for k in store.keys() if k != "seed_generator_state"}
+        # A file saved without seed states (by an older stepc) leaves the fresh
+        # ones; Keras's own variables load as they always did.
+        own = {k: store[k] for k in store.keys() if not k.startswith("seed_")}
         super().load_own_variables(own)
-        self.seed_generator.state.assign(store["seed_generator_state"])
+        if "seed_generator_state" in store.keys():
+            self.seed_generator.state.assign(store["seed_generator_state"])

@@ -207,11 +207,9 @@ class VAE(keras.Model):
         store["seed_generator_state"] = self.seed_generator.state
 
     def load_own_variables(self, store):
-        # A file saved without the seed state (by an older stepc) leaves the fresh
-        # state; Keras's own variables load as they always did.
-        if "seed_generator_state" not in store.keys():
-            super().load_own_variables(store)
-            return
-        own = {k: store[k] for k in store.keys() if k != "seed_generator_state"}
+        # A file saved without seed states (by an older stepc) leaves the fresh
+        # ones; Keras's own variables load as they always did.
+        own = {k: store[k] for k in store.keys() if not k.startswith("seed_")}
         super().load_own_variables(own)
-        self.seed_generator.state.assign(store["seed_generator_state"])
+        if "seed_generator_state" in store.keys():
+            self.seed_generator.state.assign(store["seed_generator_state"])

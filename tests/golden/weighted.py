@@ -44,12 +44,12 @@ class CustomModel(keras.Model):
             loss = self.compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
-            # Keras's loss tracker, weighted by batch size as in Keras's own step.
-            self._loss_tracker.update_state(
-                _unscale_for_distribution(loss), sample_weight=_batch_size(x)
-            )
             # Scaled for a LossScaleOptimizer (mixed precision); else as is.
             scaled_loss = self.optimizer.scale_loss(loss)
+        # weighted.step:8  Keras's loss tracker: `loss` in the logs
+        self._loss_tracker.update_state(
+            _unscale_for_distribution(loss), sample_weight=_batch_size(x)
+        )
         # weighted.step:9  minimize loss over self using optimizer
         variables = self.trainable_variables
         if not variables:  # checked once, when the step is traced
