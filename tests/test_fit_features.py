@@ -622,7 +622,8 @@ def test_gan_loads_files_saved_without_the_seed_state(tmp_path, monkeypatch):
     save_own_variables, patched back in while saving) and kept Keras's default RMSprop
     as model.optimizer still load, without error: a weights file into a fresh GAN and a
     .keras file with load_model. Every weight and both optimizers' variables load
-    (equal), and the seed state stays the loading GAN's fresh one (counter 0)."""
+    (equal), the seed state stays the loading GAN's fresh one (counter 0), and
+    load_model compiles with the arguments given to Keras's compile() (the RMSprop)."""
     cls = generated_class("gan")
     gan = fresh_gan(cls)
     compile_gan(gan, optimizer="rmsprop")  # What the generated compile() did by default.
@@ -635,7 +636,8 @@ def test_gan_loads_files_saved_without_the_seed_state(tmp_path, monkeypatch):
     fresh_state = fresh.seed_generator.state.numpy()
     fresh.load_weights(tmp_path / "old.weights.h5")
     loaded = keras.models.load_model(tmp_path / "old.keras")
-    assert type(loaded) is cls and loaded.optimizer is None
+    # Keras's own compile() arguments are kept (get_compile_config): an RMSprop again.
+    assert type(loaded) is cls and isinstance(loaded.optimizer, keras.optimizers.RMSprop)
     np.testing.assert_array_equal(fresh.seed_generator.state.numpy(), fresh_state)
     assert int(loaded.seed_generator.state.numpy()[1]) == 0
     assert int(gan.seed_generator.state.numpy()[1]) > 0
