@@ -232,6 +232,23 @@ def default_metric_name(class_name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+# The optimizer classes an `optimizer NAME = Class(...)` item may build: the plain
+# gradient-descent ones (stepc.keras_optimizers has their parameters).
+OPTIMIZER_CLASSES: tuple[str, ...] = (
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Ftrl",
+    "Lamb",
+    "Lion",
+    "Nadam",
+    "RMSprop",
+    "SGD",
+)
+
 # The name Keras's own loss tracker reports (compile()'s `Mean(name="loss")`).
 LOSS_TRACKER_NAME = "loss"
 

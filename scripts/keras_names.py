@@ -101,16 +101,17 @@ def signatures() -> dict[str, str]:
 
 
 def constructors() -> dict[str, list[str]]:
-    """The parameters, in order, of every metric and loss class a spec may name."""
+    """The parameters, in order, of every metric, loss and optimizer class a spec may name."""
     import inspect
 
     import keras
 
     sys.path.insert(0, str(ROOT / "compiler"))
-    from stepc.builtins import LOSS_CLASSES, METRIC_CLASSES
+    from stepc.builtins import LOSS_CLASSES, METRIC_CLASSES, OPTIMIZER_CLASSES
 
     found = {}
-    for module, names in (("metrics", METRIC_CLASSES), ("losses", LOSS_CLASSES)):
+    classes = (("metrics", METRIC_CLASSES), ("losses", LOSS_CLASSES))
+    for module, names in (*classes, ("optimizers", OPTIMIZER_CLASSES)):
         for name in sorted(names):
             parameters = inspect.signature(getattr(getattr(keras, module), name).__init__)
             found[f"{module}.{name}"] = [p for p in parameters.parameters if p != "self"]
@@ -159,8 +160,8 @@ def _module_text(found: dict, versions: str) -> str:
         "compiled, fitted, evaluated and predicted model of each kind, on every backend\n"
         "installed; `tests/test_keras_facts.py` fails when Keras has a name missing here.\n"
         "Names starting with `_` are refused for declarations altogether. Also the\n"
-        "functions of keras.ops and keras.random, and the parameters of the metric and\n"
-        "loss classes.\n"
+        "functions of keras.ops and keras.random, and the parameters of the metric, loss\n"
+        "and optimizer classes.\n"
         '"""\n\n'
         + block("SUBCLASS_ATTRIBUTES", found["subclass"])
         + "\n"
@@ -172,7 +173,7 @@ def _module_text(found: dict, versions: str) -> str:
         + '    name.rpartition(".")[2]: name.rpartition(".")[0]\n'
         + "    for name in sorted(KERAS_FUNCTIONS, reverse=True)\n"
         + "}\n"
-        + "\n# The parameters of each metric and loss class, in order.\n"
+        + "\n# The parameters of each metric, loss and optimizer class, in order.\n"
         + "KERAS_CONSTRUCTORS: dict[str, tuple[str, ...]] = {\n"
         + "".join(f'    "{k}": {_tuple(v)},\n' for k, v in sorted(found["constructors"].items()))
         + "}\n"
