@@ -347,12 +347,11 @@ def _reduced(op: Op, node: ir.Call, first: Type) -> Type:
     """A reduction's result: a scalar over every axis; with `keepdims=True`, of
     the input's rank; over an axis, the input's rank less one, unknown here
     (mean(v, 0) of a vector is a scalar), so not refused as a loss."""
-    given = {k.name: k.value for k in node.keywords}
-    given.update(zip(op.params, node.args, strict=False))
+    given = op.given(node.args, node.keywords)
     if _is_name(given.get("keepdims"), "True"):
         return first if first in (Type.SCALAR, Type.NUMBER, Type.UNKNOWN) else Type.TENSOR
-    every_axis = "axis" not in given or _is_name(given["axis"], "None")
-    if every_axis and (_is_name(given.get("keepdims"), "False") or "keepdims" not in given):
+    axes_dropped = _is_name(given.get("keepdims"), "False") or "keepdims" not in given
+    if op.over_every_axis(node.args, node.keywords) and axes_dropped:
         return Type.SCALAR
     return Type.UNKNOWN
 

@@ -154,9 +154,8 @@ class Facts:
 
     def _call_is_batchless(self, expr: ir.Call, op) -> bool:
         if op.result is Result.REDUCE:
-            axis = _argument(expr, op, "axis")
-            every_axis = axis is None or (isinstance(axis, ir.Name) and axis.id == "None")
-            if every_axis or _names_axis_zero(axis):
+            axis = op.given(expr.args, expr.keywords).get("axis")
+            if op.over_every_axis(expr.args, expr.keywords) or _names_axis_zero(axis):
                 return True
         tensors = [a for a in expr.args if not isinstance(a, ir.String)]
         return bool(tensors) and all(self.is_batchless(a) for a in tensors)
@@ -228,15 +227,6 @@ class Facts:
 def _arithmetic(expr: ir.BinaryOp) -> bool:
     """`+ - * / // % **`: a number of numbers (not a comparison, a mask or `@`)."""
     return BINARY[expr.op].kind is Kind.ARITHMETIC
-
-
-def _argument(expr: ir.Call, op, param: str) -> ir.Expr | None:
-    """The argument given for `param`, by keyword or by position (None if not given)."""
-    for keyword in expr.keywords:
-        if keyword.name == param:
-            return keyword.value
-    position = op.params.index(param) if param in op.params else len(expr.args)
-    return expr.args[position] if position < len(expr.args) else None
 
 
 def _names_axis_zero(axis: ir.Expr) -> bool:

@@ -98,6 +98,17 @@ class Op:
         """Keras's default of `param` as Python writes it ("" if it has none)."""
         return dict(self.defaults).get(param, "")
 
+    def given(self, args: tuple, keywords: tuple) -> dict:
+        """The arguments of a call by parameter name (positional ones by position)."""
+        found = {k.name: k.value for k in keywords}
+        found.update(zip(self.params, args, strict=False))
+        return found
+
+    def over_every_axis(self, args: tuple, keywords: tuple) -> bool:
+        """A reduction given no axis, or `axis=None`: it reduces every axis."""
+        axis = self.given(args, keywords).get("axis")
+        return axis is None or getattr(axis, "id", None) == "None"
+
     def signature(self) -> str:
         parts = list(self.params[: self.required])
         parts += [f"{p}=..." for p in self.params[self.required :]]
