@@ -83,7 +83,7 @@ class _ClassWriter:
         if self.model.compile is not None:
             methods.append(compile_writer.compile())
         elif self.model.jit_compile is not None:
-            methods.append(self._keras_compile_with_jit())
+            methods.append(compile_writer.keras_compile_with_jit())
         if self.model.own_metrics_only:
             methods.append(self._metrics_property())
         elif self.model.compiled_metrics_once_built:
@@ -156,14 +156,6 @@ class _ClassWriter:
             f"def {method}(self, data):",
             f"    # {where}  {written}",
             *laid_out("raise ", call("ValueError", [message]).doc),
-        ]
-        return Method(tuple(indent(lines)))
-
-    def _keras_compile_with_jit(self) -> Method:
-        lines = [
-            "def compile(self, *args, **kwargs):",
-            *CompileWriter(self.plan, self.model, self.used).jit_default(),
-            "    super().compile(*args, **kwargs)",
         ]
         return Method(tuple(indent(lines)))
 

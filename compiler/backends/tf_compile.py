@@ -180,6 +180,16 @@ class CompileWriter:
             f"    self.{name} = _for_dtype_policy(self, {name})",
         ]
 
+    def keras_compile_with_jit(self) -> Method:
+        """Keras's own compile() (no `compile(...)` in the spec), with the spec's
+        `jit_compile = ...` as its default."""
+        lines = [
+            "def compile(self, *args, **kwargs):",
+            *self.jit_default(),
+            "    super().compile(*args, **kwargs)",
+        ]
+        return Method(tuple(indent(lines)))
+
     # ---------------------------------------------------------------- configs
 
     def get_compile_config(self) -> Method:
