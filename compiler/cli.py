@@ -31,9 +31,9 @@ from stepc.diagnostics import (
     render_text,
     shown_path,
 )
-from stepc.ir import Span
+from stepc.parse.ir import Span
+from stepc.parse.sources import read_spec
 from stepc.pipeline import analyze
-from stepc.sources import read_spec
 from stepc.writer import OutputError, check_module, write_module
 
 EXIT_OK, EXIT_SPEC_ERROR, EXIT_USAGE = 0, 1, 2

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from stepc.ir import Span
+from stepc.parse.ir import Span
 
 
 class Severity(Enum):

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from stepc import ir
-from stepc.check import check
+from stepc.check.models import check
 from stepc.diagnostics import Diagnostic, SpecError, error, has_errors
-from stepc.emit import emit
-from stepc.ir import Span
-from stepc.lower import lower
-from stepc.parse import parse
-from stepc.sources import content_problems, read_spec, spec_text
+from stepc.emit.render import emit
+from stepc.lower.module import lower
+from stepc.parse import ir
+from stepc.parse.ir import Span
+from stepc.parse.parser import parse
+from stepc.parse.sources import content_problems, read_spec, spec_text
 
 
 def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:

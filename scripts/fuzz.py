@@ -219,7 +219,7 @@ def judge_refusal(diagnostics, text: str, expected_line):
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]
     if not errors:
         return "no module and no error", ""
-    from stepc.sources import spec_text  # positions count lines as Python does (\r too)
+    from stepc.parse.sources import spec_text  # positions count lines as Python does (\r too)
 
     last = spec_text(text).count("\n") + 1
     outside = [d for d in errors if not 1 <= d.span.line <= last]

@@ -2,7 +2,7 @@
 
 Kinds: T a (batch, 4) float32 tensor, R a (batch,) tensor, S a scalar tensor,
 N a Python number, G a model's gradients. `expr_of(ctx, kind, depth)` returns an
-`Expr` of that kind built from the operation table (`stepc.builtins.OPS`) with
+`Expr` of that kind built from the operation table (`stepc.tables.builtins.OPS`) with
 the right arity, the step's values, its models and the model's declarations,
 and from Python's expression forms (subscripts of several axes, steps, `None`
 and `...`; comparisons and `& | ~` as masks; `@` and `%`). A mask's operands

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 from stepc.diagnostics import Diagnostic, Severity, SpecError
+from stepc.parse.sources import MAX_NESTING, MAX_SPEC_BYTES, decode_spec, read_spec
 from stepc.pipeline import analyze, compile_source
-from stepc.sources import MAX_NESTING, MAX_SPEC_BYTES, decode_spec, read_spec
 
 from tests.checker_support import (
     FUNCTIONAL_BODY,

@@ -6,10 +6,10 @@ errors of uses that disagree.
 from __future__ import annotations
 
 import pytest
-from stepc.check import check as check_spec
+from stepc.check.models import check as check_spec
 from stepc.diagnostics import has_errors
-from stepc.lower import lower
-from stepc.parse import parse
+from stepc.lower.module import lower
+from stepc.parse.parser import parse
 from stepc.pipeline import analyze
 
 from tests.checker_support import at, check, errors, functional, the_error, warnings

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stepc import pyexpr
+from stepc.emit import pyexpr
 from stepc.pipeline import analyze
 
 from tests.checker_support import at, check, errors, functional, the_error, warnings

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from stepc.builtins import OPS, Type
 from stepc.pipeline import analyze
+from stepc.tables.builtins import OPS, Type
 
 from tests.checker_support import (
     FUNCTIONAL_BODY,

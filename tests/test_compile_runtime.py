@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from stepc.keras_optimizers import KEYWORD_ALIASES, OPTIMIZER_CONSTRUCTORS
+from stepc.tables.keras_optimizers import KEYWORD_ALIASES, OPTIMIZER_CONSTRUCTORS
 
 from tests.construct_helpers import (
     ATOL,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
-from stepc.operators import BINARY, INVERT
+from stepc.tables.operators import BINARY, INVERT
 
 from tests.construct_helpers import (
     X,

@@ -4,7 +4,7 @@ files that are not files, and the safety net that no broken module is ever retur
 Each test feeds one class of input that used to crash, hang or mislead, and requires
 a diagnostic at the right place (or a clean compile) instead. The cases go through
 `stepc.compile_source` / `stepc.pipeline.analyze` (the API), `stepc.load`, and
-`stepc.sources.read_spec` (the CLI's reader).
+`stepc.parse.sources.read_spec` (the CLI's reader).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 import stepc
 from stepc import pipeline
 from stepc.diagnostics import Severity, SpecError, has_errors
+from stepc.parse.sources import MAX_SPEC_BYTES, read_spec
 from stepc.pipeline import analyze
-from stepc.sources import MAX_SPEC_BYTES, read_spec
 
 REPO = Path(__file__).resolve().parent.parent
 BASIC = (REPO / "specs" / "basic.step").read_text(encoding="utf-8")
@@ -274,7 +274,7 @@ def test_devices_are_refused(device: str) -> None:
         pytest.skip(f"no {device}")
     code = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
-        "from stepc.sources import read_spec; text, problems = read_spec(sys.argv[1]); "
+        "from stepc.parse.sources import read_spec; text, problems = read_spec(sys.argv[1]); "
         "print(text, [d.message for d in problems])"
     )
     child = subprocess.run(

@@ -1,8 +1,8 @@
 """The compiler's Keras facts, checked against the pinned Keras.
 
-The compiler never imports Keras: its operation table (`stepc.builtins.OPS`,
-built by `stepc.ops_table` from the generated `stepc.ops_signatures`) and the
-names Keras keeps on a model (`stepc.keras_names`) are data. These tests
+The compiler never imports Keras: its operation table (`stepc.tables.builtins.OPS`,
+built by `stepc.tables.ops_table` from the generated `stepc.tables.ops_signatures`) and the
+names Keras keeps on a model (`stepc.tables.keras_names`) are data. These tests
 import Keras and fail when the data and the installed Keras disagree: an
 operation's parameters (names, order, defaults, keyword-only, `*varargs`),
 every function of keras.ops, keras.ops.image, keras.random and keras.losses
@@ -23,7 +23,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from stepc.builtins import (
+from stepc.tables.builtins import (
     DTYPES,
     LABELS_UPDATE_PARAMS,
     LOSS_CALL_PARAMS,
@@ -37,14 +37,14 @@ from stepc.builtins import (
     Op,
     default_metric_name,
 )
-from stepc.keras_names import (
+from stepc.tables.keras_names import (
     FUNCTIONAL_ATTRIBUTES,
     KERAS_CONSTRUCTORS,
     KERAS_FUNCTIONS,
     SUBCLASS_ATTRIBUTES,
 )
-from stepc.ops_signatures import SIGNATURES
-from stepc.ops_table import (
+from stepc.tables.ops_signatures import SIGNATURES
+from stepc.tables.ops_table import (
     ANY_RANK,
     ELEMENTWISE,
     EXCLUDED,
@@ -110,7 +110,7 @@ def test_operation_has_kerass_parameters_and_defaults(op: Op) -> None:
 def test_every_keras_function_is_in_the_table_or_left_out_with_a_reason() -> None:
     offered = {qualified_name(op) for op in KERAS_OPS}
     unaccounted = sorted(_keras_functions() - offered - set(EXCLUDED))
-    assert not unaccounted, f"add these to stepc.ops_table or its EXCLUDED: {unaccounted}"
+    assert not unaccounted, f"add these to stepc.tables.ops_table or its EXCLUDED: {unaccounted}"
     assert not offered & set(EXCLUDED)
     assert set(EXCLUDED) <= _keras_functions(), "EXCLUDED names a function Keras lacks"
     assert all(reason.strip() for reason in EXCLUDED.values())
@@ -211,7 +211,7 @@ def _check_backend(backend: str) -> None:
     for base, names in found.items():
         missing = sorted(set(names) - data[base])
         assert not missing, (
-            f"Keras ({backend}) has these public {base} names that stepc.keras_names "
+            f"Keras ({backend}) has these public {base} names that stepc.tables.keras_names "
             f"lacks: {missing}; run `python scripts/keras_names.py`"
         )
 

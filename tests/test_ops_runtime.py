@@ -23,9 +23,9 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 import stepc  # noqa: E402
-from stepc.builtins import OPS, STEPC_OPS  # noqa: E402
-from stepc.ops_table import NOT_XLA, qualified_name  # noqa: E402
-from stepc.ops_types import Result  # noqa: E402
+from stepc.tables.builtins import OPS, STEPC_OPS  # noqa: E402
+from stepc.tables.ops_table import NOT_XLA, qualified_name  # noqa: E402
+from stepc.tables.ops_types import Result  # noqa: E402
 
 RTOL, ATOL = 1e-5, 1e-6
 SEED = 7

@@ -1,7 +1,7 @@
 """The grammar and the IR: what each construct of a `.step` spec parses to.
 
-`stepc.parse.parse` is tested directly (no checker): every construct becomes
-the expected `stepc.ir` node with the span of its text (1-based lines and
+`stepc.parse.parser.parse` is tested directly (no checker): every construct becomes
+the expected `stepc.parse.ir` node with the span of its text (1-based lines and
 columns, end exclusive), and every syntax error becomes a diagnostic with a
 message, a location and a hint a user can act on. Recovery is tested too: one
 run reports the syntax errors of several statements.
@@ -12,9 +12,9 @@ run reports the syntax errors of several statements.
 from __future__ import annotations
 
 import pytest
-from stepc import ir
 from stepc.diagnostics import Diagnostic, Severity
-from stepc.parse import parse
+from stepc.parse import ir
+from stepc.parse.parser import parse
 
 # ---------------------------------------------------------------- helpers
 

@@ -9,7 +9,7 @@ the spans of its nodes; the checker's view of the same forms is in
 from __future__ import annotations
 
 import pytest
-from stepc import ir
+from stepc.parse import ir
 from stepc.pipeline import analyze
 
 from tests.test_parser import expr, parse_ok, span, statements, syntax_errors, train_step

@@ -3,7 +3,7 @@
 Under mixed_float16 a model returns float16 while the step's other tensors are float32,
 and TensorFlow's operators do not convert one into the other. Keras's loss objects,
 metrics and models cast what they are given; anything else the spec does with a model's
-output needs it in float32 (``compiler/precision.py``). These tests check, on the
+output needs it in float32 (``compiler/lower/precision.py``). These tests check, on the
 generated text, that the cast is where it is needed and nowhere else, and, at run time,
 that the helper is the identity in float32 (no op added) and casts float16 structures.
 The numeric comparisons under mixed precision (VAE, WGAN-GP against references and

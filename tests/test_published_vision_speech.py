@@ -48,7 +48,7 @@ SAME_RTOL = 1e-5
 SAME_ATOL = 1e-6
 XLA_ATOL = 1e-5
 # Zero-DCE's illumination smoothness loss is, as published, `sum(...) / batch_size` (the
-# batch size as a tensor). stepc (compiler/facts.py) takes a full sum divided by anything
+# batch size as a tensor). stepc (compiler/lower/scaling.py) takes a full sum divided by anything
 # for this replica's share of the loss, and the quotient for no per-batch scalar:
 # Keras builds a model's compiled loss under a strategy by calling the model itself
 # (Trainer._symbolic_build), which a model of sub-models without call() cannot do: the

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stepc.cli import main
 from stepc.diagnostics import Severity
+from stepc.parse.sources import MAX_NESTING, MAX_SPEC_BYTES, content_problems, spec_text
 from stepc.pipeline import analyze
-from stepc.sources import MAX_NESTING, MAX_SPEC_BYTES, content_problems, spec_text
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_TEXTS = [p.read_text(encoding="utf-8") for p in sorted((REPO / "specs").glob("*.step"))]

@@ -19,10 +19,10 @@ import pytest
 import stepc
 import tensorflow as tf
 from keras import ops
-from stepc.check import check
-from stepc.emit import emit
-from stepc.lower import lower
-from stepc.parse import parse
+from stepc.check.models import check
+from stepc.emit.render import emit
+from stepc.lower.module import lower
+from stepc.parse.parser import parse
 
 from tests.construct_helpers import ATOL, RTOL, X, Y, compile_spec, graph, mlp
 

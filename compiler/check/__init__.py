@@ -1,0 +1,1 @@
+"""stepc.check."""

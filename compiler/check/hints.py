@@ -1,0 +1,65 @@
+"""Stage 2: the *did you mean* hints of the checks, by meaning and by spelling.
+
+Owns the suggestion rule: a name a spec may use for an operation meaning it
+(`reduce_mean`, `l2_normalize`, `gather`) is pointed at that operation; a
+Keras function stepc leaves out (`cond`, `scan`: they take Python functions)
+is said to be one, with the reason and no look-alike; otherwise a spelling
+neighbour is suggested only when it is one typo away (a letter missing,
+extra, wrong or two swapped) or nearly all of the name (ratio at least
+0.85), never a merely similar name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from stepc.diagnostics import closest
+from stepc.tables.builtins import OP_ALIASES, OPS
+from stepc.tables.keras_names import KERAS_OPERATIONS
+from stepc.tables.ops_table import EXCLUDED
+
+# How much of the name a suggestion must share (difflib's ratio).
+CLOSE = 0.85
+NOT_OFFERED = "not an operation stepc offers"
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """`did you mean ...?` for a close spelling neighbour, or None."""
+    best = closest(name, set(candidates))
+    if best is None or not _close(name, best):
+        return None
+    return f"did you mean `{best}`?"
+
+
+def _close(name: str, candidate: str) -> bool:
+    if _one_typo(name, candidate):
+        return True
+    return difflib.SequenceMatcher(None, candidate, name).ratio() >= CLOSE
+
+
+def _one_typo(a: str, b: str) -> bool:
+    """One letter inserted, deleted or replaced, or two neighbours swapped."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    if start is None:
+        return True  # one is the other with a letter more at the end
+    if len(a) == len(b):
+        swapped = a[start : start + 2] == b[start : start + 2][::-1]
+        return a[start + 1 :] == b[start + 1 :] or (swapped and a[start + 2 :] == b[start + 2 :])
+    shorter, longer = (a, b) if len(a) < len(b) else (b, a)
+    return shorter[start:] == longer[start + 1 :]
+
+
+def unknown_operation(name: str, callables: Iterable[str]) -> tuple[str, str]:
+    """The message and hint for a call to a name that is not an operation."""
+    meant = OP_ALIASES.get(name)
+    if meant in OPS:
+        return f"`{name}` is not an allowed operation", f"did you mean `{meant}`?"
+    if name in KERAS_OPERATIONS:
+        qualified = f"{KERAS_OPERATIONS[name]}.{name}"
+        reason = EXCLUDED.get(qualified, "which stepc does not offer yet")
+        return f"`{name}` is {NOT_OFFERED}", f"it is {qualified}, left out: {reason}"
+    hint = suggest(name, callables) or "see the operation list in docs/language.md"
+    return f"`{name}` is not an allowed operation", hint

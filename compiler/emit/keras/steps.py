@@ -1,0 +1,493 @@
+"""The TensorFlow spelling of one step: `train_step`, `test_step` or `predict_step`.
+
+Owns the lines of a step method: unpacking and trace-time checks of the
+batch, each planned statement with the spec line it came from, gradient
+regions as `tf.GradientTape` blocks, gradients applied with `optimizer.apply`,
+and the returned logs. Expressions are spelled here too (`self.` for
+model-held names, `ops.` and `keras.random.` for operations).
+"""
+
+from __future__ import annotations
+
+from stepc.check.constructs import MAX_REPEAT
+from stepc.check.loss_report import is_loss_tracker_update
+from stepc.emit.keras.data import positional_unpacking, structure_checks
+from stepc.emit.names import Names
+from stepc.emit.pyexpr import (
+    INDENT,
+    LINE_LENGTH,
+    Chain,
+    Concat,
+    Rendered,
+    Text,
+    assignment,
+    atom,
+    call,
+    comment_lines,
+    flat,
+    index_text,
+    invert,
+    layout,
+    negate,
+    operation,
+    python_number,
+    sequence,
+    string_literal,
+)
+from stepc.emit.pyexpr import subscript as subscript_doc
+from stepc.lower.plan import (
+    BATCH_SIZE,
+    FULL_PRECISION,
+    SCALE,
+    UNSCALE,
+    ApplyGradients,
+    Compute,
+    GradientRegion,
+    ModelPlan,
+    RepeatBlock,
+    StepPlan,
+    TakeGradient,
+)
+from stepc.parse import ir
+from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
+
+_METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
+# Each pseudo-call of the plan: the helper it needs (a HELPERS key) and its name.
+_PSEUDO_CALL_HELPERS = {
+    SCALE: ("scale", "_scale_for_distribution"),
+    UNSCALE: ("unscale", "_unscale_for_distribution"),
+    FULL_PRECISION: ("full_precision", "_full_precision"),
+    BATCH_SIZE: ("batch_size", "_batch_size"),
+}
+_ROLES = ("x", "y", "sample_weight")
+_KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
+
+
+class StepWriter:
+    def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
+        self.spec_name = spec_name
+        self.model = model
+        self.step = step
+        self.names = names
+        self.used: set[str] = used
+        names.enter(step)
+        self.training = step.kind is ir.StepKind.TRAIN
+        self.lines: list[str] = []
+        self.substitute: dict[str, str] = {}  # spec name -> Python, inside an assign
+
+    def run(self) -> list[str]:
+        method = _METHODS.get(self.step.kind, "predict_step")
+        self.lines.append(f"{INDENT}def {method}(self, data):")
+        depth = 2
+        if self.step.derived:
+            self.emit(depth, "# evaluate(): the train step below without its weight updates,")
+            self.emit(depth, "# in inference mode (the spec has no test step of its own).")
+        self._unpack(depth)
+        for item in self.step.items:
+            self._item(item, depth)
+        self._returns(depth)
+        return self.lines
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append(INDENT * depth + text)
+
+    def _raise(self, message: str, depth: int) -> None:
+        """`raise ValueError(message)`: an error the traced step reports."""
+        self.lines += layout("raise ", call("ValueError", [Text(message)]).doc, INDENT * depth)
+
+    def comment(self, depth: int, span: ir.Span, what: str = "") -> None:
+        text = f"# {self.spec_name}:{span.line}"
+        width = LINE_LENGTH - len(INDENT * depth)
+        for line in comment_lines(f"{text}  {what}" if what else text, width):
+            self.emit(depth, line)
+
+    # ---------------------------------------------------------------- data
+
+    def _unpack(self, depth: int) -> None:
+        data = self.step.data
+        self.comment(depth, data.span, data.written)
+        if data.positional:  # more than three parts: a tuple, by position
+            self.lines += positional_unpacking(self.spec_name, data, self.used, depth)
+        else:
+            self._unpack_keras(depth)
+        self.lines += structure_checks(self.spec_name, data, self.used, depth)
+
+    def _unpack_keras(self, depth: int) -> None:
+        """Keras's convention: x, y and sample_weight, each checked to be there
+        when the data line needs it and absent when it has no place for it."""
+        data = self.step.data
+        targets = ", ".join(name or "_" for name in data.roles)
+        self.emit(depth, f"{targets} = keras.utils.unpack_x_y_sample_weight(data)")
+        for role in self._unexpected_roles():
+            part = _ROLES.index(role)
+            self.emit(depth, f"if keras.utils.unpack_x_y_sample_weight(data)[{part}] is not None:")
+            self._raise(self._unexpected_message(role), depth + 1)
+        present = ", ".join(n for n in data.roles if n and n not in data.required)
+        for name in data.required:
+            role = _ROLES[data.roles.index(name)]
+            message = (
+                f"{self.spec_name}:{data.span.line}: {data.written} expects every batch to "
+                f"hold {_role(role, name)}, but this batch has only {present}: pass it to "
+                f"{'fit' if self.training else 'evaluate'}() or remove it from the spec's data line"
+            )
+            self.emit(depth, f"if {name} is None:")
+            self._raise(message, depth + 1)
+
+    def _unexpected_roles(self) -> list[str]:
+        """The parts the data line lacks, checked to be absent from the batch: fit()
+        would otherwise drop one silently (predict() ignores one, as Keras's does)."""
+        if self.step.kind is ir.StepKind.PREDICT:
+            return []
+        roles = zip(_ROLES, self.step.data.roles, strict=True)
+        return [role for role, name in roles if name is None]
+
+    def _unexpected_message(self, role: str) -> str:
+        data = self.step.data
+        method = _METHODS[self.step.kind]
+        where = f"{self.model.name}.{method} ({self.spec_name}:{data.span.line}, `{data.written}`)"
+        caller = "fit" if self.training else "evaluate"
+        parts = _listing(f"`{n}`" for n in data.roles if n)
+        if role == "y":
+            return (
+                f"{where}: {caller}() passed a `y`, but the step takes only {parts}; pass "
+                f"`{data.roles[0]}` alone, or add `y` to the data line"
+            )
+        return (
+            f"{where}: {caller}() passed a `sample_weight` (or a `class_weight`), but the "
+            f"step takes only {parts}; add `sample_weight?` to the data line to weight "
+            "the batch, or pass no weights"
+        )
+
+    # ---------------------------------------------------------------- items
+
+    def _item(self, item, depth: int) -> None:
+        if isinstance(item, Compute):
+            self._compute(item, depth)
+        elif isinstance(item, GradientRegion):
+            self._region(item, depth)
+        elif isinstance(item, ApplyGradients):
+            self._apply(item, depth)
+        elif isinstance(item, TakeGradient):
+            self._take_gradient(item, depth)
+        elif isinstance(item, RepeatBlock):
+            self._repeat(item, depth)
+
+    def _compute(self, item: Compute, depth: int) -> None:
+        statement = item.statement
+        keras_loss = is_loss_tracker_update(statement)
+        self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
+        if isinstance(statement, ir.AssignWeights):
+            self._assign_weights(statement, item.weights_of, depth)
+        elif isinstance(statement, ir.Assign):
+            self._assign(statement, depth)
+            for recorder, name in item.watches:  # recorded from here on, as assigned
+                self.emit(depth, f"{recorder}.watch({name})")
+        else:
+            self._update(statement, depth)
+
+    def _assign(self, statement: ir.Assign, depth: int) -> None:
+        targets = [t.id for t in statement.targets]
+        value = statement.value
+        if isinstance(value, ir.Call) and value.func.id == COMPILED_LOSS:
+            rendered = self._compiled_loss(value)
+        else:
+            rendered = self.expr(value)
+        self.lines += assignment(targets, rendered.doc, INDENT * depth)
+
+    def _update(self, statement: ir.Update, depth: int) -> None:
+        args = [self.expr(a).doc for a in statement.args]
+        args += [_keyword(k.name, self.expr(k.value).doc) for k in statement.keywords]
+        if statement.metric.id == "compiled_metrics":
+            self.emit(depth, "if self._compile_metrics is not None:  # compile(metrics=...)")
+            rendered = call("self._compile_metrics.update_state", args)
+            self.lines += layout("", rendered.doc, INDENT * (depth + 1))
+            return
+        tracker = f"self.{statement.metric.id}"
+        if is_loss_tracker_update(statement):  # `loss` in the logs
+            tracker = "self._loss_tracker"
+        rendered = call(f"{tracker}.update_state", args)
+        self.lines += layout("", rendered.doc, INDENT * depth)
+
+    def _region(self, region: GradientRegion, depth: int) -> None:
+        what = "the value differentiated" if region.watched else "the loss"
+        self.comment(depth, region.span, f"the recorded computation of {what}")
+        tapes = ", ".join(f"tf.GradientTape() as {name}" for name in region.recorders)
+        self.emit(depth, f"with {tapes}:")
+        for name in region.watched:  # a tensor, not a variable: recorded only if watched
+            self.emit(depth + 1, f"{region.recorders[0]}.watch({name})")
+        for item in region.body:
+            self._item(item, depth + 1)
+        for loss in region.losses:
+            self._loss_line(loss, depth + 1)
+
+    def _loss_line(self, loss, depth: int) -> None:
+        if not loss.optimizer:
+            if not (isinstance(loss.loss, ir.Name) and loss.loss.id == loss.name):
+                self.lines += layout(f"{loss.name} = ", self.expr(loss.loss).doc, INDENT * depth)
+        else:
+            optimizer = self.names.python(loss.optimizer)
+            self.emit(depth, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
+            rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
+            self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * depth)
+        if loss.check_scalar:
+            self._check_scalar(loss, depth)
+
+    def _check_scalar(self, loss, depth: int) -> None:
+        """The rank the compiler could not tell, checked on the static shape (no op)."""
+        self.used.add("require_scalar")
+        what = "minimize" if loss.optimizer else "gradient(...)"
+        message = Text(
+            f"{self.spec_name}:{loss.span.line}: {what} needs a scalar, but this value "
+            "is not one (a tape would sum it); reduce it with mean(...) or sum(...)"
+        )
+        rendered = call("_require_scalar", [loss.name, message])
+        self.lines += layout("", rendered.doc, INDENT * depth)
+
+    def _take_gradient(self, take: TakeGradient, depth: int) -> None:
+        statement = take.statement
+        self.comment(depth, statement.span)
+        targets = [t.id for t in statement.targets]
+        if take.of_model:
+            self.used.update(("sum_replicas", "zero_if_unconnected"))
+            variables = variables_of(take.sources[0])
+            gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
+            zeros = call("_zero_if_unconnected", [gradient.doc, variables])
+            rendered = call("_sum_over_replicas", [zeros.doc])
+        else:
+            sources = ", ".join(take.sources)
+            sources = f"[{sources}]" if take.tuple_result else sources
+            rendered = call(f"{take.recorder}.gradient", [take.value_name, sources])
+        self.lines += assignment(targets, rendered.doc, INDENT * depth)
+
+    def _repeat(self, block: RepeatBlock, depth: int) -> None:
+        if not block.items:  # nothing left to run (a block that only updated weights)
+            return
+        count = flat(self.expr(block.count).doc)
+        self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
+        if isinstance(block.count, ir.Name):
+            # Unrolled when traced: the bounds of a literal count, checked then.
+            bounds = f"1 <= {count} <= {MAX_REPEAT}"
+            self.emit(depth, f"if not {bounds}:  # checked once, when the step is traced")
+            message = (
+                f"{self.spec_name}:{block.statement.span.line}: repeat {block.count.id} "
+                f"needs 1 <= {block.count.id} <= {MAX_REPEAT} (the block is unrolled "
+                "when the step is traced)"
+            )
+            self._raise(message, depth + 1)
+        self.emit(depth, f"for _ in range({count}):")
+        for item in block.items:
+            self._item(item, depth + 1)
+
+    def _assign_weights(self, statement: ir.AssignWeights, models, depth: int) -> None:
+        weights = {m: self.names.fresh(f"{m}_weight") for m in models}
+        self.names.taken -= set(weights.values())  # loop names, free after the loop
+        lists = [f"{'self' if m == 'self' else 'self.' + m}.weights" for m in models]
+        if len(models) > 1:
+            sizes = " or ".join(f"len({lists[0]}) != len({w})" for w in lists[1:])
+            self.emit(depth, f"if {sizes}:")
+            message = (
+                f"{self.spec_name}:{statement.span.line}: assign needs "
+                f"{_listing(models)} to have the same weights, in the same order"
+            )
+            self._raise(message, depth + 1)
+        source = call("zip", lists).doc if len(lists) > 1 else lists[0]
+        loop = f"for {', '.join(weights.values())} in "
+        self.lines += layout(loop, Concat((source, ":")), INDENT * depth)
+        self.substitute = weights
+        value = self.expr(statement.value).doc
+        self.substitute = {}
+        rendered = call(f"{weights[statement.target.id]}.assign", [value])
+        self.lines += layout("", rendered.doc, INDENT * (depth + 1))
+
+    def _apply(self, apply: ApplyGradients, depth: int) -> None:
+        self.comment(depth, apply.statement.span, _minimize_text(apply.statement))
+        variables, grads = self.names.fresh("variables"), self.names.fresh("grads")
+        self.names.taken -= {variables, grads}  # reused by the next apply
+        parts = [variables_of(t) for t in apply.targets]
+        sources = Chain(parts[0], tuple(("+", part) for part in parts[1:]))
+        self.lines += layout(f"{variables} = ", sources, INDENT * depth)
+        self.emit(depth, f"if not {variables}:  # checked once, when the step is traced")
+        targets = ", ".join(apply.targets)
+        message = (
+            f"{self.spec_name}:{apply.statement.span.line}: {targets} has no trainable "
+            "variables to minimize over (frozen, or not built yet)"
+        )
+        self._raise(message, depth + 1)
+        optimizer = self.names.python(apply.optimizer)
+        if len(apply.targets) > 1 and apply.clips:
+            self._apply_clipped_parts(apply, variables, grads, depth)
+        else:
+            taken = call(f"{apply.recorder}.gradient", [apply.loss_name, variables])
+            self.lines += layout(f"{grads} = ", taken.doc, INDENT * depth)
+            for clip in apply.clips:
+                self._clip(clip, grads, optimizer, depth)
+        self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
+
+    def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
+        """Several targets, some clipped: one list of gradients per target."""
+        parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
+        self.names.taken -= set(parts.values())
+        sources = sequence("[", [variables_of(t) for t in apply.targets], "]")
+        rendered = call(f"{apply.recorder}.gradient", [apply.loss_name, sources.doc])
+        self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
+        optimizer = self.names.python(apply.optimizer)
+        for clip in apply.clips:
+            self._clip(clip, parts[clip.target.id], optimizer, depth)
+        self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
+
+    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
+        self.used.add("clip")
+        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
+        self.comment(depth, clip.span, written)
+        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
+        rendered = call("_clipped", [grads, optimizer, threshold])
+        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
+
+    # ---------------------------------------------------------------- returns
+
+    def _default_return(self) -> str:
+        """Every metric's result; checked not to be empty where the model has no
+        tracker that is always there (its own, or Keras's loss tracker)."""
+        if self.step.skips_compiled_metrics:  # compile()'s metrics: never updated here
+            self.used.add("metrics_result")
+            return "return _metrics_result(self, skipped=self._compile_metrics)"
+        if self.model.metrics or not self.model.own_metrics_only:
+            return "return self.get_metrics_result()"
+        self.used.add("reported")
+        method = _METHODS.get(self.step.kind, "predict_step")
+        where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
+        return f"return _reported(self, {string_literal(where)})"
+
+    def _returns(self, depth: int) -> None:
+        plan = self.step.returns
+        if plan is None:
+            self.emit(depth, self._default_return())
+            return
+        self.comment(depth, plan.span)
+        if plan.bare:
+            self.lines += layout("return ", self.expr(plan.values[0].value).doc, INDENT * depth)
+            return
+        entries = []
+        for value in plan.values:
+            if value.entry is not None:  # one compiled metric, by the name it reports
+                entries.append(self._compiled_metric_entry(value.entry, plan.span))
+            elif value.compiled_metrics:  # each by its own name, as get_metrics_result()
+                self.used.add("compiled_metrics")
+                entries.append("**_compiled_metrics_result(self)")
+            elif value.metric:  # keyed by the metric's name, as History averages by it
+                entries.append(_entry(f"self.{value.metric}.name", f"self.{value.metric}.result()"))
+            else:
+                entries.append(_entry(string_literal(value.key), self.expr(value.value).doc))
+        self.lines += layout("return ", sequence("{", entries, "}").doc, INDENT * depth)
+
+    def _compiled_metric_entry(self, name: str, span: ir.Span) -> Concat:
+        """`compiled_metrics["mae"]`: looked up when the step is traced, since
+        compile() names the metrics."""
+        self.used.add("compiled_metric")
+        where = string_literal(f"{self.spec_name}:{span.line}")
+        found = call("_compiled_metric_result", ["self", string_literal(name), where])
+        return _entry(string_literal(name), found.doc)
+
+    # ---------------------------------------------------------------- expressions
+
+    def expr(self, node) -> Rendered:
+        if isinstance(node, ir.Name):
+            if node.id in self.substitute:  # inside assign: a model's matching weight
+                return atom(self.substitute[node.id])
+            return atom(self.names.python(node.id))
+        if isinstance(node, ir.Number):
+            return atom(python_number(node))
+        if isinstance(node, ir.String):
+            return atom(string_literal(node.value))
+        if isinstance(node, ir.BinaryOp | ir.Negate | ir.Invert):
+            return self._operator(node)
+        if isinstance(node, ir.Subscript):
+            return subscript_doc(self.expr(node.value), index_text(node.index, self.expr))
+        if isinstance(node, ir.TupleExpr):
+            return sequence("(", [self.expr(i).doc for i in node.items], ")")
+        if isinstance(node, ir.ListExpr):
+            return sequence("[", [self.expr(i).doc for i in node.items], "]")
+        return self._call(node)
+
+    def _operator(self, node) -> Rendered:
+        if isinstance(node, ir.Negate):
+            return negate(self.expr(node.operand))
+        if isinstance(node, ir.Invert):
+            return invert(self.expr(node.operand))
+        return operation(node.op, self.expr(node.left), self.expr(node.right))
+
+    def _call(self, node: ir.Call) -> Rendered:
+        name = node.func.id
+        args = [self.expr(a).doc for a in node.args]
+        keywords = {k.name: self.expr(k.value).doc for k in node.keywords}
+        if name in _PSEUDO_CALL_HELPERS:
+            key, helper = _PSEUDO_CALL_HELPERS[name]
+            self.used.add(key)
+            return call(helper, args)
+        if name in OPS:
+            return self._op(name, args, keywords)
+        if name == "self" or self._is_model(name):
+            training = self.training and not self._is_frozen(name)
+            keywords.setdefault("training", "True" if training else "False")
+        func = "self" if name == "self" else self.names.python(name)
+        return call(func, args + [_keyword(k, v) for k, v in keywords.items()])
+
+    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
+        op = OPS[name]
+        if op.random:
+            keywords["seed"] = "self.seed_generator"
+        if op.helper:
+            self.used.add(op.helper)
+        return call(op.target, args + [_keyword(k, v) for k, v in keywords.items()])
+
+    def _compiled_loss(self, node: ir.Call) -> Rendered:
+        params = ("y", "y_pred", "sample_weight")
+        given = dict(zip(params, node.args, strict=False))
+        given.update({k.name: k.value for k in node.keywords})
+        args = [f"x={self.step.data.roles[0]}"]
+        args += [_keyword(p, self.expr(given[p]).doc) for p in params if p in given]
+        args.append(f"training={self.training}")
+        return call("self.compute_loss", args)
+
+    def _param_type(self, name: str) -> str | None:
+        params = [*self.model.init, *(self.model.compile or ())]
+        return next((p.type_name for p in params if p.name == name), None)
+
+    def _is_model(self, name: str) -> bool:
+        return self._param_type(name) in MODEL_TYPES
+
+    def _is_frozen(self, name: str) -> bool:
+        return self._param_type(name) == FROZEN_MODEL
+
+
+def _keyword(name: str, doc) -> Concat:
+    return Concat((f"{name}=", doc))
+
+
+def _entry(key: str, doc) -> Concat:
+    return Concat((f"{key}: ", doc))
+
+
+def _role(role: str, name: str) -> str:
+    return f"`{name}`" if role == name else f"{role} (`{name}`)"
+
+
+def variables_of(target: str) -> str:
+    return "self.trainable_variables" if target == "self" else f"self.{target}.trainable_variables"
+
+
+def _spec_text(expr: ir.Expr) -> str:
+    """A count or threshold as the spec wrote it (a name or a number)."""
+    return expr.id if isinstance(expr, ir.Name) else python_number(expr)
+
+
+def _listing(names) -> str:
+    names = list(names)
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _minimize_text(statement: ir.Minimize) -> str:
+    targets = ", ".join(t.id for t in statement.targets)
+    using = f" using {statement.optimizer.id}" if statement.optimizer else ""
+    loss = "the loss" if not isinstance(statement.loss, ir.Name) else statement.loss.id
+    return f"minimize {loss} over {targets}{using}"

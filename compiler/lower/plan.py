@@ -1,0 +1,229 @@
+"""The step plan: the decisions the lowering makes, before any backend renders them.
+
+Owns the frozen records that `stepc.lower.module` produces and each emitter reads:
+how a batch is unpacked, which statements a gradient recording covers and
+which run before it, where a loss is scaled for distribution, how each tracker
+is weighted, what a step returns. Nothing here names TensorFlow: a recording is
+a `GradientRegion`, which the TensorFlow emitter writes as `tf.GradientTape`.
+
+Expressions inside a plan are IR expressions, rewritten by the lowering. Two
+pseudo-operations, whose names cannot occur in a spec, mark where the lowering
+moved a loss between per-replica and global scale:
+`@scale` (`scale_loss_for_distribution`) and `@unscale` (its inverse); two more
+mark a cast of a model output (`@full_precision`) and the number of examples
+in a batch of any structure (`@batch_size`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stepc.parse import ir
+
+SCALE = "@scale"
+UNSCALE = "@unscale"
+FULL_PRECISION = "@full_precision"  # a model output cast for the step's arithmetic
+BATCH_SIZE = "@batch_size"  # the examples in a batch: its first tensor's first dimension
+
+
+def pseudo_call(name: str, expr: ir.Expr) -> ir.Call:
+    """`name(expr)` for one of the pseudo-calls above, spanning `expr`."""
+    return ir.Call(ir.Name(name, expr.span), (expr,), (), expr.span)
+
+
+def fresh_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`...: the first not in `taken` (which it joins).
+
+    The lowering and every backend name what they add through this, so an
+    added name never collides with a spec's own."""
+    name, counter = base, 2
+    while name in taken:
+        name, counter = f"{base}_{counter}", counter + 1
+    taken.add(name)
+    return name
+
+
+@dataclass(frozen=True)
+class PartStructure:
+    """A data part the step uses as a structure, checked when the step is traced:
+    a tuple or list of exactly `len(names)` elements, or a dict holding `keys`."""
+
+    part: str  # the data part's name
+    where: str  # the part in words: "the first part of the batch"
+    names: tuple[str, ...]  # a tuple: the names it is unpacked into
+    keys: tuple[str, ...]  # a dict: the keys the step reads
+    expected: str  # in words: "a tuple of 2 (images, labels)"
+    written: str  # the use that says so, as written: "images, labels = labeled"
+    span: ir.Span  # that use
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """How a batch is unpacked: by Keras's convention (`roles`), or, for more than
+    three parts, as a tuple of exactly `positional` (no y / sample_weight roles)."""
+
+    # Names of x, y, sample_weight; a positional batch's first part stands as x,
+    # since the batch size is the first dimension of its first tensor.
+    roles: tuple[str | None, str | None, str | None]
+    required: tuple[str, ...]  # names that must not be None at trace time
+    written: str  # the data line as written, e.g. "train(x, y)"
+    span: ir.Span
+    positional: tuple[str, ...] = ()  # more than three parts: every name, by position
+    structures: tuple[PartStructure, ...] = ()  # parts checked to be a tuple or a dict
+
+
+@dataclass(frozen=True)
+class Compute:
+    """One spec statement (an assignment, a metric update, an `assign` of
+    weights), rewritten."""
+
+    statement: ir.Assign | ir.Update | ir.AssignWeights
+    metric_class: str = ""  # for an update: the metric's Keras class
+    weights_of: tuple[str, ...] = ()  # for an assign: the target, then each model read
+    # (recorder, name): a gradient is taken with respect to the value just assigned
+    watches: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LossForGradient:
+    """The value a region differentiates: the loss scaled for distribution
+    (when it is not already) and then by the optimizer (for mixed precision).
+    For a `gradient(...)` there is no optimizer; `name` is the loss's own name
+    when the value needs no new line."""
+
+    name: str
+    loss: ir.Expr
+    optimizer: str  # "": a gradient(...) value, not scaled by an optimizer
+    span: ir.Span
+    check_scalar: bool = False  # rank unknown at compile time: checked when traced
+
+
+@dataclass(frozen=True)
+class GradientRegion:
+    recorders: tuple[str, ...]  # one recorder per minimize or gradient it serves
+    body: tuple[PlanItem, ...]
+    losses: tuple[LossForGradient, ...]
+    span: ir.Span  # the first minimize (or the gradient) it serves
+    watched: tuple[str, ...] = ()  # tensors a gradient(...) is taken with respect to
+
+
+@dataclass(frozen=True)
+class TakeGradient:
+    """`g = gradient(y, x)`: the recorded value's gradient, named as in the spec."""
+
+    recorder: str
+    value_name: str
+    sources: tuple[str, ...]  # tensors, or the one model whose variables
+    of_model: bool
+    tuple_result: bool  # gradient(y, (a, b)): unpacked into several names
+    statement: ir.Assign
+
+
+@dataclass(frozen=True)
+class RepeatBlock:
+    """`repeat COUNT:` its statements, placed like a step's, run COUNT times."""
+
+    count: ir.Expr
+    items: tuple[PlanItem, ...]
+    statement: ir.Repeat
+
+
+@dataclass(frozen=True)
+class ApplyGradients:
+    recorder: str
+    loss_name: str
+    targets: tuple[str, ...]  # model names; "self" for the whole model
+    optimizer: str
+    statement: ir.Minimize
+    clips: tuple[ir.Clip, ...] = ()
+
+
+PlanItem = Compute | GradientRegion | ApplyGradients | TakeGradient | RepeatBlock
+
+
+@dataclass(frozen=True)
+class ReturnValue:
+    key: str
+    metric: str | None  # a tracker whose result() is returned
+    value: ir.Expr | None  # otherwise, this value
+    compiled_metrics: bool = False  # every compiled metric's result, by its own name
+    entry: str | None = None  # ... or only the one reported under this name
+
+
+@dataclass(frozen=True)
+class ReturnPlan:
+    values: tuple[ReturnValue, ...]
+    span: ir.Span
+    bare: bool  # predict: return the value itself, not a dict
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    kind: ir.StepKind
+    data: DataPlan
+    items: tuple[PlanItem, ...]
+    returns: ReturnPlan | None  # None: every metric of the model
+    taken: frozenset[str]  # local names in use; a backend's own names avoid them
+    derived: bool = False  # a test step derived from the train step
+    # The model lists compile()'s metrics but this step never updates them: its
+    # default report leaves them out (Keras cannot report a metric never updated).
+    skips_compiled_metrics: bool = False
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type_name: str  # Model, Layer, Optimizer, Loss, Callable, int, float, Metrics, ...
+    default: ir.Expr | None = None  # a literal
+    # One of Keras's own compile() arguments (optimizer, loss, metrics, ...):
+    # forwarded to Keras's compile(), which keeps it; the model holds no copy.
+    keras: bool = False
+
+
+@dataclass(frozen=True)
+class Declaration:
+    name: str
+    class_name: str
+    args: tuple[ir.Expr, ...]
+    keywords: tuple[ir.Keyword, ...]
+    span: ir.Span
+    # Built in compile() (it reads a compile() number, or it is an optimizer),
+    # else in __init__. Its arguments' names are int/float parameters.
+    in_compile: bool = False
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    functional: bool
+    span: ir.Span
+    init: tuple[Parameter, ...]
+    compile: tuple[Parameter, ...] | None  # None: Keras's own compile()
+    metrics: tuple[Declaration, ...]
+    losses: tuple[Declaration, ...]
+    uses_random: bool
+    # Layer parameters whose SeedGenerator states the model saves with its own
+    # (Keras saves none), so a restored augmenter draws the noise it would draw next.
+    seeded_layers: tuple[str, ...]
+    own_metrics_only: bool  # no compiled loss: `metrics` lists the trackers (not Keras's)
+    lists_compiled_metrics: bool  # ... and compile()'s metrics, which a step updates
+    optimizer_targets: tuple[tuple[str, tuple[str, ...]], ...]  # for restoring state
+    steps: tuple[StepPlan, ...]
+    jit_compile: ir.Name | None = None  # the spec's default for compile(jit_compile=...)
+    compile_span: ir.Span | None = None  # the compile(...) declaration, for messages
+    # A model of sub-models' steps neither written nor derived (Keras's own would
+    # call the model, which has no call()), each with the line its error names.
+    missing_steps: tuple[tuple[ir.StepKind, ir.Span], ...] = ()
+    # `optimizer NAME = Class(...)`, built in compile(); "optimizer" is Keras's own.
+    optimizers: tuple[Declaration, ...] = ()
+    # A step skips compile()'s metrics: `metrics` lists them only once a step has
+    # updated them (built), so fit()'s own get_metrics_result() can report them.
+    compiled_metrics_once_built: bool = False
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    spec_name: str  # the spec's file name, for the header and messages
+    spec_digest: str  # sha256 of the spec text
+    package: str  # Keras serialization package
+    models: tuple[ModelPlan, ...]
