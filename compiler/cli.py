@@ -31,6 +31,7 @@ from stepc.diagnostics import (
     render_text,
     shown_path,
 )
+from stepc.emit.frameworks import ALL
 from stepc.parse.ir import Span
 from stepc.parse.sources import read_spec
 from stepc.pipeline import analyze
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="write nothing; exit 1 with a diff if a module is stale",
+    )
+    compile_.add_argument(
+        "--backend",
+        choices=ALL,
+        help="write the steps of this Keras backend only (default: every backend's, "
+        "the one Keras runs on chosen when the module is imported)",
     )
     check = commands.add_parser("check", help="check specs without writing anything")
     check.add_argument("specs", nargs="+", metavar="SPEC")
@@ -157,13 +164,19 @@ def _target(spec: str, out: Path) -> Path:
     return out / f"{Path(spec).stem}.py"
 
 
+def _frameworks(args) -> tuple[str, ...]:
+    """The backends whose steps the module holds: one (--backend), or every one."""
+    backend = getattr(args, "backend", None)  # `check` has no --backend
+    return (backend,) if backend else ALL
+
+
 def _one_spec(spec: str, args, report: Report) -> bool:
     """Compile (or check) one spec; True if it failed."""
     source, diagnostics = read_spec(spec)
     module = None
     if source is not None:
         try:
-            module, diagnostics = analyze(source, spec)
+            module, diagnostics = analyze(source, spec, _frameworks(args))
         except RecursionError:
             diagnostics = [error("the spec nests too deeply for stepc", Span(1, 1, 1, 2))]
     report.spec(spec, source or "", diagnostics)

@@ -17,6 +17,7 @@ from types import ModuleType
 
 from stepc.check.models import check
 from stepc.diagnostics import Diagnostic, SpecError, error, has_errors
+from stepc.emit.frameworks import ALL
 from stepc.emit.render import emit
 from stepc.lower.module import lower
 from stepc.parse import ir
@@ -25,8 +26,12 @@ from stepc.parse.parser import parse
 from stepc.parse.sources import content_problems, read_spec, spec_text
 
 
-def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
+def analyze(
+    source: str, path: str, frameworks: tuple[str, ...] = ALL
+) -> tuple[str | None, list[Diagnostic]]:
     """Compile `source`; return the module text (None on errors) and all diagnostics.
+
+    The module holds the steps of each of `frameworks` (Keras backend names).
 
     Positions are those of `spec_text(source)`: a byte order mark dropped and every
     line break (`\r\n`, a lone `\r`) read as `\n`, which is how an editor shows it.
@@ -42,7 +47,7 @@ def analyze(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _stages(source, path)
+        return _stages(source, path, frameworks)
     except RecursionError:
         return None, [_too_deep(source)]
     finally:
@@ -61,7 +66,7 @@ def _too_deep(source: str) -> Diagnostic:
     )
 
 
-def _stages(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
+def _stages(source: str, path: str, frameworks) -> tuple[str | None, list[Diagnostic]]:
     spec, diagnostics = parse(source, path)
     if spec is None:
         return None, diagnostics
@@ -73,7 +78,7 @@ def _stages(source: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     diagnostics += found
     if has_errors(diagnostics):
         return None, diagnostics
-    module = emit(plan)
+    module = emit(plan, frameworks)
     broken = _not_python(module, path)
     if broken is not None:
         return None, [*diagnostics, broken]
@@ -109,9 +114,11 @@ def _not_python(module: str, path: str) -> Diagnostic | None:
     return None
 
 
-def compile_source(text: str, filename: str = "<spec>") -> str:
-    """The generated module's text; raises SpecError listing every diagnostic."""
-    module, diagnostics = analyze(text, filename)
+def compile_source(text: str, filename: str = "<spec>", backend: str | None = None) -> str:
+    """The generated module's text; raises SpecError listing every diagnostic.
+
+    `backend`: the steps of that Keras backend only (default: every backend's)."""
+    module, diagnostics = analyze(text, filename, (backend,) if backend else ALL)
     if module is None:
         # The diagnostics' positions are those of the normalized text.
         raise SpecError(filename, spec_text(text), diagnostics)

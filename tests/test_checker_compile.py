@@ -3,7 +3,7 @@
 its numbers, and sub-model calls with several arguments: what the checker accepts,
 each error it reports, and the generated signatures (no TensorFlow here; the runtime
 side is tests/test_compile_runtime.py). The style of tests/test_checker.py, with the
-helpers of tests/checker_support.py.
+helpers of tests/support/checker.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import stepc
 
-from tests.checker_support import at, check, errors, functional, submodels, the_error, warnings
+from tests.support.checker import at, check, errors, functional, submodels, the_error, warnings
 
 # A Functional model whose compile() line is line 2 and whose optimizer items go on line 3.
 KERAS_COMPILE = "model M(Functional):\n    compile({params})\n{items}    train(x, y):\n"
@@ -328,7 +328,8 @@ def test_optimizers_built_from_compile_numbers() -> None:
     module = stepc.compile_source(text, "t.step")
     assert 'kwargs["optimizer"] = keras.optimizers.Adam(learning_rate=learning_rate)' in module
     assert "self.huber_loss = keras.losses.Huber(delta=delta)" in module
-    compile_method = module[module.index("def compile(") : module.index("def train_step")]
+    start = module.index("def compile(")
+    compile_method = module[start : module.index("\n    def ", start)]
     assert "self.huber_loss" in compile_method  # it reads a compile() number
 
 

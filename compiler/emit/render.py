@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import jinja2
+from stepc.emit.frameworks import ALL
 from stepc.emit.keras import classes
 from stepc.emit.pyexpr import string_literal
 from stepc.lower.plan import ModulePlan
@@ -31,7 +32,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def emit(plan: ModulePlan) -> str:
-    model = classes.render_model(plan)
+def emit(plan: ModulePlan, frameworks: tuple[str, ...] = ALL) -> str:
+    """The module's text, with steps for each of `frameworks` (Keras backend names)."""
+    model = classes.render_model(plan, frameworks)
     text = _environment().get_template("module.py.jinja").render(module=model)
     return text.rstrip("\n") + "\n"

@@ -21,6 +21,7 @@ from stepc.lower.plan import (
     GradientRegion,
     LossForGradient,
     PlanItem,
+    RegionGradient,
     RepeatBlock,
     TakeGradient,
 )
@@ -174,7 +175,10 @@ class GradientPlacement:
         late = [n for n in watched if _watch_after_assignment(body, recorder, n)]
         watched = tuple(n for n in watched if n not in late)
         body = tuple(body)
-        region = GradientRegion((recorder,), body, (value,), statement.span, watched)
+        gradient = RegionGradient(recorder, value.name, sources, of_model, "")
+        region = GradientRegion(
+            (recorder,), body, (value,), statement.span, watched, gradients=(gradient,)
+        )
         tuple_result = isinstance(call.args[1], (ir.TupleExpr, ir.ListExpr))
         take = TakeGradient(recorder, value.name, sources, of_model, tuple_result, statement)
         self.facts.assign(statement.targets, statement.value, False)

@@ -99,12 +99,40 @@ class LossForGradient:
 
 
 @dataclass(frozen=True)
+class RegionGradient:
+    """One gradient a region's recording serves: of the value named `value` with
+    respect to `sources` (the trainable variables of models, or tensors)."""
+
+    recorder: str
+    value: str  # the LossForGradient's name
+    sources: tuple[str, ...]  # model names ("self": the whole model) or tensor names
+    of_model: bool  # sources are models (their trainable variables), not tensors
+    optimizer: str  # the minimize's optimizer; "" for a gradient(...) value
+
+
+@dataclass(frozen=True)
 class GradientRegion:
+    """Statements recorded for differentiation, and the gradients taken of them.
+
+    A backend writes it as a tape (TensorFlow), a function differentiated with
+    `jax.vjp` (JAX, which then needs `reads` and `leaves`), or plain statements
+    followed by `torch.autograd.grad` (which needs `nested` and `simultaneous`)."""
+
     recorders: tuple[str, ...]  # one recorder per minimize or gradient it serves
     body: tuple[PlanItem, ...]
     losses: tuple[LossForGradient, ...]
     span: ir.Span  # the first minimize (or the gradient) it serves
     watched: tuple[str, ...] = ()  # tensors a gradient(...) is taken with respect to
+    gradients: tuple[RegionGradient, ...] = ()  # one per recorder, in order
+    reads: tuple[str, ...] = ()  # step values bound before the region that it reads
+    leaves: tuple[str, ...] = ()  # values it binds that the rest of the step reads
+    nested: bool = False  # inside another region: its gradient is differentiated again
+
+    @property
+    def simultaneous(self) -> bool:
+        """Several minimizes from one forward pass: every gradient is taken before
+        any weight is updated (an update in place would change the others' inputs)."""
+        return sum(1 for g in self.gradients if g.optimizer) > 1
 
 
 @dataclass(frozen=True)

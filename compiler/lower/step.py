@@ -28,6 +28,7 @@ from stepc.lower.plan import (
     GradientRegion,
     LossForGradient,
     PlanItem,
+    RegionGradient,
     RepeatBlock,
     ReturnPlan,
     ReturnValue,
@@ -36,6 +37,7 @@ from stepc.lower.plan import (
     pseudo_call,
 )
 from stepc.lower.precision import cast_model_outputs
+from stepc.lower.regions import annotate_regions
 from stepc.lower.scaling import Facts
 from stepc.parse import ir
 from stepc.tables.builtins import KERAS_OPTIMIZER, Type
@@ -80,11 +82,12 @@ class StepLowering(GradientPlacement):
         body = [s for s in self.step.body if not isinstance(s, ir.Return)]
         returns = [s for s in self.step.body if isinstance(s, ir.Return)]
         items = self._place(body)
+        return_plan = self._return_plan(returns[0]) if returns else None
         return StepPlan(
             self.step.kind,
             self._data_plan(),
-            tuple(items),
-            self._return_plan(returns[0]) if returns else None,
+            annotate_regions(items, return_plan),
+            return_plan,
             frozenset(self.taken),
         )
 
@@ -201,7 +204,12 @@ class StepLowering(GradientPlacement):
         recorded_items = tuple(self._computes(body, inside, done))
         # After the recorded statements: the facts about their values are known.
         losses = tuple(self._loss_for_gradient(body[i]) for i in group)
-        region = GradientRegion(recorders, recorded_items, losses, body[group[0]].span)
+        gradients = tuple(
+            _minimize_gradient(recorder, loss, body[index])
+            for recorder, loss, index in zip(recorders, losses, group, strict=True)
+        )
+        span = body[group[0]].span
+        region = GradientRegion(recorders, recorded_items, losses, span, gradients=gradients)
         items += [region, *self._computes(body, after, done)]
         for recorder, loss, index in zip(recorders, losses, group, strict=True):
             items += self._computes(body, range(index), done)
@@ -332,6 +340,12 @@ class StepLowering(GradientPlacement):
 
 
 # ---------------------------------------------------------------- dependencies
+
+
+def _minimize_gradient(recorder: str, loss: LossForGradient, minimize: ir.Minimize):
+    """The gradient a minimize takes: its loss's, with respect to its targets."""
+    targets = tuple(t.id for t in minimize.targets)
+    return RegionGradient(recorder, loss.name, targets, True, loss.optimizer)
 
 
 def _batch_size_local(body, x: str) -> tuple[str, int] | None:

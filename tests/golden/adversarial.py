@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _batch_size(x):
@@ -23,32 +27,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.adversarial")
-class AdversarialClassifier(keras.Model):
-    """Generated from adversarial.step:5; see the spec for the algorithm."""
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
 
-    def __init__(self, classifier, epsilon, **kwargs):
-        super().__init__(**kwargs)
-        self.classifier = classifier
-        self.epsilon = epsilon
-        # adversarial.step:8
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        # adversarial.step:9
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        # adversarial.step:10
-        self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(
-            name="adversarial_accuracy"
-        )
-        # adversarial.step:7
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [self.loss_tracker, self.accuracy, self.adversarial_accuracy]
+class _AdversarialClassifierTensorFlowSteps:
+    """AdversarialClassifier's steps on TensorFlow."""
 
     def train_step(self, data):
         # adversarial.step:12  train(x, y)
@@ -138,7 +126,40 @@ class AdversarialClassifier(keras.Model):
             self.accuracy.name: self.accuracy.result(),
         }
 
-    def predict_step(self, data):
+
+_AdversarialClassifierSteps = _for_backend(
+    tensorflow=_AdversarialClassifierTensorFlowSteps
+)
+
+
+@keras.saving.register_keras_serializable(package="stepc.adversarial")
+class AdversarialClassifier(_AdversarialClassifierSteps, keras.Model):
+    """Generated from adversarial.step:5; see the spec for the algorithm."""
+
+    def __init__(self, classifier, epsilon, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.epsilon = epsilon
+        # adversarial.step:8
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        # adversarial.step:9
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # adversarial.step:10
+        self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(
+            name="adversarial_accuracy"
+        )
+        # adversarial.step:7
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [self.loss_tracker, self.accuracy, self.adversarial_accuracy]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # adversarial.step:5  no predict(...) block
         raise ValueError(
             "adversarial.step:5: AdversarialClassifier has no predict_step for "

@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _batch_size(x):
@@ -23,24 +27,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.lowlevel")
-class CustomModel(keras.Model):
-    """Generated from lowlevel.step:5; see the spec for the algorithm."""
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # lowlevel.step:6
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        # lowlevel.step:7
-        self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
-        # lowlevel.step:11
-        self.mse = keras.losses.MeanSquaredError()
 
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [self.loss_tracker, self.mae_metric]
+class _CustomModelTensorFlowSteps:
+    """CustomModel's steps on TensorFlow."""
 
     def train_step(self, data):
         # lowlevel.step:13  train(x, y)
@@ -112,3 +108,26 @@ class CustomModel(keras.Model):
         # lowlevel.step:18
         self.mae_metric.update_state(y, y_pred)
         return self.get_metrics_result()
+
+
+_CustomModelSteps = _for_backend(tensorflow=_CustomModelTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.lowlevel")
+class CustomModel(_CustomModelSteps, keras.Model):
+    """Generated from lowlevel.step:5; see the spec for the algorithm."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # lowlevel.step:6
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        # lowlevel.step:7
+        self.mae_metric = keras.metrics.MeanAbsoluteError(name="mae")
+        # lowlevel.step:11
+        self.mse = keras.losses.MeanSquaredError()
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [self.loss_tracker, self.mae_metric]

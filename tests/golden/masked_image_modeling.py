@@ -9,6 +9,18 @@ import tensorflow as tf
 from keras import ops
 
 
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
+
+
 def _seed_states(*layers):
     """The SeedGenerator states of `layers` and the layers inside them, in order:
     their variables that are not weights (Keras saves none of them)."""
@@ -17,14 +29,6 @@ def _seed_states(*layers):
         weights = {id(weight) for weight in layer.weights}
         states += [v for v in layer.variables if id(v) not in weights]
     return states
-
-
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
 
 
 def _full_precision(outputs):
@@ -45,29 +49,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.masked_image_modeling")
-class MaskedAutoencoder(keras.Model):
-    """Generated from masked_image_modeling.step:14; see the spec for the algorithm."""
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
 
-    def __init__(
-        self,
-        train_augmentation_model,
-        test_augmentation_model,
-        patch_layer,
-        patch_encoder,
-        encoder,
-        decoder,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.train_augmentation_model = train_augmentation_model
-        self.test_augmentation_model = test_augmentation_model
-        self.patch_layer = patch_layer
-        self.patch_encoder = patch_encoder
-        self.encoder = encoder
-        self.decoder = decoder
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
+
+class _MaskedAutoencoderTensorFlowSteps:
+    """MaskedAutoencoder's steps on TensorFlow."""
 
     def train_step(self, data):
         # masked_image_modeling.step:24  train(images)
@@ -209,7 +200,35 @@ class MaskedAutoencoder(keras.Model):
             self._compile_metrics.update_state(loss_patch, loss_output)
         return self.get_metrics_result()
 
-    def predict_step(self, data):
+
+_MaskedAutoencoderSteps = _for_backend(tensorflow=_MaskedAutoencoderTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.masked_image_modeling")
+class MaskedAutoencoder(_MaskedAutoencoderSteps, keras.Model):
+    """Generated from masked_image_modeling.step:14; see the spec for the algorithm."""
+
+    def __init__(
+        self,
+        train_augmentation_model,
+        test_augmentation_model,
+        patch_layer,
+        patch_encoder,
+        encoder,
+        decoder,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.train_augmentation_model = train_augmentation_model
+        self.test_augmentation_model = test_augmentation_model
+        self.patch_layer = patch_layer
+        self.patch_encoder = patch_encoder
+        self.encoder = encoder
+        self.decoder = decoder
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # masked_image_modeling.step:14  no predict(...) block
         raise ValueError(
             "masked_image_modeling.step:14: MaskedAutoencoder has no predict_step for "

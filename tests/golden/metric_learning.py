@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _full_precision(outputs):
@@ -35,20 +39,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.metric_learning")
-class EmbeddingModel(keras.Model):
-    """Generated from metric_learning.step:15; see the spec for the algorithm."""
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
 
-    def compile(self, optimizer, loss, metrics=None, temperature=0.2, **kwargs):
-        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
-        # Keras's own compile() arguments keep Keras's meaning: model.optimizer,
-        # the compiled loss and the compiled metrics.
-        kwargs.update(optimizer=optimizer, loss=loss, metrics=metrics)
-        super().compile(**kwargs)
-        self.temperature = temperature
-        # Build each optimizer on the variables it updates (its state then loads).
-        if self.trainable_variables:
-            self.optimizer.build(self.trainable_variables)
+
+class _EmbeddingModelTensorFlowSteps:
+    """EmbeddingModel's steps on TensorFlow."""
 
     def train_step(self, data):
         # metric_learning.step:18  train(pairs)
@@ -104,6 +104,25 @@ class EmbeddingModel(keras.Model):
         if self._compile_metrics is not None:  # compile(metrics=...)
             self._compile_metrics.update_state(sparse_labels, similarities)
         return self.get_metrics_result()
+
+
+_EmbeddingModelSteps = _for_backend(tensorflow=_EmbeddingModelTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.metric_learning")
+class EmbeddingModel(_EmbeddingModelSteps, keras.Model):
+    """Generated from metric_learning.step:15; see the spec for the algorithm."""
+
+    def compile(self, optimizer, loss, metrics=None, temperature=0.2, **kwargs):
+        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
+        # Keras's own compile() arguments keep Keras's meaning: model.optimizer,
+        # the compiled loss and the compiled metrics.
+        kwargs.update(optimizer=optimizer, loss=loss, metrics=metrics)
+        super().compile(**kwargs)
+        self.temperature = temperature
+        # Build each optimizer on the variables it updates (its state then loads).
+        if self.trainable_variables:
+            self.optimizer.build(self.trainable_variables)
 
     def get_compile_config(self):
         # What Keras's compile() recorded: its own arguments, declared here or

@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _scale_for_distribution(loss):
-    """A global-batch loss as one replica's share, as Keras's losses return it."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _full_precision(outputs):
@@ -29,28 +33,16 @@ def _full_precision(outputs):
     return keras.tree.map_structure(cast, outputs)
 
 
-@keras.saving.register_keras_serializable(package="stepc.scan")
-class SCAN(keras.Model):
-    """Generated from scan.step:12; see the spec for the algorithm."""
+def _scale_for_distribution(loss):
+    """A global-batch loss as one replica's share, as Keras's losses return it."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss
 
-    def __init__(self, clustering_model, entropy_weight=5.0, **kwargs):
-        super().__init__(**kwargs)
-        self.clustering_model = clustering_model
-        self.entropy_weight = entropy_weight
-        # scan.step:14
-        self.total_loss_tracker = keras.metrics.Mean(name="loss")
-        # scan.step:15
-        self.consistency_tracker = keras.metrics.Mean(name="consistency_loss")
-        # scan.step:16
-        self.entropy_tracker = keras.metrics.Mean(name="entropy")
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [self.total_loss_tracker, self.consistency_tracker, self.entropy_tracker]
+class _SCANTensorFlowSteps:
+    """SCAN's steps on TensorFlow."""
 
     def train_step(self, data):
         # scan.step:18  train(anchors, neighbours)
@@ -174,7 +166,34 @@ class SCAN(keras.Model):
         self.entropy_tracker.update_state(entropy, sample_weight=batch_size)
         return self.get_metrics_result()
 
-    def predict_step(self, data):
+
+_SCANSteps = _for_backend(tensorflow=_SCANTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.scan")
+class SCAN(_SCANSteps, keras.Model):
+    """Generated from scan.step:12; see the spec for the algorithm."""
+
+    def __init__(self, clustering_model, entropy_weight=5.0, **kwargs):
+        super().__init__(**kwargs)
+        self.clustering_model = clustering_model
+        self.entropy_weight = entropy_weight
+        # scan.step:14
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        # scan.step:15
+        self.consistency_tracker = keras.metrics.Mean(name="consistency_loss")
+        # scan.step:16
+        self.entropy_tracker = keras.metrics.Mean(name="entropy")
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [self.total_loss_tracker, self.consistency_tracker, self.entropy_tracker]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # scan.step:12  no predict(...) block
         raise ValueError(
             "scan.step:12: SCAN has no predict_step for predict(); add a "

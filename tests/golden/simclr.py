@@ -9,6 +9,18 @@ import tensorflow as tf
 from keras import ops
 
 
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
+
+
 def _seed_states(*layers):
     """The SeedGenerator states of `layers` and the layers inside them, in order:
     their variables that are not weights (Keras saves none of them)."""
@@ -17,22 +29,6 @@ def _seed_states(*layers):
         weights = {id(weight) for weight in layer.weights}
         states += [v for v in layer.variables if id(v) not in weights]
     return states
-
-
-def _scale_for_distribution(loss):
-    """A global-batch loss as one replica's share, as Keras's losses return it."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
-    return loss
-
-
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
 
 
 def _for_dtype_policy(model, optimizer):
@@ -89,104 +85,24 @@ def _uses_ema(optimizer):
     return bool(optimizer.use_ema)
 
 
-@keras.saving.register_keras_serializable(package="stepc.simclr")
-class ContrastiveModel(keras.Model):
-    """Generated from simclr.step:19; see the spec for the algorithm."""
+def _scale_for_distribution(loss):
+    """A global-batch loss as one replica's share, as Keras's losses return it."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss
 
-    def __init__(
-        self,
-        encoder,
-        projection_head,
-        linear_probe,
-        contrastive_augmenter,
-        classification_augmenter,
-        temperature=0.1,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.projection_head = projection_head
-        self.linear_probe = linear_probe
-        self.contrastive_augmenter = contrastive_augmenter
-        self.classification_augmenter = classification_augmenter
-        self.temperature = temperature
-        # simclr.step:23
-        self.contrastive_loss_tracker = keras.metrics.Mean(name="c_loss")
-        # simclr.step:24
-        self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(
-            name="c_acc"
-        )
-        # simclr.step:25
-        self.probe_loss_tracker = keras.metrics.Mean(name="p_loss")
-        # simclr.step:26
-        self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="p_acc")
-        # simclr.step:22
-        self.probe_loss_fn = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True
-        )
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    def compile(self, contrastive_optimizer, probe_optimizer, **kwargs):
-        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
-        # The step uses only its own optimizers: model.optimizer stays None unless
-        # given (not an unused RMSprop that callbacks would read or build).
-        kwargs.setdefault("optimizer", None)
-        super().compile(**kwargs)
-        # A name or a config, as Keras's compile() takes them.
-        if isinstance(contrastive_optimizer, (str, dict)):
-            contrastive_optimizer = keras.optimizers.get(contrastive_optimizer)
-        if not isinstance(contrastive_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "simclr.step:21: contrastive_optimizer must be a "
-                "keras.optimizers.Optimizer, or the name of one as Keras's compile() "
-                "takes it (e.g. 'adam')"
-            )
-        if _uses_ema(contrastive_optimizer):
-            raise ValueError(
-                "simclr.step:21: contrastive_optimizer has use_ema=True, but fit() "
-                "swaps the moving averages into the weights only for Keras's own "
-                "model.optimizer, not for an optimizer of the spec's compile(); give "
-                "contrastive_optimizer without use_ema, or declare it as Keras's own "
-                "`optimizer: Optimizer`"
-            )
-        self.contrastive_optimizer = _for_dtype_policy(self, contrastive_optimizer)
-        # A name or a config, as Keras's compile() takes them.
-        if isinstance(probe_optimizer, (str, dict)):
-            probe_optimizer = keras.optimizers.get(probe_optimizer)
-        if not isinstance(probe_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "simclr.step:21: probe_optimizer must be a keras.optimizers.Optimizer, "
-                "or the name of one as Keras's compile() takes it (e.g. 'adam')"
-            )
-        if _uses_ema(probe_optimizer):
-            raise ValueError(
-                "simclr.step:21: probe_optimizer has use_ema=True, but fit() swaps the "
-                "moving averages into the weights only for Keras's own "
-                "model.optimizer, not for an optimizer of the spec's compile(); give "
-                "probe_optimizer without use_ema, or declare it as Keras's own "
-                "`optimizer: Optimizer`"
-            )
-        self.probe_optimizer = _for_dtype_policy(self, probe_optimizer)
-        # Build each optimizer on the variables it updates (its state then loads).
-        if self.encoder.trainable_variables + self.projection_head.trainable_variables:
-            self.contrastive_optimizer.build(
-                self.encoder.trainable_variables
-                + self.projection_head.trainable_variables
-            )
-        if self.linear_probe.trainable_variables:
-            self.probe_optimizer.build(self.linear_probe.trainable_variables)
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
 
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [
-            self.contrastive_loss_tracker,
-            self.contrastive_accuracy,
-            self.probe_loss_tracker,
-            self.probe_accuracy,
-        ]
+
+class _ContrastiveModelTensorFlowSteps:
+    """ContrastiveModel's steps on TensorFlow."""
 
     def train_step(self, data):
         # simclr.step:28  train(unlabeled_images, labeled)
@@ -356,7 +272,110 @@ class ContrastiveModel(keras.Model):
             self.probe_accuracy.name: self.probe_accuracy.result(),
         }
 
-    def predict_step(self, data):
+
+_ContrastiveModelSteps = _for_backend(tensorflow=_ContrastiveModelTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.simclr")
+class ContrastiveModel(_ContrastiveModelSteps, keras.Model):
+    """Generated from simclr.step:19; see the spec for the algorithm."""
+
+    def __init__(
+        self,
+        encoder,
+        projection_head,
+        linear_probe,
+        contrastive_augmenter,
+        classification_augmenter,
+        temperature=0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.projection_head = projection_head
+        self.linear_probe = linear_probe
+        self.contrastive_augmenter = contrastive_augmenter
+        self.classification_augmenter = classification_augmenter
+        self.temperature = temperature
+        # simclr.step:23
+        self.contrastive_loss_tracker = keras.metrics.Mean(name="c_loss")
+        # simclr.step:24
+        self.contrastive_accuracy = keras.metrics.SparseCategoricalAccuracy(
+            name="c_acc"
+        )
+        # simclr.step:25
+        self.probe_loss_tracker = keras.metrics.Mean(name="p_loss")
+        # simclr.step:26
+        self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="p_acc")
+        # simclr.step:22
+        self.probe_loss_fn = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True
+        )
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    def compile(self, contrastive_optimizer, probe_optimizer, **kwargs):
+        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
+        # The step uses only its own optimizers: model.optimizer stays None unless
+        # given (not an unused RMSprop that callbacks would read or build).
+        kwargs.setdefault("optimizer", None)
+        super().compile(**kwargs)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(contrastive_optimizer, (str, dict)):
+            contrastive_optimizer = keras.optimizers.get(contrastive_optimizer)
+        if not isinstance(contrastive_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "simclr.step:21: contrastive_optimizer must be a "
+                "keras.optimizers.Optimizer, or the name of one as Keras's compile() "
+                "takes it (e.g. 'adam')"
+            )
+        if _uses_ema(contrastive_optimizer):
+            raise ValueError(
+                "simclr.step:21: contrastive_optimizer has use_ema=True, but fit() "
+                "swaps the moving averages into the weights only for Keras's own "
+                "model.optimizer, not for an optimizer of the spec's compile(); give "
+                "contrastive_optimizer without use_ema, or declare it as Keras's own "
+                "`optimizer: Optimizer`"
+            )
+        self.contrastive_optimizer = _for_dtype_policy(self, contrastive_optimizer)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(probe_optimizer, (str, dict)):
+            probe_optimizer = keras.optimizers.get(probe_optimizer)
+        if not isinstance(probe_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "simclr.step:21: probe_optimizer must be a keras.optimizers.Optimizer, "
+                "or the name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
+        if _uses_ema(probe_optimizer):
+            raise ValueError(
+                "simclr.step:21: probe_optimizer has use_ema=True, but fit() swaps the "
+                "moving averages into the weights only for Keras's own "
+                "model.optimizer, not for an optimizer of the spec's compile(); give "
+                "probe_optimizer without use_ema, or declare it as Keras's own "
+                "`optimizer: Optimizer`"
+            )
+        self.probe_optimizer = _for_dtype_policy(self, probe_optimizer)
+        # Build each optimizer on the variables it updates (its state then loads).
+        if self.encoder.trainable_variables + self.projection_head.trainable_variables:
+            self.contrastive_optimizer.build(
+                self.encoder.trainable_variables
+                + self.projection_head.trainable_variables
+            )
+        if self.linear_probe.trainable_variables:
+            self.probe_optimizer.build(self.linear_probe.trainable_variables)
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [
+            self.contrastive_loss_tracker,
+            self.contrastive_accuracy,
+            self.probe_loss_tracker,
+            self.probe_accuracy,
+        ]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # simclr.step:19  no predict(...) block
         raise ValueError(
             "simclr.step:19: ContrastiveModel has no predict_step for predict(); add a "

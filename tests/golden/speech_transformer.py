@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _batch_size(x):
@@ -54,22 +58,16 @@ def _metrics_result(model, skipped):
     return logs
 
 
-@keras.saving.register_keras_serializable(package="stepc.speech_transformer")
-class SpeechTransformer(keras.Model):
-    """Generated from speech_transformer.step:14; see the spec for the algorithm."""
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
 
-    def __init__(self, transformer, num_classes, **kwargs):
-        super().__init__(**kwargs)
-        self.transformer = transformer
-        self.num_classes = num_classes
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    @property
-    def metrics(self):
-        # compile()'s metrics once a step has updated them: fit() reports every
-        # metric listed here, and one never updated has no result.
-        return [m for m in super().metrics if m is not self._compile_metrics or m.built]
+class _SpeechTransformerTensorFlowSteps:
+    """SpeechTransformer's steps on TensorFlow."""
 
     def train_step(self, data):
         # speech_transformer.step:27  train(batch)
@@ -184,7 +182,28 @@ class SpeechTransformer(keras.Model):
         )
         return _metrics_result(self, skipped=self._compile_metrics)
 
-    def predict_step(self, data):
+
+_SpeechTransformerSteps = _for_backend(tensorflow=_SpeechTransformerTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.speech_transformer")
+class SpeechTransformer(_SpeechTransformerSteps, keras.Model):
+    """Generated from speech_transformer.step:14; see the spec for the algorithm."""
+
+    def __init__(self, transformer, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.transformer = transformer
+        self.num_classes = num_classes
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    @property
+    def metrics(self):
+        # compile()'s metrics once a step has updated them: fit() reports every
+        # metric listed here, and one never updated has no result.
+        return [m for m in super().metrics if m is not self._compile_metrics or m.built]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # speech_transformer.step:14  no predict(...) block
         raise ValueError(
             "speech_transformer.step:14: SpeechTransformer has no predict_step for "

@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _scale_for_distribution(loss):
-    """A global-batch loss as one replica's share, as Keras's losses return it."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _full_precision(outputs):
@@ -35,36 +39,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.vae")
-class VAE(keras.Model):
-    """Generated from vae.step:6; see the spec for the algorithm."""
+def _scale_for_distribution(loss):
+    """A global-batch loss as one replica's share, as Keras's losses return it."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss
 
-    def __init__(self, encoder, decoder, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.decoder = decoder
-        # vae.step:8
-        self.total_loss_tracker = keras.metrics.Mean(name="loss")
-        # vae.step:9
-        self.reconstruction_loss_tracker = keras.metrics.Mean(
-            name="reconstruction_loss"
-        )
-        # vae.step:10
-        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
-        # The step's random draws: reproducible under keras.utils.set_random_seed.
-        self.seed_generator = keras.random.SeedGenerator()
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [
-            self.total_loss_tracker,
-            self.reconstruction_loss_tracker,
-            self.kl_loss_tracker,
-        ]
+class _VAETensorFlowSteps:
+    """VAE's steps on TensorFlow."""
 
     def train_step(self, data):
         # vae.step:12  train(images)
@@ -180,7 +164,42 @@ class VAE(keras.Model):
         self.kl_loss_tracker.update_state(kl_loss, sample_weight=_batch_size(images))
         return self.get_metrics_result()
 
-    def predict_step(self, data):
+
+_VAESteps = _for_backend(tensorflow=_VAETensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.vae")
+class VAE(_VAESteps, keras.Model):
+    """Generated from vae.step:6; see the spec for the algorithm."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        # vae.step:8
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        # vae.step:9
+        self.reconstruction_loss_tracker = keras.metrics.Mean(
+            name="reconstruction_loss"
+        )
+        # vae.step:10
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        # The step's random draws: reproducible under keras.utils.set_random_seed.
+        self.seed_generator = keras.random.SeedGenerator()
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [
+            self.total_loss_tracker,
+            self.reconstruction_loss_tracker,
+            self.kl_loss_tracker,
+        ]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # vae.step:6  no predict(...) block
         raise ValueError(
             "vae.step:6: VAE has no predict_step for predict(); add a `predict(...)` "

@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _unscale_for_distribution(loss):
-    """One replica's share of a loss (as Keras's losses return it), made global."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _batch_size(x):
@@ -23,9 +27,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.weighted")
-class CustomModel(keras.Model):
-    """Generated from weighted.step:5; see the spec for the algorithm."""
+def _unscale_for_distribution(loss):
+    """One replica's share of a loss (as Keras's losses return it), made global."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(replicas, loss.dtype)
+    return loss
+
+
+class _CustomModelTensorFlowSteps:
+    """CustomModel's steps on TensorFlow."""
 
     def train_step(self, data):
         # weighted.step:6  train(x, y, sample_weight?)
@@ -63,3 +74,11 @@ class CustomModel(keras.Model):
         if self._compile_metrics is not None:  # compile(metrics=...)
             self._compile_metrics.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
+
+
+_CustomModelSteps = _for_backend(tensorflow=_CustomModelTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.weighted")
+class CustomModel(_CustomModelSteps, keras.Model):
+    """Generated from weighted.step:5; see the spec for the algorithm."""

@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _scale_for_distribution(loss):
-    """A global-batch loss as one replica's share, as Keras's losses return it."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _for_dtype_policy(model, optimizer):
@@ -46,81 +50,16 @@ def _uses_ema(optimizer):
     return bool(optimizer.use_ema)
 
 
-@keras.saving.register_keras_serializable(package="stepc.wgan_gp")
-class WGANGP(keras.Model):
-    """Generated from wgan_gp.step:8; see the spec for the algorithm."""
+def _scale_for_distribution(loss):
+    """A global-batch loss as one replica's share, as Keras's losses return it."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss
 
-    def __init__(
-        self, critic, generator, latent_dim, critic_steps, gp_weight, **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.critic = critic
-        self.generator = generator
-        self.latent_dim = latent_dim
-        self.critic_steps = critic_steps
-        self.gp_weight = gp_weight
-        # wgan_gp.step:11
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        # wgan_gp.step:12
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        # wgan_gp.step:13
-        self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
-        # The step's random draws: reproducible under keras.utils.set_random_seed.
-        self.seed_generator = keras.random.SeedGenerator()
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    def compile(self, d_optimizer, g_optimizer, **kwargs):
-        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
-        # The step uses only its own optimizers: model.optimizer stays None unless
-        # given (not an unused RMSprop that callbacks would read or build).
-        kwargs.setdefault("optimizer", None)
-        super().compile(**kwargs)
-        # A name or a config, as Keras's compile() takes them.
-        if isinstance(d_optimizer, (str, dict)):
-            d_optimizer = keras.optimizers.get(d_optimizer)
-        if not isinstance(d_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "wgan_gp.step:10: d_optimizer must be a keras.optimizers.Optimizer, or "
-                "the name of one as Keras's compile() takes it (e.g. 'adam')"
-            )
-        if _uses_ema(d_optimizer):
-            raise ValueError(
-                "wgan_gp.step:10: d_optimizer has use_ema=True, but fit() swaps the "
-                "moving averages into the weights only for Keras's own "
-                "model.optimizer, not for an optimizer of the spec's compile(); give "
-                "d_optimizer without use_ema, or declare it as Keras's own `optimizer: "
-                "Optimizer`"
-            )
-        self.d_optimizer = _for_dtype_policy(self, d_optimizer)
-        # A name or a config, as Keras's compile() takes them.
-        if isinstance(g_optimizer, (str, dict)):
-            g_optimizer = keras.optimizers.get(g_optimizer)
-        if not isinstance(g_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "wgan_gp.step:10: g_optimizer must be a keras.optimizers.Optimizer, or "
-                "the name of one as Keras's compile() takes it (e.g. 'adam')"
-            )
-        if _uses_ema(g_optimizer):
-            raise ValueError(
-                "wgan_gp.step:10: g_optimizer has use_ema=True, but fit() swaps the "
-                "moving averages into the weights only for Keras's own "
-                "model.optimizer, not for an optimizer of the spec's compile(); give "
-                "g_optimizer without use_ema, or declare it as Keras's own `optimizer: "
-                "Optimizer`"
-            )
-        self.g_optimizer = _for_dtype_policy(self, g_optimizer)
-        # Build each optimizer on the variables it updates (its state then loads).
-        if self.critic.trainable_variables:
-            self.d_optimizer.build(self.critic.trainable_variables)
-        if self.generator.trainable_variables:
-            self.g_optimizer.build(self.generator.trainable_variables)
-
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [self.d_loss_tracker, self.g_loss_tracker, self.gp_tracker]
+class _WGANGPTensorFlowSteps:
+    """WGANGP's steps on TensorFlow."""
 
     def train_step(self, data):
         # wgan_gp.step:15  train(real_images)
@@ -312,7 +251,87 @@ class WGANGP(keras.Model):
         self.gp_tracker.update_state(gradient_penalty, sample_weight=batch_size)
         return self.get_metrics_result()
 
-    def predict_step(self, data):
+
+_WGANGPSteps = _for_backend(tensorflow=_WGANGPTensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.wgan_gp")
+class WGANGP(_WGANGPSteps, keras.Model):
+    """Generated from wgan_gp.step:8; see the spec for the algorithm."""
+
+    def __init__(
+        self, critic, generator, latent_dim, critic_steps, gp_weight, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.critic = critic
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.critic_steps = critic_steps
+        self.gp_weight = gp_weight
+        # wgan_gp.step:11
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        # wgan_gp.step:12
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        # wgan_gp.step:13
+        self.gp_tracker = keras.metrics.Mean(name="gradient_penalty")
+        # The step's random draws: reproducible under keras.utils.set_random_seed.
+        self.seed_generator = keras.random.SeedGenerator()
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
+        # The step uses only its own optimizers: model.optimizer stays None unless
+        # given (not an unused RMSprop that callbacks would read or build).
+        kwargs.setdefault("optimizer", None)
+        super().compile(**kwargs)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(d_optimizer, (str, dict)):
+            d_optimizer = keras.optimizers.get(d_optimizer)
+        if not isinstance(d_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "wgan_gp.step:10: d_optimizer must be a keras.optimizers.Optimizer, or "
+                "the name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
+        if _uses_ema(d_optimizer):
+            raise ValueError(
+                "wgan_gp.step:10: d_optimizer has use_ema=True, but fit() swaps the "
+                "moving averages into the weights only for Keras's own "
+                "model.optimizer, not for an optimizer of the spec's compile(); give "
+                "d_optimizer without use_ema, or declare it as Keras's own `optimizer: "
+                "Optimizer`"
+            )
+        self.d_optimizer = _for_dtype_policy(self, d_optimizer)
+        # A name or a config, as Keras's compile() takes them.
+        if isinstance(g_optimizer, (str, dict)):
+            g_optimizer = keras.optimizers.get(g_optimizer)
+        if not isinstance(g_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "wgan_gp.step:10: g_optimizer must be a keras.optimizers.Optimizer, or "
+                "the name of one as Keras's compile() takes it (e.g. 'adam')"
+            )
+        if _uses_ema(g_optimizer):
+            raise ValueError(
+                "wgan_gp.step:10: g_optimizer has use_ema=True, but fit() swaps the "
+                "moving averages into the weights only for Keras's own "
+                "model.optimizer, not for an optimizer of the spec's compile(); give "
+                "g_optimizer without use_ema, or declare it as Keras's own `optimizer: "
+                "Optimizer`"
+            )
+        self.g_optimizer = _for_dtype_policy(self, g_optimizer)
+        # Build each optimizer on the variables it updates (its state then loads).
+        if self.critic.trainable_variables:
+            self.d_optimizer.build(self.critic.trainable_variables)
+        if self.generator.trainable_variables:
+            self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [self.d_loss_tracker, self.g_loss_tracker, self.gp_tracker]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # wgan_gp.step:8  no predict(...) block
         raise ValueError(
             "wgan_gp.step:8: WGANGP has no predict_step for predict(); add a "

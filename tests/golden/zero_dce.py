@@ -9,12 +9,16 @@ import tensorflow as tf
 from keras import ops
 
 
-def _scale_for_distribution(loss):
-    """A global-batch loss as one replica's share, as Keras's losses return it."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
-    return loss
+def _for_backend(**steps):
+    """The steps written for the backend Keras runs on (`keras.backend.backend()`)."""
+    backend = keras.backend.backend()
+    if backend not in steps:
+        raise ImportError(
+            f"{__name__} holds steps for {', '.join(steps)} only, but Keras runs on "
+            f"{backend}: compile the spec again for {backend} (stepc compile --backend "
+            f"{backend}), or for every backend (no --backend)"
+        )
+    return steps[backend]
 
 
 def _full_precision(outputs):
@@ -35,53 +39,16 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-@keras.saving.register_keras_serializable(package="stepc.zero_dce")
-class ZeroDCE(keras.Model):
-    """Generated from zero_dce.step:14; see the spec for the algorithm."""
+def _scale_for_distribution(loss):
+    """A global-batch loss as one replica's share, as Keras's losses return it."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss
 
-    def __init__(self, dce_model, **kwargs):
-        super().__init__(**kwargs)
-        self.dce_model = dce_model
-        # zero_dce.step:18
-        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
-        # zero_dce.step:19
-        self.illumination_smoothness_loss_tracker = keras.metrics.Mean(
-            name="illumination_smoothness_loss"
-        )
-        # zero_dce.step:20
-        self.spatial_constancy_loss_tracker = keras.metrics.Mean(
-            name="spatial_constancy_loss"
-        )
-        # zero_dce.step:21
-        self.color_constancy_loss_tracker = keras.metrics.Mean(
-            name="color_constancy_loss"
-        )
-        # zero_dce.step:22
-        self.exposure_loss_tracker = keras.metrics.Mean(name="exposure_loss")
-        # Its sub-models are built, and it has no call() of its own.
-        self.built = True
 
-    def compile(self, learning_rate, **kwargs):
-        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
-        # zero_dce.step:17  Keras's own model.optimizer
-        kwargs["optimizer"] = keras.optimizers.Adam(learning_rate=learning_rate)
-        super().compile(**kwargs)
-        self.learning_rate = learning_rate
-        # Build each optimizer on the variables it updates (its state then loads).
-        if self.dce_model.trainable_variables:
-            self.optimizer.build(self.dce_model.trainable_variables)
-
-    @property
-    def metrics(self):
-        # The steps never use the compiled loss: Keras's loss tracker is not listed
-        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
-        return [
-            self.total_loss_tracker,
-            self.illumination_smoothness_loss_tracker,
-            self.spatial_constancy_loss_tracker,
-            self.color_constancy_loss_tracker,
-            self.exposure_loss_tracker,
-        ]
+class _ZeroDCETensorFlowSteps:
+    """ZeroDCE's steps on TensorFlow."""
 
     def train_step(self, data):
         # zero_dce.step:24  train(images)
@@ -434,7 +401,59 @@ class ZeroDCE(keras.Model):
         )
         return self.get_metrics_result()
 
-    def predict_step(self, data):
+
+_ZeroDCESteps = _for_backend(tensorflow=_ZeroDCETensorFlowSteps)
+
+
+@keras.saving.register_keras_serializable(package="stepc.zero_dce")
+class ZeroDCE(_ZeroDCESteps, keras.Model):
+    """Generated from zero_dce.step:14; see the spec for the algorithm."""
+
+    def __init__(self, dce_model, **kwargs):
+        super().__init__(**kwargs)
+        self.dce_model = dce_model
+        # zero_dce.step:18
+        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+        # zero_dce.step:19
+        self.illumination_smoothness_loss_tracker = keras.metrics.Mean(
+            name="illumination_smoothness_loss"
+        )
+        # zero_dce.step:20
+        self.spatial_constancy_loss_tracker = keras.metrics.Mean(
+            name="spatial_constancy_loss"
+        )
+        # zero_dce.step:21
+        self.color_constancy_loss_tracker = keras.metrics.Mean(
+            name="color_constancy_loss"
+        )
+        # zero_dce.step:22
+        self.exposure_loss_tracker = keras.metrics.Mean(name="exposure_loss")
+        # Its sub-models are built, and it has no call() of its own.
+        self.built = True
+
+    def compile(self, learning_rate, **kwargs):
+        # jit_compile, steps_per_execution, run_eagerly... reach Keras's compile().
+        # zero_dce.step:17  Keras's own model.optimizer
+        kwargs["optimizer"] = keras.optimizers.Adam(learning_rate=learning_rate)
+        super().compile(**kwargs)
+        self.learning_rate = learning_rate
+        # Build each optimizer on the variables it updates (its state then loads).
+        if self.dce_model.trainable_variables:
+            self.optimizer.build(self.dce_model.trainable_variables)
+
+    @property
+    def metrics(self):
+        # The steps never use the compiled loss: Keras's loss tracker is not listed
+        # (its 0.0 would replace a returned `loss`); Keras resets these every epoch.
+        return [
+            self.total_loss_tracker,
+            self.illumination_smoothness_loss_tracker,
+            self.spatial_constancy_loss_tracker,
+            self.color_constancy_loss_tracker,
+            self.exposure_loss_tracker,
+        ]
+
+    def predict_step(self, *args):  # (data); on JAX (state, data)
         # zero_dce.step:14  no predict(...) block
         raise ValueError(
             "zero_dce.step:14: ZeroDCE has no predict_step for predict(); add a "

@@ -1,24 +1,25 @@
-"""The TensorFlow backend: a `ModulePlan` becomes the render model of a module
-whose models train with `tf.GradientTape`, as Keras's own TensorFlow trainer does.
+"""The class writer: a `ModulePlan` becomes the render model of a module.
 
-Owns every TensorFlow- and Keras-specific spelling: how each name and call of a
-spec is written in Python, the tape, the gradient and apply lines, unpacking,
-the trace-time batch checks, constructors, compile(), the serialization hooks.
-The templates receive finished lines and only arrange them.
+Owns what Keras 3 writes the same way on every backend: one registered class per
+model with its constructor, `compile()`, `metrics`, configs and saving hooks,
+and, per framework the module is written for, a mixin class holding that
+framework's steps (written by its `StepWriter`, `stepc.emit.frameworks`). The
+class takes the mixin of the backend Keras runs on when the module is imported
+(`_for_backend`). Imports and helpers are collected as data: each writer names
+the helpers it uses. The templates receive finished lines and only arrange them.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from stepc.check.params import SERIALIZED_TYPES
+from stepc.emit.frameworks import ALL, FRAMEWORKS
 from stepc.emit.keras.compile import CompileWriter
 from stepc.emit.keras.helpers import HELPERS
 from stepc.emit.keras.lines import Method, def_line, indent, laid_out, literal, parameter
-from stepc.emit.keras.steps import StepWriter
 from stepc.emit.names import Names
-from stepc.emit.pyexpr import Text, call, sequence
+from stepc.emit.pyexpr import INDENT, Text, call, layout, sequence
 from stepc.lower.plan import Declaration, ModelPlan, ModulePlan
 from stepc.parse import ir
 
@@ -31,11 +32,22 @@ LAYER_SEED_KEY = "seed_layer_state_"
 
 
 @dataclass(frozen=True)
+class StepsModel:
+    """A model's steps on one framework: a mixin class of step methods."""
+
+    name: str
+    docstring: str
+    methods: tuple[Method, ...]
+
+
+@dataclass(frozen=True)
 class ClassModel:
     name: str
     package: str
     docstring: str
     methods: tuple[Method, ...]
+    steps: tuple[StepsModel, ...]  # one per framework
+    steps_base: str  # the line choosing the mixin: `_GANSteps = _for_backend(...)`
 
 
 @dataclass(frozen=True)
@@ -43,55 +55,69 @@ class ModuleModel:
     spec_name: str
     spec_digest: str
     imports: tuple[str, ...]
+    framework_imports: tuple[tuple[str, str], ...]  # (backend, import line): when several
     helpers: tuple[tuple[str, ...], ...]
     classes: tuple[ClassModel, ...]
 
 
-def render_model(plan: ModulePlan) -> ModuleModel:
-    used: set[str] = set()
-    classes = tuple(_ClassWriter(plan, model, used).run() for model in plan.models)
-    helpers = tuple(HELPERS[name] for name in HELPERS if name in used)
+def render_model(plan: ModulePlan, frameworks: tuple[str, ...] = ALL) -> ModuleModel:
+    """The module's render model, with steps for each of `frameworks`."""
+    used: dict[str, set[str]] = {name: set() for name in ("", *frameworks)}
+    classes = tuple(_ClassWriter(plan, model, used, frameworks).run() for model in plan.models)
     return ModuleModel(
-        plan.spec_name, plan.spec_digest, _imports(helpers, classes), helpers, classes
+        plan.spec_name,
+        plan.spec_digest,
+        _imports(frameworks),
+        _framework_imports(frameworks),
+        _helpers(used, frameworks),
+        classes,
     )
 
 
-def _imports(helpers, classes) -> tuple[str, ...]:
-    """Only what the module uses, so it is lint-clean as generated."""
-    code = "\n".join(
-        [*(line for h in helpers for line in h)]
-        + [line for c in classes for m in c.methods for line in m.lines]
-    )
-    imports = ["import keras"]
-    if re.search(r"\btf\.", code):
-        imports.append("import tensorflow as tf")
-    if re.search(r"\bops\.", code):
-        imports.append("from keras import ops")
-    return tuple(imports)
+def _imports(frameworks: tuple[str, ...]) -> tuple[str, ...]:
+    """Keras, and the framework's own import when the module holds one framework."""
+    if len(frameworks) == 1:
+        return ("import keras", FRAMEWORKS[frameworks[0]].import_line, "from keras import ops")
+    return ("import keras", "from keras import ops")
+
+
+def _framework_imports(frameworks: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Several frameworks: each imported only when Keras runs on it."""
+    if len(frameworks) == 1:
+        return ()
+    return tuple((name, FRAMEWORKS[name].import_line) for name in frameworks)
+
+
+def _helpers(used: dict[str, set[str]], frameworks) -> tuple[tuple[str, ...], ...]:
+    """The shared helpers any writer used, then each framework's own."""
+    every = set().union(*used.values())
+    helpers = [HELPERS[key] for key in HELPERS if key in every]
+    for name in frameworks:
+        own = FRAMEWORKS[name].helpers
+        helpers += [own[key] for key in own if key in used[name]]
+    return tuple(helpers)
 
 
 class _ClassWriter:
-    def __init__(self, plan: ModulePlan, model: ModelPlan, used: set[str]):
+    def __init__(self, plan: ModulePlan, model: ModelPlan, used: dict, frameworks):
         self.plan = plan
         self.model = model
-        self.used = used
+        self.used = used[""]  # the class's own methods: shared helpers only
+        self.step_used = used  # each framework's writers: shared and its own helpers
+        self.frameworks = frameworks
 
     def run(self) -> ClassModel:
         init = self._init()
         methods = [init] if len(init.lines) > 2 else []
         compile_writer = CompileWriter(self.plan, self.model, self.used)
         if self.model.compile is not None:
-            methods.append(compile_writer.compile())
+            methods.append(self._with_framework_lines(compile_writer.compile()))
         elif self.model.jit_compile is not None:
             methods.append(compile_writer.keras_compile_with_jit())
         if self.model.own_metrics_only:
             methods.append(self._metrics_property())
         elif self.model.compiled_metrics_once_built:
             methods.append(self._built_metrics_property())
-        for step in self.model.steps:
-            names = Names(self.model)
-            writer = StepWriter(self.plan.spec_name, self.model, step, names, self.used)
-            methods.append(Method(tuple(writer.run())))
         methods += [self._refused_step(kind, span) for kind, span in self.model.missing_steps]
         if not self.model.functional:
             methods += [self._get_config(), self._from_config()]
@@ -101,7 +127,44 @@ class _ClassWriter:
             methods += [self._save_own_variables(), self._load_own_variables()]
         line = self.model.span.line
         docstring = f"Generated from {self.plan.spec_name}:{line}; see the spec for the algorithm."
-        return ClassModel(self.model.name, self.plan.package, docstring, tuple(methods))
+        steps = tuple(self._steps(name) for name in self.frameworks)
+        return ClassModel(
+            self.model.name, self.plan.package, docstring, tuple(methods), steps, self._base()
+        )
+
+    def _steps(self, framework: str) -> StepsModel:
+        """The model's steps as `framework` writes them, in a mixin of their own."""
+        writer_class = FRAMEWORKS[framework].writer
+        methods = []
+        for step in self.model.steps:
+            names = Names(self.model)
+            used = self.step_used[framework]
+            writer = writer_class(self.plan.spec_name, self.model, step, names, used)
+            methods.append(Method(tuple(writer.run())))
+        title = FRAMEWORKS[framework].title
+        docstring = f"{self.model.name}'s steps on {title}."
+        return StepsModel(self._steps_name(framework), docstring, tuple(methods))
+
+    def _steps_name(self, framework: str) -> str:
+        return f"_{self.model.name}{FRAMEWORKS[framework].title}Steps"
+
+    def _base(self) -> str:
+        """`_GANSteps = _for_backend(tensorflow=..., ...)`: the mixin of Keras's backend."""
+        self.used.add("for_backend")
+        chosen = [f"{name}={self._steps_name(name)}" for name in self.frameworks]
+        rendered = call("_for_backend", chosen)
+        return "\n".join(layout(f"_{self.model.name}Steps = ", rendered.doc, ""))
+
+    def _with_framework_lines(self, method: Method) -> Method:
+        """compile() ending with what a framework adds (JAX: the optimizers fit() threads)."""
+        lines = list(method.lines)
+        for name in self.frameworks:
+            extra = FRAMEWORKS[name].compile_lines(self.model)
+            if extra and len(self.frameworks) > 1:
+                lines.append(f'{INDENT * 2}if keras.backend.backend() == "{name}":')
+                extra = [INDENT + line for line in extra]
+            lines += [INDENT * 2 + line for line in extra]
+        return Method(tuple(lines))
 
     def _init(self) -> Method:
         params = [p.name for p in self.model.init]
@@ -153,7 +216,7 @@ class _ClassWriter:
             why = "add a `predict(...)` block to the spec, or call its sub-models"
         message = Text(f"{where}: {self.model.name} has no {method} for {caller}(); {why}")
         lines = [
-            f"def {method}(self, data):",
+            f"def {method}(self, *args):  # (data); on JAX (state, data)",
             f"    # {where}  {written}",
             *laid_out("raise ", call("ValueError", [message]).doc),
         ]

@@ -1,10 +1,14 @@
-"""The TensorFlow spelling of one step: `train_step`, `test_step` or `predict_step`.
+"""The Keras 3 spelling of one step, shared by every framework: `StepWriter`.
 
-Owns the lines of a step method: unpacking and trace-time checks of the
-batch, each planned statement with the spec line it came from, gradient
-regions as `tf.GradientTape` blocks, gradients applied with `optimizer.apply`,
-and the returned logs. Expressions are spelled here too (`self.` for
-model-held names, `ops.` and `keras.random.` for operations).
+Owns the lines of a step method that Keras 3 writes the same way on every
+backend: unpacking and trace-time checks of the batch, each planned statement
+with the spec line it came from, metric updates, `assign`, `repeat`, the
+returned logs, and expressions (`self.` for model-held names, `ops.` and
+`keras.random.` for operations). A framework module (`stepc.emit.tensorflow`,
+`stepc.emit.jax`, `stepc.emit.torch`) subclasses it and spells only what
+differs: the method's signature and frame (`signature`, `begin`, `finish`),
+gradient regions, gradients taken and applied, watched tensors, and the
+distribution pseudo-calls.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
     INDENT,
     LINE_LENGTH,
-    Chain,
     Concat,
     Rendered,
     Text,
@@ -38,8 +41,6 @@ from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
     BATCH_SIZE,
     FULL_PRECISION,
-    SCALE,
-    UNSCALE,
     ApplyGradients,
     Compute,
     GradientRegion,
@@ -52,10 +53,9 @@ from stepc.parse import ir
 from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
 
 _METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
-# Each pseudo-call of the plan: the helper it needs (a HELPERS key) and its name.
+# The pseudo-calls every framework spells alike: the helper each needs (a HELPERS
+# key) and its name. `@scale` / `@unscale` are the framework's (`pseudo_call`).
 _PSEUDO_CALL_HELPERS = {
-    SCALE: ("scale", "_scale_for_distribution"),
-    UNSCALE: ("unscale", "_unscale_for_distribution"),
     FULL_PRECISION: ("full_precision", "_full_precision"),
     BATCH_SIZE: ("batch_size", "_batch_size"),
 }
@@ -64,6 +64,10 @@ _KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
 class StepWriter:
+    """One step method; a framework's subclass spells its gradients and frame."""
+
+    FRAMEWORK = ""  # keras.backend.backend() of the subclass
+
     def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
         self.spec_name = spec_name
         self.model = model
@@ -76,17 +80,64 @@ class StepWriter:
         self.substitute: dict[str, str] = {}  # spec name -> Python, inside an assign
 
     def run(self) -> list[str]:
-        method = _METHODS.get(self.step.kind, "predict_step")
-        self.lines.append(f"{INDENT}def {method}(self, data):")
+        self.lines.append(INDENT + self.signature())
         depth = 2
         if self.step.derived:
             self.emit(depth, "# evaluate(): the train step below without its weight updates,")
             self.emit(depth, "# in inference mode (the spec has no test step of its own).")
+        depth = self.begin(depth)
         self._unpack(depth)
         for item in self.step.items:
             self._item(item, depth)
         self._returns(depth)
         return self.lines
+
+    # ------------------------------------------------ what a framework spells
+
+    def signature(self) -> str:
+        """The method's `def` line."""
+        return f"def {self.method_name}(self, data):"
+
+    def begin(self, depth: int) -> int:
+        """Lines before the batch is unpacked; the depth of the step's body."""
+        return depth
+
+    def finish(self, value, depth: int) -> None:
+        """The step's last line: it returns `value` (its logs, or predict's outputs)."""
+        self.lines += layout("return ", value, INDENT * depth)
+
+    def region(self, region: GradientRegion, depth: int) -> None:
+        raise NotImplementedError
+
+    def apply(self, apply: ApplyGradients, depth: int) -> None:
+        raise NotImplementedError
+
+    def take_gradient(self, take: TakeGradient, depth: int) -> None:
+        raise NotImplementedError
+
+    def watch(self, recorder: str, name: str, depth: int) -> None:
+        """`name`, just assigned, is a tensor a gradient is taken with respect to."""
+        raise NotImplementedError
+
+    def pseudo_call(self, name: str, args: list) -> Rendered:
+        """A pseudo-call of the plan; `@scale`/`@unscale` are the framework's."""
+        key, helper = _PSEUDO_CALL_HELPERS[name]
+        self.used.add(key)
+        return call(helper, args)
+
+    @property
+    def method_name(self) -> str:
+        return _METHODS.get(self.step.kind, "predict_step")
+
+    def scaled_loss(self, loss) -> Rendered:
+        """The value a region differentiates: a minimize's loss scaled by its
+        optimizer (a LossScaleOptimizer's scale; else as is)."""
+        if not loss.optimizer:
+            return self.expr(loss.loss)
+        optimizer = self.names.python(loss.optimizer)
+        return call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
+
+    # ---------------------------------------------------------------- lines
 
     def emit(self, depth: int, text: str) -> None:
         self.lines.append(INDENT * depth + text)
@@ -164,11 +215,11 @@ class StepWriter:
         if isinstance(item, Compute):
             self._compute(item, depth)
         elif isinstance(item, GradientRegion):
-            self._region(item, depth)
+            self.region(item, depth)
         elif isinstance(item, ApplyGradients):
-            self._apply(item, depth)
+            self.apply(item, depth)
         elif isinstance(item, TakeGradient):
-            self._take_gradient(item, depth)
+            self.take_gradient(item, depth)
         elif isinstance(item, RepeatBlock):
             self._repeat(item, depth)
 
@@ -181,7 +232,7 @@ class StepWriter:
         elif isinstance(statement, ir.Assign):
             self._assign(statement, depth)
             for recorder, name in item.watches:  # recorded from here on, as assigned
-                self.emit(depth, f"{recorder}.watch({name})")
+                self.watch(recorder, name, depth)
         else:
             self._update(statement, depth)
 
@@ -208,30 +259,6 @@ class StepWriter:
         rendered = call(f"{tracker}.update_state", args)
         self.lines += layout("", rendered.doc, INDENT * depth)
 
-    def _region(self, region: GradientRegion, depth: int) -> None:
-        what = "the value differentiated" if region.watched else "the loss"
-        self.comment(depth, region.span, f"the recorded computation of {what}")
-        tapes = ", ".join(f"tf.GradientTape() as {name}" for name in region.recorders)
-        self.emit(depth, f"with {tapes}:")
-        for name in region.watched:  # a tensor, not a variable: recorded only if watched
-            self.emit(depth + 1, f"{region.recorders[0]}.watch({name})")
-        for item in region.body:
-            self._item(item, depth + 1)
-        for loss in region.losses:
-            self._loss_line(loss, depth + 1)
-
-    def _loss_line(self, loss, depth: int) -> None:
-        if not loss.optimizer:
-            if not (isinstance(loss.loss, ir.Name) and loss.loss.id == loss.name):
-                self.lines += layout(f"{loss.name} = ", self.expr(loss.loss).doc, INDENT * depth)
-        else:
-            optimizer = self.names.python(loss.optimizer)
-            self.emit(depth, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
-            rendered = call(f"{optimizer}.scale_loss", [self.expr(loss.loss).doc])
-            self.lines += layout(f"{loss.name} = ", rendered.doc, INDENT * depth)
-        if loss.check_scalar:
-            self._check_scalar(loss, depth)
-
     def _check_scalar(self, loss, depth: int) -> None:
         """The rank the compiler could not tell, checked on the static shape (no op)."""
         self.used.add("require_scalar")
@@ -242,22 +269,6 @@ class StepWriter:
         )
         rendered = call("_require_scalar", [loss.name, message])
         self.lines += layout("", rendered.doc, INDENT * depth)
-
-    def _take_gradient(self, take: TakeGradient, depth: int) -> None:
-        statement = take.statement
-        self.comment(depth, statement.span)
-        targets = [t.id for t in statement.targets]
-        if take.of_model:
-            self.used.update(("sum_replicas", "zero_if_unconnected"))
-            variables = variables_of(take.sources[0])
-            gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
-            zeros = call("_zero_if_unconnected", [gradient.doc, variables])
-            rendered = call("_sum_over_replicas", [zeros.doc])
-        else:
-            sources = ", ".join(take.sources)
-            sources = f"[{sources}]" if take.tuple_result else sources
-            rendered = call(f"{take.recorder}.gradient", [take.value_name, sources])
-        self.lines += assignment(targets, rendered.doc, INDENT * depth)
 
     def _repeat(self, block: RepeatBlock, depth: int) -> None:
         if not block.items:  # nothing left to run (a block that only updated weights)
@@ -299,50 +310,6 @@ class StepWriter:
         rendered = call(f"{weights[statement.target.id]}.assign", [value])
         self.lines += layout("", rendered.doc, INDENT * (depth + 1))
 
-    def _apply(self, apply: ApplyGradients, depth: int) -> None:
-        self.comment(depth, apply.statement.span, _minimize_text(apply.statement))
-        variables, grads = self.names.fresh("variables"), self.names.fresh("grads")
-        self.names.taken -= {variables, grads}  # reused by the next apply
-        parts = [variables_of(t) for t in apply.targets]
-        sources = Chain(parts[0], tuple(("+", part) for part in parts[1:]))
-        self.lines += layout(f"{variables} = ", sources, INDENT * depth)
-        self.emit(depth, f"if not {variables}:  # checked once, when the step is traced")
-        targets = ", ".join(apply.targets)
-        message = (
-            f"{self.spec_name}:{apply.statement.span.line}: {targets} has no trainable "
-            "variables to minimize over (frozen, or not built yet)"
-        )
-        self._raise(message, depth + 1)
-        optimizer = self.names.python(apply.optimizer)
-        if len(apply.targets) > 1 and apply.clips:
-            self._apply_clipped_parts(apply, variables, grads, depth)
-        else:
-            taken = call(f"{apply.recorder}.gradient", [apply.loss_name, variables])
-            self.lines += layout(f"{grads} = ", taken.doc, INDENT * depth)
-            for clip in apply.clips:
-                self._clip(clip, grads, optimizer, depth)
-        self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
-
-    def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
-        """Several targets, some clipped: one list of gradients per target."""
-        parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
-        self.names.taken -= set(parts.values())
-        sources = sequence("[", [variables_of(t) for t in apply.targets], "]")
-        rendered = call(f"{apply.recorder}.gradient", [apply.loss_name, sources.doc])
-        self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
-        optimizer = self.names.python(apply.optimizer)
-        for clip in apply.clips:
-            self._clip(clip, parts[clip.target.id], optimizer, depth)
-        self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
-
-    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
-        self.used.add("clip")
-        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
-        self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
-        rendered = call("_clipped", [grads, optimizer, threshold])
-        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
-
     # ---------------------------------------------------------------- returns
 
     def _default_return(self) -> str:
@@ -350,22 +317,22 @@ class StepWriter:
         tracker that is always there (its own, or Keras's loss tracker)."""
         if self.step.skips_compiled_metrics:  # compile()'s metrics: never updated here
             self.used.add("metrics_result")
-            return "return _metrics_result(self, skipped=self._compile_metrics)"
+            return "_metrics_result(self, skipped=self._compile_metrics)"
         if self.model.metrics or not self.model.own_metrics_only:
-            return "return self.get_metrics_result()"
+            return "self.get_metrics_result()"
         self.used.add("reported")
         method = _METHODS.get(self.step.kind, "predict_step")
         where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
-        return f"return _reported(self, {string_literal(where)})"
+        return f"_reported(self, {string_literal(where)})"
 
     def _returns(self, depth: int) -> None:
         plan = self.step.returns
         if plan is None:
-            self.emit(depth, self._default_return())
+            self.finish(self._default_return(), depth)
             return
         self.comment(depth, plan.span)
         if plan.bare:
-            self.lines += layout("return ", self.expr(plan.values[0].value).doc, INDENT * depth)
+            self.finish(self.expr(plan.values[0].value).doc, depth)
             return
         entries = []
         for value in plan.values:
@@ -378,7 +345,7 @@ class StepWriter:
                 entries.append(_entry(f"self.{value.metric}.name", f"self.{value.metric}.result()"))
             else:
                 entries.append(_entry(string_literal(value.key), self.expr(value.value).doc))
-        self.lines += layout("return ", sequence("{", entries, "}").doc, INDENT * depth)
+        self.finish(sequence("{", entries, "}").doc, depth)
 
     def _compiled_metric_entry(self, name: str, span: ir.Span) -> Concat:
         """`compiled_metrics["mae"]`: looked up when the step is traced, since
@@ -420,10 +387,8 @@ class StepWriter:
         name = node.func.id
         args = [self.expr(a).doc for a in node.args]
         keywords = {k.name: self.expr(k.value).doc for k in node.keywords}
-        if name in _PSEUDO_CALL_HELPERS:
-            key, helper = _PSEUDO_CALL_HELPERS[name]
-            self.used.add(key)
-            return call(helper, args)
+        if name.startswith("@"):
+            return self.pseudo_call(name, args)
         if name in OPS:
             return self._op(name, args, keywords)
         if name == "self" or self._is_model(name):
