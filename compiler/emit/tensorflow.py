@@ -1,0 +1,170 @@
+"""The TensorFlow spelling of a step: `tf.GradientTape`, as Keras's TensorFlow trainer.
+
+Owns only what TensorFlow writes differently from the shared Keras layer
+(`stepc.emit.keras.steps`): a gradient region is a `with tf.GradientTape()`
+block, gradients come from the tape, losses move between a replica's share and
+the global batch under a `tf.distribute` strategy (`@scale` / `@unscale`), and
+clipping sums the replicas' gradients first. Its helpers are `HELPERS`.
+"""
+
+from __future__ import annotations
+
+from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
+from stepc.lower.plan import SCALE, UNSCALE, ApplyGradients, GradientRegion, TakeGradient
+from stepc.parse import ir
+
+IMPORT = "import tensorflow as tf"
+# Each distribution pseudo-call: the helper it needs (a HELPERS key) and its name.
+_DISTRIBUTION_HELPERS = {
+    SCALE: ("scale", "_scale_for_distribution"),
+    UNSCALE: ("unscale", "_unscale_for_distribution"),
+}
+
+
+class TensorFlowStepWriter(StepWriter):
+    """A step as Keras's TensorFlow trainer writes one: a tape per recording."""
+
+    FRAMEWORK = "tensorflow"
+
+    def pseudo_call(self, name: str, args: list):
+        if name in _DISTRIBUTION_HELPERS:
+            key, helper = _DISTRIBUTION_HELPERS[name]
+            self.used.add(key)
+            return call(helper, args)
+        return super().pseudo_call(name, args)
+
+    def watch(self, recorder: str, name: str, depth: int) -> None:
+        self.emit(depth, f"{recorder}.watch({name})")
+
+    def region(self, region: GradientRegion, depth: int) -> None:
+        what = "the value differentiated" if region.watched else "the loss"
+        self.comment(depth, region.span, f"the recorded computation of {what}")
+        tapes = ", ".join(f"tf.GradientTape() as {name}" for name in region.recorders)
+        self.emit(depth, f"with {tapes}:")
+        for name in region.watched:  # a tensor, not a variable: recorded only if watched
+            self.emit(depth + 1, f"{region.recorders[0]}.watch({name})")
+        for item in region.body:
+            self._item(item, depth + 1)
+        for loss in region.losses:
+            self._loss_line(loss, depth + 1)
+
+    def _loss_line(self, loss, depth: int) -> None:
+        """The value differentiated, on a line of its own unless it is one already."""
+        if loss.optimizer:
+            self.emit(depth, "# Scaled for a LossScaleOptimizer (mixed precision); else as is.")
+        if loss.optimizer or not (isinstance(loss.loss, ir.Name) and loss.loss.id == loss.name):
+            self.lines += layout(f"{loss.name} = ", self.scaled_loss(loss).doc, INDENT * depth)
+        if loss.check_scalar:
+            self._check_scalar(loss, depth)
+
+    def take_gradient(self, take: TakeGradient, depth: int) -> None:
+        statement = take.statement
+        self.comment(depth, statement.span)
+        targets = [t.id for t in statement.targets]
+        if take.of_model:
+            self.used.update(("sum_replicas", "zero_if_unconnected"))
+            variables = variables_of(take.sources[0])
+            gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
+            zeros = call("_zero_if_unconnected", [gradient.doc, variables])
+            rendered = call("_sum_over_replicas", [zeros.doc])
+        else:
+            sources = ", ".join(take.sources)
+            sources = f"[{sources}]" if take.tuple_result else sources
+            rendered = call(f"{take.recorder}.gradient", [take.value_name, sources])
+        self.lines += assignment(targets, rendered.doc, INDENT * depth)
+
+    def apply(self, apply: ApplyGradients, depth: int) -> None:
+        self.comment(depth, apply.statement.span, _minimize_text(apply.statement))
+        variables, grads = self.names.fresh("variables"), self.names.fresh("grads")
+        self.names.taken -= {variables, grads}  # reused by the next apply
+        parts = [variables_of(t) for t in apply.targets]
+        sources = Chain(parts[0], tuple(("+", part) for part in parts[1:]))
+        self.lines += layout(f"{variables} = ", sources, INDENT * depth)
+        self.emit(depth, f"if not {variables}:  # checked once, when the step is traced")
+        targets = ", ".join(apply.targets)
+        message = (
+            f"{self.spec_name}:{apply.statement.span.line}: {targets} has no trainable "
+            "variables to minimize over (frozen, or not built yet)"
+        )
+        self._raise(message, depth + 1)
+        optimizer = self.names.python(apply.optimizer)
+        if len(apply.targets) > 1 and apply.clips:
+            self._apply_clipped_parts(apply, variables, grads, depth)
+        else:
+            taken = call(f"{apply.recorder}.gradient", [apply.loss_name, variables])
+            self.lines += layout(f"{grads} = ", taken.doc, INDENT * depth)
+            for clip in apply.clips:
+                self._clip(clip, grads, optimizer, depth)
+        self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
+
+    def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
+        """Several targets, some clipped: one list of gradients per target."""
+        parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
+        self.names.taken -= set(parts.values())
+        sources = sequence("[", [variables_of(t) for t in apply.targets], "]")
+        rendered = call(f"{apply.recorder}.gradient", [apply.loss_name, sources.doc])
+        self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
+        optimizer = self.names.python(apply.optimizer)
+        for clip in apply.clips:
+            self._clip(clip, parts[clip.target.id], optimizer, depth)
+        self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
+
+    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
+        self.used.add("clip")
+        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
+        self.comment(depth, clip.span, written)
+        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
+        rendered = call("_clipped", [grads, optimizer, threshold])
+        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
+
+
+HELPERS = {
+    "scale": (
+        "def _scale_for_distribution(loss):",
+        '    """A global-batch loss as one replica\'s share, as Keras\'s losses return it."""',
+        "    replicas = tf.distribute.get_strategy().num_replicas_in_sync",
+        "    if replicas > 1:",
+        "        loss = loss * ops.cast(1.0 / replicas, loss.dtype)",
+        "    return loss",
+    ),
+    "unscale": (
+        "def _unscale_for_distribution(loss):",
+        '    """One replica\'s share of a loss (as Keras\'s losses return it), made global."""',
+        "    replicas = tf.distribute.get_strategy().num_replicas_in_sync",
+        "    if replicas > 1:",
+        "        loss = loss * ops.cast(replicas, loss.dtype)",
+        "    return loss",
+    ),
+    "sum_replicas": (
+        "def _sum_over_replicas(grads):",
+        '    """Gradients of one replica\'s share of a value, summed into the whole batch\'s."""',
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1:",
+        '        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)',
+        "    return grads",
+    ),
+    "clip": (
+        "def _clipped(grads, optimizer, clip_norm=None, clip_global_norm=None, clip_value=None):",
+        '    """Clip gradients as one device would clip the whole batch\'s gradients."""',
+        "    present = [i for i, g in enumerate(grads) if g is not None]  # None: not reached",
+        "    kept = [grads[i] for i in present]",
+        "    replicas = tf.distribute.get_strategy().num_replicas_in_sync",
+        "    if replicas > 1:  # each replica holds its share: clip their sum",
+        '        kept = tf.distribute.get_replica_context().all_reduce("sum", kept)',
+        "    # Under mixed precision the gradients carry the loss scale; so does the threshold.",
+        '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
+        "    if clip_norm is not None:",
+        "        kept = [tf.clip_by_norm(g, clip_norm * scale) for g in kept]",
+        "    if clip_global_norm is not None:",
+        "        kept, _ = tf.clip_by_global_norm(kept, clip_global_norm * scale)",
+        "    if clip_value is not None:  # an overflow stays inf: the step is skipped",
+        "        limit = clip_value * scale",
+        "        kept = [ops.where(ops.isfinite(g), ops.clip(g, -limit, limit), g) for g in kept]",
+        "    if replicas > 1:  # apply() sums the replicas' gradients again",
+        "        kept = [g / replicas for g in kept]",
+        "    grads = list(grads)",
+        "    for i, g in zip(present, kept, strict=True):",
+        "        grads[i] = g",
+        "    return grads",
+    ),
+}
