@@ -39,8 +39,9 @@ from stepc.lower.plan import (
 from stepc.lower.precision import cast_model_outputs
 from stepc.lower.regions import annotate_regions
 from stepc.lower.scaling import Facts
+from stepc.lower.training import with_training_mode
 from stepc.parse import ir
-from stepc.tables.builtins import KERAS_OPTIMIZER, Type
+from stepc.tables.builtins import FROZEN_MODEL, KERAS_OPTIMIZER, Type
 
 
 class StepLowering(GradientPlacement):
@@ -60,6 +61,9 @@ class StepLowering(GradientPlacement):
         if derived:  # the train step's report of the loss is made explicit first
             step = dataclasses.replace(step, kind=ir.StepKind.TEST)
             body = without_updates(body)
+        frozen = {n for n, s in self.symbols.items() if s.detail == FROZEN_MODEL}
+        training = step.kind is ir.StepKind.TRAIN
+        body = with_training_mode(body, training, self.models, frozen)
         step = dataclasses.replace(step, body=body)
         self.step = step
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)

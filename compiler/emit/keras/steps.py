@@ -50,7 +50,7 @@ from stepc.lower.plan import (
     TakeGradient,
 )
 from stepc.parse import ir
-from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, MODEL_TYPES, OPS
+from stepc.tables.builtins import COMPILED_LOSS, OPS
 
 _METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
 # The pseudo-calls every framework spells alike: the helper each needs (a HELPERS
@@ -391,9 +391,6 @@ class StepWriter:
             return self.pseudo_call(name, args)
         if name in OPS:
             return self._op(name, args, keywords)
-        if name == "self" or self._is_model(name):
-            training = self.training and not self._is_frozen(name)
-            keywords.setdefault("training", "True" if training else "False")
         func = "self" if name == "self" else self.names.python(name)
         return call(func, args + [_keyword(k, v) for k, v in keywords.items()])
 
@@ -414,15 +411,6 @@ class StepWriter:
         args.append(f"training={self.training}")
         return call("self.compute_loss", args)
 
-    def _param_type(self, name: str) -> str | None:
-        params = [*self.model.init, *(self.model.compile or ())]
-        return next((p.type_name for p in params if p.name == name), None)
-
-    def _is_model(self, name: str) -> bool:
-        return self._param_type(name) in MODEL_TYPES
-
-    def _is_frozen(self, name: str) -> bool:
-        return self._param_type(name) == FROZEN_MODEL
 
 
 def _keyword(name: str, doc) -> Concat:
