@@ -25,7 +25,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 from PIL import Image
 from sklearn.datasets import load_digits
@@ -76,14 +75,11 @@ def load_images():
     return images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
 
 
-def make_dataset(images, batch_size, seed):
-    """Shuffled batches of images only (the GAN's train_step takes no labels).
-
-    The last partial batch is dropped so every step sees the same shape.
-    """
-    dataset = tf.data.Dataset.from_tensor_slices(images)
-    dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=True)
+def whole_batches(images, batch_size):
+    """The images, trimmed to whole batches so every step sees the same shape
+    (a traced step is then compiled once). NumPy arrays, which fit() takes on
+    every backend; fit() shuffles them every epoch."""
+    return images[: len(images) // batch_size * batch_size]
 
 
 def build_discriminator():
@@ -164,10 +160,11 @@ def main(argv=None):
         f"{IMAGE_SIZE}x{IMAGE_SIZE} grayscale scaled to [0, 1] (bundled, no download)."
     )
     gan = build_gan(module, LATENT_DIM)
-    dataset = make_dataset(images, args.batch_size, args.seed)
+    print(f"Backend: {keras.backend.backend()} (set KERAS_BACKEND to choose another)")
     fit_start = time.perf_counter()
-    # shuffle=False: the tf.data pipeline already shuffles every epoch.
-    history = gan.fit(dataset, epochs=args.epochs, shuffle=False)
+    history = gan.fit(
+        whole_batches(images, args.batch_size), batch_size=args.batch_size, epochs=args.epochs
+    )
     fit_time = time.perf_counter() - fit_start
     samples = sample_digits(gan.generator, GRID * GRID, LATENT_DIM, args.seed)
     save_grid(samples, args.out)
