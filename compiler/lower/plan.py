@@ -82,6 +82,13 @@ class Compute:
     weights_of: tuple[str, ...] = ()  # for an assign: the target, then each model read
     # (recorder, name): a gradient is taken with respect to the value just assigned
     watches: tuple[tuple[str, str], ...] = ()
+    role: str = ""  # one of the ROLES below, or "" for the spec's own statement
+
+
+# What a statement is to Keras, when it is more than the spec's own arithmetic.
+KERAS_LOSS_TRACKER = "keras loss tracker"  # `update loss(v)`: the logs' `loss` entry
+COMPILED_METRICS = "compiled metrics"  # `update compiled_metrics(...)`
+COMPILED_LOSS_VALUE = "compiled loss"  # `v = compiled_loss(...)`: Keras's compute_loss
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from stepc.lower.dataflow import Block, Dataflow, Dependencies
 from stepc.lower.gradients import GradientPlacement
 from stepc.lower.plan import (
     BATCH_SIZE,
+    COMPILED_LOSS_VALUE,
+    COMPILED_METRICS,
+    KERAS_LOSS_TRACKER,
     ApplyGradients,
     Compute,
     DataPlan,
@@ -41,7 +44,7 @@ from stepc.lower.regions import annotate_regions
 from stepc.lower.scaling import Facts
 from stepc.lower.training import with_training_mode
 from stepc.parse import ir
-from stepc.tables.builtins import FROZEN_MODEL, KERAS_OPTIMIZER, Type
+from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, KERAS_OPTIMIZER, Type
 
 
 class StepLowering(GradientPlacement):
@@ -275,7 +278,9 @@ class StepLowering(GradientPlacement):
             value, scaled = self.facts.normalize(statement.value)
             self.facts.assign(statement.targets, statement.value, scaled)
             self._note_depends(statement.targets, statement.value)
-            return Compute(dataclasses.replace(statement, value=value))
+            compiled = isinstance(value, ir.Call) and value.func.id == COMPILED_LOSS
+            role = COMPILED_LOSS_VALUE if compiled else ""
+            return Compute(dataclasses.replace(statement, value=value), role=role)
         return self._update(statement)
 
     def _assign_weights(self, statement: ir.AssignWeights) -> Compute:
@@ -296,7 +301,11 @@ class StepLowering(GradientPlacement):
         weighted = detail == "Mean" and len(args) == 1 and not keywords
         if weighted and self.facts.is_scalar(statement.args[0]):
             keywords = (ir.Keyword("sample_weight", self._batch_size(statement), statement.span),)
-        return Compute(dataclasses.replace(statement, args=args, keywords=keywords), detail)
+        role = KERAS_LOSS_TRACKER if keras_loss else ""
+        if statement.metric.id == "compiled_metrics":
+            role = COMPILED_METRICS
+        rewritten = dataclasses.replace(statement, args=args, keywords=keywords)
+        return Compute(rewritten, detail, role=role)
 
     def _batch_size(self, update: ir.Update) -> ir.Expr:
         """The examples in the batch (x may be a dict or a tuple: its first tensor's

@@ -14,7 +14,6 @@ distribution pseudo-calls.
 from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
-from stepc.check.loss_report import is_loss_tracker_update
 from stepc.emit.keras.data import positional_unpacking, structure_checks
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
@@ -40,7 +39,10 @@ from stepc.emit.pyexpr import (
 from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
     BATCH_SIZE,
+    COMPILED_LOSS_VALUE,
+    COMPILED_METRICS,
     FULL_PRECISION,
+    KERAS_LOSS_TRACKER,
     ApplyGradients,
     Compute,
     GradientRegion,
@@ -50,7 +52,7 @@ from stepc.lower.plan import (
     TakeGradient,
 )
 from stepc.parse import ir
-from stepc.tables.builtins import COMPILED_LOSS, OPS
+from stepc.tables.builtins import OPS
 
 _METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
 # The pseudo-calls every framework spells alike: the helper each needs (a HELPERS
@@ -225,36 +227,37 @@ class StepWriter:
 
     def _compute(self, item: Compute, depth: int) -> None:
         statement = item.statement
-        keras_loss = is_loss_tracker_update(statement)
+        keras_loss = item.role == KERAS_LOSS_TRACKER
         self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
         if isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement, item.weights_of, depth)
         elif isinstance(statement, ir.Assign):
-            self._assign(statement, depth)
+            self._assign(item, depth)
             for recorder, name in item.watches:  # recorded from here on, as assigned
                 self.watch(recorder, name, depth)
         else:
-            self._update(statement, depth)
+            self._update(item, depth)
 
-    def _assign(self, statement: ir.Assign, depth: int) -> None:
-        targets = [t.id for t in statement.targets]
-        value = statement.value
-        if isinstance(value, ir.Call) and value.func.id == COMPILED_LOSS:
+    def _assign(self, item: Compute, depth: int) -> None:
+        targets = [t.id for t in item.statement.targets]
+        value = item.statement.value
+        if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
 
-    def _update(self, statement: ir.Update, depth: int) -> None:
+    def _update(self, item: Compute, depth: int) -> None:
+        statement = item.statement
         args = [self.expr(a).doc for a in statement.args]
         args += [_keyword(k.name, self.expr(k.value).doc) for k in statement.keywords]
-        if statement.metric.id == "compiled_metrics":
+        if item.role == COMPILED_METRICS:
             self.emit(depth, "if self._compile_metrics is not None:  # compile(metrics=...)")
             rendered = call("self._compile_metrics.update_state", args)
             self.lines += layout("", rendered.doc, INDENT * (depth + 1))
             return
         tracker = f"self.{statement.metric.id}"
-        if is_loss_tracker_update(statement):  # `loss` in the logs
+        if item.role == KERAS_LOSS_TRACKER:  # `loss` in the logs
             tracker = "self._loss_tracker"
         rendered = call(f"{tracker}.update_state", args)
         self.lines += layout("", rendered.doc, INDENT * depth)
