@@ -31,7 +31,7 @@ from stepc.diagnostics import (
     render_text,
     shown_path,
 )
-from stepc.emit.frameworks import ALL
+from stepc.emit.frameworks import ALL, FRAMEWORKS
 from stepc.parse.ir import Span
 from stepc.parse.sources import read_spec
 from stepc.pipeline import analyze
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument(
         "--backend",
-        choices=ALL,
+        choices=tuple(FRAMEWORKS),
         help="write the steps of this Keras backend only (default: every backend's, "
         "the one Keras runs on chosen when the module is imported)",
     )

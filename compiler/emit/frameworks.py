@@ -11,18 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stepc.emit import tensorflow
+from stepc.emit import jax, tensorflow, torch
 from stepc.lower.plan import ModelPlan
 
 
 @dataclass(frozen=True)
 class Framework:
     name: str  # keras.backend.backend()
-    title: str  # in comments and docstrings: "TensorFlow"
+    title: str  # in class names: "_GANTensorFlowSteps"
+    label: str  # in docstrings and comments: "TensorFlow", "JAX", "PyTorch"
     writer: type  # its StepWriter subclass
     helpers: dict[str, tuple[str, ...]]  # its own module-level helpers, by key
     import_line: str
     compile_lines: Callable[[ModelPlan], list[str]] = lambda model: []
+    # Methods its step mixin holds besides the steps (torch: fit()'s symbolic build).
+    mixin_methods: Callable[[ModelPlan], list[tuple[str, ...]]] = lambda model: []
 
 
 def _registry() -> dict[str, Framework]:
@@ -30,10 +33,30 @@ def _registry() -> dict[str, Framework]:
         Framework(
             "tensorflow",
             "TensorFlow",
+            "TensorFlow",
             tensorflow.TensorFlowStepWriter,
             tensorflow.HELPERS,
             tensorflow.IMPORT,
-        )
+        ),
+        Framework(
+            "jax",
+            "Jax",
+            "JAX",
+            jax.JaxStepWriter,
+            jax.HELPERS,
+            jax.IMPORT,
+            jax.compile_lines,
+            jax.mixin_methods,
+        ),
+        Framework(
+            "torch",
+            "Torch",
+            "PyTorch",
+            torch.TorchStepWriter,
+            torch.HELPERS,
+            torch.IMPORT,
+            mixin_methods=torch.mixin_methods,
+        ),
     ]
     return {f.name: f for f in frameworks}
 

@@ -198,7 +198,7 @@ def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int) -> list[s
     if the rest then fits; one ending in a name or a number (`f(a) / t`) is
     parenthesized."""
     if prefix and len(chain.rest) == 1 and _may_omit_parentheses(chain):
-        for attempt in (_break_last_operand, _break_first_operand):
+        for attempt in (_break_last_operand, _break_first_operand, _break_both_operands):
             lines = attempt(prefix, chain, indent, reserve)
             if lines is not None:
                 return lines
@@ -244,6 +244,20 @@ def _break_first_operand(prefix, chain: Chain, indent: str, reserve: int) -> lis
     op, operand = chain.rest[0]
     lines = _break_group(indent + prefix + head, group, tail, indent)
     lines[-1] += f" {op} {flat(operand)}"
+    return lines if _fits(lines, reserve) else None
+
+
+def _break_both_operands(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
+    """`f(` .. `) - g(` .. `)`: each operand breaks inside its own call, as the
+    formatter fits one bracket after the other when neither operand fits flat."""
+    head, group, tail = _last_group(chain.first)
+    op, operand = chain.rest[0]
+    last_head, last_group, last_tail = _last_group(operand)
+    if group is None or last_group is None:
+        return None
+    lines = _break_group(indent + prefix + head, group, tail, indent)
+    joint = f"{lines.pop()} {op} {last_head}"
+    lines += _break_group(joint, last_group, last_tail, indent)
     return lines if _fits(lines, reserve) else None
 
 

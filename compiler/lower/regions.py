@@ -61,7 +61,9 @@ def _free_reads(region: GradientRegion) -> set[str]:
     bound: set[str] = set()
     free: set[str] = set()
     for item in region.body:
-        free |= reads_of((item,)) - bound
+        # A nested region's own free reads: what it binds before reading is its own.
+        reads = _free_reads(item) if isinstance(item, GradientRegion) else reads_of((item,))
+        free |= reads - bound
         bound |= binds_of((item,))
     for loss in region.losses:
         free |= _names(loss.loss) - bound

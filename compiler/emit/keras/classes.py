@@ -18,6 +18,7 @@ from stepc.emit.frameworks import ALL, FRAMEWORKS
 from stepc.emit.keras.compile import CompileWriter
 from stepc.emit.keras.helpers import HELPERS
 from stepc.emit.keras.lines import Method, def_line, indent, laid_out, literal, parameter
+from stepc.emit.keras.steps import REGION
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import INDENT, Text, call, layout, sequence
 from stepc.lower.plan import Declaration, ModelPlan, ModulePlan
@@ -67,25 +68,32 @@ def render_model(plan: ModulePlan, frameworks: tuple[str, ...] = ALL) -> ModuleM
     return ModuleModel(
         plan.spec_name,
         plan.spec_digest,
-        _imports(frameworks),
-        _framework_imports(frameworks),
+        _imports(frameworks, used),
+        _framework_imports(frameworks, used),
         _helpers(used, frameworks),
         classes,
     )
 
 
-def _imports(frameworks: tuple[str, ...]) -> tuple[str, ...]:
+def _imports(frameworks: tuple[str, ...], used: dict[str, set[str]]) -> tuple[str, ...]:
     """Keras, and the framework's own import when the module holds one framework."""
-    if len(frameworks) == 1:
+    if len(frameworks) == 1 and _needs_import(frameworks[0], used):
         return ("import keras", FRAMEWORKS[frameworks[0]].import_line, "from keras import ops")
     return ("import keras", "from keras import ops")
 
 
-def _framework_imports(frameworks: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _framework_imports(frameworks, used: dict[str, set[str]]) -> tuple[tuple[str, str], ...]:
     """Several frameworks: each imported only when Keras runs on it."""
     if len(frameworks) == 1:
         return ()
-    return tuple((name, FRAMEWORKS[name].import_line) for name in frameworks)
+    needed = [name for name in frameworks if _needs_import(name, used)]
+    return tuple((name, FRAMEWORKS[name].import_line) for name in needed)
+
+
+def _needs_import(framework: str, used: dict[str, set[str]]) -> bool:
+    """A framework's module is imported when its steps differentiate (every
+    framework spells a region in its own API) or use one of its helpers."""
+    return bool(used[framework] & {REGION, *FRAMEWORKS[framework].helpers})
 
 
 def _helpers(used: dict[str, set[str]], frameworks) -> tuple[tuple[str, ...], ...]:
@@ -141,8 +149,8 @@ class _ClassWriter:
             used = self.step_used[framework]
             writer = writer_class(self.plan.spec_name, self.model, step, names, used)
             methods.append(Method(tuple(writer.run())))
-        title = FRAMEWORKS[framework].title
-        docstring = f"{self.model.name}'s steps on {title}."
+        methods += [Method(lines) for lines in FRAMEWORKS[framework].mixin_methods(self.model)]
+        docstring = f"{self.model.name}'s steps on {FRAMEWORKS[framework].label}."
         return StepsModel(self._steps_name(framework), docstring, tuple(methods))
 
     def _steps_name(self, framework: str) -> str:

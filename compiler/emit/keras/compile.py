@@ -37,10 +37,14 @@ class CompileWriter:
         value = self.model.jit_compile
         if value is None:
             return []
+        comment = f"    # {self.plan.spec_name}:{value.span.line}  jit_compile = {value.id}"
+        if value.id != "True":
+            return [comment, f'    kwargs.setdefault("jit_compile", {value.id})']
         return [
-            f"    # {self.plan.spec_name}:{value.span.line}  jit_compile = {value.id}"
-            + (": XLA, unless compile(jit_compile=False)" if value.id == "True" else ""),
-            f'    kwargs.setdefault("jit_compile", {value.id})',
+            comment + ": XLA, unless compile(jit_compile=False)",
+            "    # Not on torch: torch.compile takes minutes, and fails on a gradient penalty.",
+            '    if keras.backend.backend() != "torch":',
+            '        kwargs.setdefault("jit_compile", True)',
         ]
 
     # ---------------------------------------------------------------- compile()

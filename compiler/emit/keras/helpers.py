@@ -75,6 +75,11 @@ HELPERS = {
         "        for g, v in zip(grads, variables, strict=True)",
         "    ]",
     ),
+    "global_norm": (
+        "def _global_norm(grads):",
+        '    """The norm of gradients taken together, as tf.linalg.global_norm (None: none)."""',
+        "    return ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads if g is not None))",
+    ),
     "batch_size": (
         "def _batch_size(x):",
         '    """The number of examples in a batch: the first dimension of its first tensor',

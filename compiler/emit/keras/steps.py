@@ -62,6 +62,8 @@ _PSEUDO_CALL_HELPERS = {
     BATCH_SIZE: ("batch_size", "_batch_size"),
 }
 _ROLES = ("x", "y", "sample_weight")
+# Noted in a writer's `used` when it writes a gradient region (in its framework's API).
+REGION = "region"
 _KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
@@ -144,6 +146,16 @@ class StepWriter:
     def emit(self, depth: int, text: str) -> None:
         self.lines.append(INDENT * depth + text)
 
+    def checked_once(self, depth: int, condition: str) -> None:
+        """`if condition:` of a check made when the step is traced, saying so at
+        the end of the line, or above it where the line would be too long."""
+        note = "# checked once, when the step is traced"
+        if len(INDENT * depth + condition + "  " + note) <= LINE_LENGTH:
+            self.emit(depth, f"{condition}  {note}")
+        else:
+            self.emit(depth, note)
+            self.emit(depth, condition)
+
     def _raise(self, message: str, depth: int) -> None:
         """`raise ValueError(message)`: an error the traced step reports."""
         self.lines += layout("raise ", call("ValueError", [Text(message)]).doc, INDENT * depth)
@@ -217,6 +229,7 @@ class StepWriter:
         if isinstance(item, Compute):
             self._compute(item, depth)
         elif isinstance(item, GradientRegion):
+            self.used.add(REGION)
             self.region(item, depth)
         elif isinstance(item, ApplyGradients):
             self.apply(item, depth)
@@ -281,7 +294,7 @@ class StepWriter:
         if isinstance(block.count, ir.Name):
             # Unrolled when traced: the bounds of a literal count, checked then.
             bounds = f"1 <= {count} <= {MAX_REPEAT}"
-            self.emit(depth, f"if not {bounds}:  # checked once, when the step is traced")
+            self.checked_once(depth, f"if not {bounds}:")
             message = (
                 f"{self.spec_name}:{block.statement.span.line}: repeat {block.count.id} "
                 f"needs 1 <= {block.count.id} <= {MAX_REPEAT} (the block is unrolled "
