@@ -7,13 +7,13 @@ Usage:
 
 Kinds of input (all seeded, so a run is reproducible from INPUTS and --seed):
 
-* semantic   -- a well-formed spec from `tests.spec_generator` (models, init and
+* semantic   -- a well-formed spec from `tests.support.generators.specs` (models, init and
                compile parameters, trackers, losses, steps, minimize with clipping,
                gradient, repeat, assign, the operation table);
-* near-miss  -- the same with one deliberate error (`tests.spec_errors`), which must
+* near-miss  -- the same with one deliberate error (`tests.support.generators.errors`), which must
                be refused with an error on the line it is on;
-* layout     -- a generated spec with its layout changed (`tests.spec_layout`: comments,
-               blank lines, CRLF, tabs, broken lines), which must be accepted exactly
+* layout     -- a generated spec with its layout changed (`tests.support.generators.layout`:
+               comments, blank lines, CRLF, tabs, broken lines), which must be accepted exactly
                when the original is, and compile to the same module up to line numbers;
 * statement  -- whole lines (statements, declarations) deleted, duplicated, swapped or
                moved in a shipped or a generated spec;
@@ -55,7 +55,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests import spec_errors, spec_generator, spec_layout  # noqa: E402
+from tests.support.generators import errors as spec_errors  # noqa: E402
+from tests.support.generators import layout as spec_layout  # noqa: E402
+from tests.support.generators import specs as spec_generator  # noqa: E402
 
 SPECS = [p.read_text(encoding="utf-8") for p in sorted((REPO / "specs").glob("*.step"))]
 KINDS = ("semantic", "near-miss", "layout", "statement", "token", "byte", "text", "bytes")

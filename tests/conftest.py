@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workers import start_workers
+from tests.support.workers import start_workers
 
 DISTRIBUTION_MODULE = "test_distribution"
 

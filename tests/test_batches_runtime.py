@@ -16,13 +16,11 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from tests.construct_helpers import (
-    ATOL,
-    RTOL,
+from tests.support.compare import ATOL, RTOL, assert_weights_close
+from tests.support.constructs import (
     BatchLogs,
     TrackedReference,
     assert_same_logs,
-    assert_same_weights,
     compile_spec,
     graph,
 )
@@ -130,7 +128,7 @@ def _compare(spec: str, name: str, reference, data, reference_data=None, **kwarg
     expected = _model(reference)
     logs = _fit(model, data, **kwargs)
     expected_logs = _fit(expected, data if reference_data is None else reference_data, **kwargs)
-    assert_same_weights(model, expected)
+    assert_weights_close(model, expected)
     assert_same_logs(logs, expected_logs)
 
 
@@ -260,7 +258,7 @@ def test_compiled_loss_without_compiled_metrics() -> None:
     history = model.fit(X, Y, **kwargs).history
     expected_history = expected.fit(X, Y, **kwargs).history
     assert set(history) == {"loss", "val_loss", "val_mae"}
-    assert_same_weights(model, expected)
+    assert_weights_close(model, expected)
     for key in history:
         np.testing.assert_allclose(history[key], expected_history[key], rtol=RTOL, atol=ATOL)
     assert set(model.evaluate(X, Y, verbose=0, return_dict=True)) == {"loss", "mae"}

@@ -27,7 +27,7 @@ from stepc.diagnostics import Diagnostic, Severity, SpecError
 from stepc.parse.sources import MAX_NESTING, MAX_SPEC_BYTES, decode_spec, read_spec
 from stepc.pipeline import analyze, compile_source
 
-from tests.checker_support import (
+from tests.support.checker import (
     FUNCTIONAL_BODY,
     SUBMODELS_BODY,
     at,

@@ -5,14 +5,14 @@ The checks that keep an accepted spec from becoming a module Python rejects
 trace-time failure (an operation's keyword that Keras's function does not
 have, a subscript of a number) or from a model Keras breaks (a declaration
 named like an attribute Keras sets during fit()). Written in the style of
-`tests/test_checker.py`, with the helpers of `tests/checker_support.py`: one test per diagnostic.
+`tests/test_checker.py`, with the helpers of `tests/support/checker.py`: one test per diagnostic.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.checker_support import (
+from tests.support.checker import (
     FUNCTIONAL_BODY,
     SUBMODELS_BODY,
     at,

@@ -12,7 +12,7 @@ from stepc.lower.module import lower
 from stepc.parse.parser import parse
 from stepc.pipeline import analyze
 
-from tests.checker_support import at, check, errors, functional, the_error, warnings
+from tests.support.checker import at, check, errors, functional, the_error, warnings
 
 
 def step(data: str, *lines: str) -> str:

@@ -7,14 +7,14 @@ bound exactly once (a keyword naming a later parameter does not stand for
 an earlier one: F2 in the fuzz findings), an unknown keyword refused with a
 *did you mean* over that call's own parameters, and a parameter the target
 takes only by position refused as a keyword. The style of
-`tests/test_checker.py`, with the helpers of `tests/checker_support.py`.
+`tests/test_checker.py`, with the helpers of `tests/support/checker.py`.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.checker_support import (
+from tests.support.checker import (
     FUNCTIONAL_BODY,
     SUBMODELS_BODY,
     at,

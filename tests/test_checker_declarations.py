@@ -2,14 +2,14 @@
 
 A loss object's `name` becomes a TensorFlow name scope when it is called
 (F8 in the fuzz findings): a name TensorFlow refuses as a scope failed only
-at trace time. The style of `tests/test_checker.py`, with the helpers of `tests/checker_support.py`.
+at trace time. The style of `tests/test_checker.py`, with the helpers of `tests/support/checker.py`.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.checker_support import at, check, errors, functional
+from tests.support.checker import at, check, errors, functional
 
 
 def _with_loss(decl: str) -> str:

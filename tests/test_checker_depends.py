@@ -8,7 +8,7 @@ value computed through an operation no gradient flows through depends on
 nothing, a name redefined is a new value, and a repeat block's later passes
 see the values its earlier passes assigned. A value whose error is reported
 may depend on anything, so nothing follows from it. The style of
-`tests/test_checker.py`, with the helpers of `tests/checker_support.py`.
+`tests/test_checker.py`, with the helpers of `tests/support/checker.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 from stepc.pipeline import compile_source
 
-from tests.checker_support import (
+from tests.support.checker import (
     FUNCTIONAL_BODY,
     at,
     check,

@@ -20,7 +20,7 @@ import pytest
 from stepc.emit import pyexpr
 from stepc.pipeline import analyze
 
-from tests.checker_support import at, check, errors, functional, the_error, warnings
+from tests.support.checker import at, check, errors, functional, the_error, warnings
 
 MASK_HINT = 'cast it first: `cast(mask, "float32")`, or choose with `where(mask, a, b)`'
 INDEX_HINT = "an int literal, an int parameter, shape(...)[i], or arithmetic of them (+ - * //)"

@@ -4,14 +4,14 @@ The diagnostics of calls whose traced step would fail (an argument a Keras
 function cannot take, a constructor keyword its class lacks), the hints that
 point at what a spec means (by meaning first, then by a close spelling), and
 the errors that must not follow from an earlier one. The style of
-`tests/test_checker.py`, with the helpers of `tests/checker_support.py`: one test per diagnostic.
+`tests/test_checker.py`, with the helpers of `tests/support/checker.py`: one test per diagnostic.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.checker_support import (
+from tests.support.checker import (
     FUNCTIONAL_BODY,
     SUBMODELS_BODY,
     at,

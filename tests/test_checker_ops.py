@@ -6,7 +6,7 @@ new parameter (an int `k`, einsum's subscripts, a string `padding`, None
 where Keras's default is None), the operations no gradient flows through,
 the random draws' seed, the suggestions for names a spec may mean, and the
 generated operation table of docs/language.md. The style of
-`tests/test_checker.py`, with the helpers of `tests/checker_support.py`.
+`tests/test_checker.py`, with the helpers of `tests/support/checker.py`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from stepc.pipeline import analyze
 from stepc.tables.builtins import OPS, Type
 
-from tests.checker_support import (
+from tests.support.checker import (
     FUNCTIONAL_BODY,
     at,
     check,

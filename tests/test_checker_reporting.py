@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import stepc
 
-from tests.checker_support import (
+from tests.support.checker import (
     at,
     check,
     diagnose,
@@ -38,7 +38,7 @@ def compiled(text: str) -> str:
 
 
 def step_source(module_text: str, step: str = "train_step") -> str:
-    """The text of one generated step method (as tests.construct_helpers reads it;
+    """The text of one generated step method (as tests.support.constructs reads it;
     that module imports Keras, which this tier does not)."""
     start = module_text.index(f"    def {step}(")
     end = module_text.find("\n    def ", start + 1)

@@ -1,7 +1,7 @@
 """compile() and constructor conventions end to end, against hand-written Keras.
 
 Each test compiles a small spec, fits it on the tiny data of
-tests/construct_helpers.py (3 batches of 8) next to a hand-written Keras model of
+tests/support/constructs.py (3 batches of 8) next to a hand-written Keras model of
 the same algorithm (same initial weights, data and optimizer config), and compares
 every weight and the logs each test names at rtol 1e-5, atol 1e-6: parameter
 defaults used and overridden; Keras's own optimizer, loss and metrics next to the
@@ -22,15 +22,13 @@ import tensorflow as tf
 from keras import ops
 from stepc.tables.keras_optimizers import KEYWORD_ALIASES, OPTIMIZER_CONSTRUCTORS
 
-from tests.construct_helpers import (
-    ATOL,
-    RTOL,
+from tests.support.compare import ATOL, RTOL, assert_weights_close
+from tests.support.constructs import (
     BatchLogs,
     TrackedReference,
     X,
     Y,
     assert_same_logs,
-    assert_same_weights,
     compile_spec,
     dense,
     fit_logs,
@@ -92,7 +90,7 @@ def test_a_compile_default_is_used_and_overridden(alpha) -> None:
     reference.alpha = 0.5 if alpha is None else alpha
     reference.compile(optimizer=keras.optimizers.SGD(0.1))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
     assert generated.get_compile_config()["alpha"] == reference.alpha
 
 
@@ -153,7 +151,7 @@ def test_keras_own_optimizer_loss_and_metrics_next_to_the_spec_own() -> None:
     reference = SmoothedReference(*graph(2))
     reference.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
     generated_logs, reference_logs = _fit_two_epochs(generated), _fit_two_epochs(reference)
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
     assert len(generated_logs) == len(reference_logs) == 6
     for ours, theirs in zip(generated_logs, reference_logs, strict=True):
         for key in ("total", "mae"):
@@ -245,8 +243,8 @@ def test_a_callable_pair_as_in_wgan_gp(tmp_path) -> None:
     reference = WGANReference(dense(1, 3), _generator(4))
     reference.compile()
     assert_same_logs(fit_logs(generated, X, Z), fit_logs(reference, X, Z))
-    assert_same_weights(generated.critic, reference.critic)
-    assert_same_weights(generated.generator, reference.generator)
+    assert_weights_close(generated.critic, reference.critic)
+    assert_weights_close(generated.generator, reference.generator)
     generated.save(tmp_path / "wgan.keras")
     loaded = keras.models.load_model(tmp_path / "wgan.keras")
     assert loaded.d_loss_fn is critic_loss and loaded.g_loss_fn is generator_loss
@@ -300,7 +298,7 @@ def test_a_layer_augmenter_in_training_and_inference_mode(tmp_path) -> None:
     reference = AugmentedReference(net.inputs, net.outputs)
     reference.compile(optimizer=keras.optimizers.SGD(0.1))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
-    assert_same_weights(generated.net, reference)
+    assert_weights_close(generated.net, reference)
     evaluated = generated.evaluate(X, Y, batch_size=24, verbose=0, return_dict=True)
     expected = np.mean(np.square(generated.net.predict(X, verbose=0) - Y))
     np.testing.assert_allclose(evaluated["loss"], expected, rtol=RTOL, atol=ATOL)
@@ -347,7 +345,7 @@ def test_an_optimizer_built_in_compile_matches_keras_adam() -> None:
     reference.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse")
     _fit(generated, 2)
     _fit(reference, 2)
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
     assert isinstance(generated.optimizer, keras.optimizers.Adam)
 
 
@@ -386,7 +384,7 @@ def test_a_compiled_model_saves_loads_and_resumes(tmp_path, spec: str) -> None:
         _fit(model)
     iterations = int(getattr(original, optimizer).iterations)
     for model in (loaded, restored):
-        assert_same_weights(model, original)
+        assert_weights_close(model, original)
         assert int(getattr(model, optimizer).iterations) == iterations == 6
     assert loaded.get_compile_config() == original.get_compile_config()
 
@@ -437,7 +435,7 @@ def test_a_sub_model_called_with_several_arguments() -> None:
         optimizer.apply(tape.gradient(loss, variables), variables)
         losses.append(float(loss))
     logs = fit_logs(generated)
-    assert_same_weights(generated.decoder, decoder)
+    assert_weights_close(generated.decoder, decoder)
     # The tracker's log after batch k is the mean of the first k + 1 losses.
     running = np.cumsum(losses) / np.arange(1, 4)
     np.testing.assert_allclose([log["loss"] for log in logs], running, rtol=RTOL, atol=ATOL)
@@ -473,7 +471,7 @@ def test_a_step_reads_the_input_and_output_shape_of_a_sub_model() -> None:
         optimizer.apply(tape.gradient(loss, variables), variables)
         losses.append(float(loss))
     logs = fit_logs(generated)
-    assert_same_weights(generated.generator, reference)
+    assert_weights_close(generated.generator, reference)
     running = np.cumsum(losses) / np.arange(1, 4)
     np.testing.assert_allclose([log["loss"] for log in logs], running, rtol=RTOL, atol=ATOL)
 
@@ -496,7 +494,7 @@ def test_keras_own_optimizer_may_average_its_weights() -> None:
     reference.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True), loss="mse")
     _fit(generated, 2)
     _fit(reference, 2)
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
     plain = keras.Model(*graph(10))
     plain.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     _fit(plain, 2)

@@ -23,16 +23,14 @@ from keras import ops
 from stepc.diagnostics import Severity
 from stepc.pipeline import analyze
 
-from tests.construct_helpers import (
-    ATOL,
+from tests.support.compare import ATOL, RTOL, assert_weights_close
+from tests.support.constructs import (
     MODEL_GRADIENT,
     REPEAT_PARAMETER,
-    RTOL,
     TrackedReference,
     X,
     Y,
     assert_same_logs,
-    assert_same_weights,
     compile_spec,
     dense,
     fit_logs,
@@ -95,8 +93,8 @@ def test_simultaneous_updates_with_stop_gradient_match_the_reference():
     f_loss / g_loss logs of each epoch are compared."""
     generated, generated_logs = _fit_pair(compile_spec(SIMULTANEOUS, "pair").Pair)
     reference, reference_logs = _fit_pair(PairReference)
-    assert_same_weights(generated.f, reference.f)
-    assert_same_weights(generated.g, reference.g)
+    assert_weights_close(generated.f, reference.f)
+    assert_weights_close(generated.g, reference.g)
     for key in ("f_loss", "g_loss"):
         np.testing.assert_allclose(generated_logs[key], reference_logs[key], rtol=RTOL)
 
@@ -138,7 +136,7 @@ def test_tuple_unpacking_of_model_outputs_and_a_predict_step():
             loss = ops.mean(ops.square(mean_out - Y[start : start + 8]))
             loss = loss + 0.5 * ops.mean(ops.square(scale_out))
         optimizer.apply(tape.gradient(loss, plain.trainable_variables), plain.trainable_variables)
-    assert_same_weights(generated, plain)
+    assert_weights_close(generated, plain)
     predictions = generated.predict(X, verbose=0)
     np.testing.assert_allclose(predictions, plain(X)[0], rtol=RTOL, atol=ATOL)
 
@@ -169,8 +167,8 @@ def test_one_optimizer_over_two_targets():
         with tf.GradientTape() as tape:
             loss = ops.mean(ops.square(a(x, training=True) + b(x, training=True) - y))
         optimizer.apply(tape.gradient(loss, variables), variables)
-    assert_same_weights(generated.a, a)
-    assert_same_weights(generated.b, b)
+    assert_weights_close(generated.a, a)
+    assert_weights_close(generated.b, b)
 
 
 # ---------------------------------------------------------------- gradient(y, x)
@@ -218,7 +216,7 @@ def test_gradient_with_respect_to_a_data_tensor_matches_nested_tapes():
     for model in (generated, reference):
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
 
 
 TUPLE_GRADIENT = """
@@ -262,7 +260,7 @@ def test_gradient_with_respect_to_a_tuple_of_tensors_matches_the_reference():
     for model in (generated, reference):
         model.compile(optimizer=keras.optimizers.Adam(0.05))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
 
 
 class ModelGradientReference(TrackedReference):
@@ -291,7 +289,7 @@ def test_gradient_with_respect_to_a_model_gives_its_global_norm():
     generated_logs, reference_logs = fit_logs(generated), fit_logs(reference)
     assert_same_logs(generated_logs, reference_logs)
     assert all(logs["grad_norm"] > 0 for logs in generated_logs)
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
 
 
 # ---------------------------------------------------------------- repeat N:
@@ -330,7 +328,7 @@ def test_repeat_a_literal_count_updates_once_per_iteration():
     for model in (generated, reference):
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)
     assert generated.optimizer.iterations.numpy() == 9
 
 
@@ -354,7 +352,7 @@ def test_repeat_an_int_parameter_count():
         tracker.update_state(loss, sample_weight=8)
         reference_logs.append({"loss": float(tracker.result())})
     assert_same_logs(generated_logs, reference_logs)
-    assert_same_weights(generated.net, net)
+    assert_weights_close(generated.net, net)
 
     never = module.Steps(net=mlp(10), steps=0)
     never.compile(opt=keras.optimizers.Adam(0.05))
@@ -437,8 +435,8 @@ def test_mean_teacher_with_a_frozen_teacher_and_an_assigned_average():
     generated, generated_logs = _mean_teacher(module.MeanTeacher)
     reference, reference_logs = _mean_teacher(MeanTeacherReference)
     assert_same_logs(generated_logs, reference_logs)
-    assert_same_weights(generated.student, reference.student)
-    assert_same_weights(generated.teacher, reference.teacher)
+    assert_weights_close(generated.student, reference.student)
+    assert_weights_close(generated.teacher, reference.teacher)
     # The moving statistics moved: the teacher averaged the student's in.
     moving_mean = generated.teacher.layers[1].moving_mean.numpy()
     assert not np.allclose(moving_mean, mlp(12, batch_norm=True).layers[1].moving_mean.numpy())
@@ -508,7 +506,7 @@ def test_regularization_loss_equals_keras_default_step(regularizers):
     keras_default.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     generated_logs, keras_logs = fit_logs(generated), fit_logs(keras_default)
     assert_same_logs(generated_logs, keras_logs)
-    assert_same_weights(generated, keras_default)
+    assert_weights_close(generated, keras_default)
     if regularizers:  # the regularization is not negligible
         plain = keras.Model(*graph(13))
         plain.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
@@ -570,4 +568,4 @@ def test_a_stopped_value_is_computed_before_the_recording():
     for model in (generated, reference):
         model.compile(optimizer=keras.optimizers.SGD(0.1))
     assert_same_logs(fit_logs(generated), fit_logs(reference))
-    assert_same_weights(generated, reference)
+    assert_weights_close(generated, reference)

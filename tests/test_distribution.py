@@ -2,8 +2,8 @@
 
 Logical devices must be configured before TensorFlow initializes its devices, and a
 ``MultiWorkerMirroredStrategy`` joins a cluster once per process, so every distributed
-run happens in ``fit_features_worker.py``, started by ``conftest.py`` when the session
-starts (``workers.py``); each test here awaits its worker's results and compares a case's
+run happens in ``support/distribution_worker.py``, started by ``conftest.py`` when the session
+starts (``support/workers.py``); each test here awaits its worker's results and compares a case's
 distributed run with the same case run on one device by the same worker.
 
 * ``MirroredStrategy`` over 2 logical CPUs: the five seed specs, the three later specs
@@ -12,7 +12,7 @@ distributed run with the same case run on one device by the same worker.
 * ``MultiWorkerMirroredStrategy``, two worker processes on 127.0.0.1: basic.step and the
   GAN.
 
-Tolerance: every weight within rtol=1e-5/atol=1e-6 (``equivalence.py``'s) and every
+Tolerance: every weight within rtol=1e-5/atol=1e-6 (``support/compare.py``'s) and every
 History value, batch log and ``evaluate()`` result within rtol=1e-5. Most agree bit for
 bit; the largest difference measured is 1.2e-7 (float32 rounding of the all-reduced sums).
 A loss scaled for distribution twice or not at all would be off by a factor of 2.
@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.equivalence import WEIGHT_ATOL, WEIGHT_RTOL
-from tests.fit_features_helpers import FUNCTIONAL_SPECS, Run, assert_logs_close, assert_runs_close
-from tests.fit_features_worker import CONSTRUCT_CASES
-from tests.later_specs import LATER_SPECS
-
-SAME_RTOL = WEIGHT_RTOL  # 1e-5
-SAME_ATOL = WEIGHT_ATOL  # 1e-6
+from tests.support.compare import ATOL, assert_batch_logs_close, assert_runs_close
+from tests.support.distribution_worker import CONSTRUCT_CASES
+from tests.support.fit import FUNCTIONAL_SPECS, Run
+from tests.support.specs_later import LATER_SPECS
 
 
 def worker_run(results: dict, case: str) -> Run:
@@ -39,15 +36,10 @@ def worker_run(results: dict, case: str) -> Run:
     return Run.from_json(data)
 
 
-def assert_batch_logs_close(actual: Run, expected: Run, skip: tuple[str, ...] = ()) -> None:
-    """Every training batch's logs (but the ``skip`` keys) within rtol=1e-5."""
+def assert_batches_close(actual: Run, expected: Run, skip: tuple[str, ...] = ()) -> None:
+    """Every training batch's logs (but the ``skip`` keys) within rtol=1e-5, atol=1e-6."""
     got, want = actual.extra["batch_logs"], expected.extra["batch_logs"]
-    assert len(got) == len(want), f"{len(got)} vs {len(want)} batches"
-    for index, (a, b) in enumerate(zip(got, want, strict=True)):
-        assert sorted(a) == sorted(b), f"batch {index}: {sorted(a)} vs {sorted(b)}"
-        a = {k: v for k, v in a.items() if k not in skip}
-        b = {k: v for k, v in b.items() if k not in skip}
-        assert_logs_close(a, b, SAME_RTOL, SAME_ATOL)
+    assert_batch_logs_close(got, want, atol=ATOL, skip=skip)
 
 
 @pytest.mark.parametrize("case", [*FUNCTIONAL_SPECS, "weighted_class_weight"])
@@ -69,8 +61,8 @@ def test_mirrored_matches_single_device(case, distribution_workers):
     results = distribution_workers["mirrored"].results()[0]
     single = worker_run(results, f"{case}/single")
     mirrored = worker_run(results, f"{case}/mirrored")
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored vs single")
-    assert_batch_logs_close(mirrored, single, skip=("weighted_mae",))
+    assert_runs_close(mirrored, single, "mirrored vs single")
+    assert_batches_close(mirrored, single, skip=("weighted_mae",))
 
 
 def test_mirrored_weighted_batch_logs_equal_keras_default(distribution_workers):
@@ -80,8 +72,8 @@ def test_mirrored_weighted_batch_logs_equal_keras_default(distribution_workers):
     results = distribution_workers["mirrored"].results()[0]
     generated = worker_run(results, "weighted/mirrored")
     default = worker_run(results, "weighted/mirrored_keras_default")
-    assert_runs_close(generated, default, SAME_RTOL, SAME_ATOL, "generated vs Keras default")
-    assert_batch_logs_close(generated, default)
+    assert_runs_close(generated, default, "generated vs Keras default")
+    assert_batches_close(generated, default)
 
 
 def test_mirrored_gan_matches_single_device(distribution_workers):
@@ -102,8 +94,8 @@ def test_mirrored_gan_matches_single_device(distribution_workers):
     assert "error" not in data, f"{data['error']}: {data['message'][:400]}"
     single = worker_run(results, "gan/single")
     mirrored = Run.from_json(data)
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored GAN vs single")
-    assert_batch_logs_close(mirrored, single)
+    assert_runs_close(mirrored, single, "mirrored GAN vs single")
+    assert_batches_close(mirrored, single)
 
 
 @pytest.mark.parametrize("case", ["basic", "gan"])
@@ -125,8 +117,8 @@ def test_multiworker_matches_single_process(case, distribution_workers):
     assert len(workers) == 2
     for index, results in enumerate(workers):
         got = worker_run(results, f"{case}/multiworker")
-        assert_runs_close(got, single, SAME_RTOL, SAME_ATOL, f"worker {index} vs single")
-        assert_batch_logs_close(got, single)
+        assert_runs_close(got, single, f"worker {index} vs single")
+        assert_batches_close(got, single)
 
 
 @pytest.mark.parametrize("name", LATER_SPECS)
@@ -149,8 +141,8 @@ def test_mirrored_later_spec_matches_single_device(name, distribution_workers):
     results = distribution_workers["mirrored"].results()[0]
     single = worker_run(results, f"{name}/single")
     mirrored = worker_run(results, f"{name}/mirrored")
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, f"mirrored {name} vs single")
-    assert_batch_logs_close(mirrored, single)
+    assert_runs_close(mirrored, single, f"mirrored {name} vs single")
+    assert_batches_close(mirrored, single)
 
 
 @pytest.mark.parametrize("case", CONSTRUCT_CASES)
@@ -159,12 +151,12 @@ def test_mirrored_construct_matches_single_device(case, distribution_workers):
     strategy, under MirroredStrategy (2 replicas) vs one device, each replica getting
     half of every batch of 8 (no batch statistics, so the same function):
 
-    * ``clip_norm`` / ``clip_global_norm`` / ``clip_value``: ``construct_helpers``'
+    * ``clip_norm`` / ``clip_global_norm`` / ``clip_value``: ``support/constructs``'
       CLIPPED spec (the encoder's gradients clipped at 0.05, the decoder's not);
       ``_clipped`` all-reduces the replicas' gradients, clips the whole batch's
       gradient and hands each replica its share back. Clipping each replica's share
       instead would clip at twice the threshold.
-    * ``model_gradient``: ``construct_helpers``' MODEL_GRADIENT,
+    * ``model_gradient``: ``support/constructs``' MODEL_GRADIENT,
       ``g = gradient(loss, self)`` and its ``global_norm`` reported;
       ``_sum_over_replicas`` makes it the whole batch's gradient on every replica.
       Each replica's own share would report about half.
@@ -174,5 +166,5 @@ def test_mirrored_construct_matches_single_device(case, distribution_workers):
     results = distribution_workers["mirrored"].results()[0]
     single = worker_run(results, f"{case}/single")
     mirrored = worker_run(results, f"{case}/mirrored")
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, f"mirrored {case} vs single")
-    assert_batch_logs_close(mirrored, single)
+    assert_runs_close(mirrored, single, f"mirrored {case} vs single")
+    assert_batches_close(mirrored, single)

@@ -15,7 +15,7 @@ Three kinds of tests:
 
 Each ``run_*`` function below trains one model class in one scenario and returns an
 ``Outcome``; all models start from the same copied weights, with fresh, identically
-configured optimizers and fixed seeds (see ``equivalence.py``), and train on 50 samples in
+configured optimizers and fixed seeds (see ``support/models.py``), and train on 50 samples in
 batches of 16 (the last batch is partial); the GAN on 20 images in batches of 8; the
 WGAN-GP, VAE and adversarial models on 12 of scikit-learn's 8x8 digits in batches of 8
 (8 + 4). Two outcomes agree when every weight is within
@@ -33,7 +33,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.equivalence import (
+from tests.references import broken
+from tests.references.adversarial import AdversarialReference
+from tests.references.basic import BasicReference
+from tests.references.evaluate import EvaluateReference
+from tests.references.gan import GANReference
+from tests.references.lowlevel import LowLevelReference
+from tests.references.vae import VAEReference
+from tests.references.weighted import WeightedReference
+from tests.references.wgan_gp import WGANGPReference
+from tests.support.compare import assert_outcomes_close
+from tests.support.models import (
     CRITIC_STEPS,
     DIGITS_BATCH_SIZE,
     EPSILON,
@@ -42,7 +52,6 @@ from tests.equivalence import (
     LATENT_DIM,
     SEED,
     Outcome,
-    assert_outcomes_close,
     binary_data,
     build_classifier,
     build_critic,
@@ -65,15 +74,6 @@ from tests.equivalence import (
     regression_data,
     sample_weights,
 )
-from tests.references import broken
-from tests.references.adversarial import AdversarialReference
-from tests.references.basic import BasicReference
-from tests.references.evaluate import EvaluateReference
-from tests.references.gan import GANReference
-from tests.references.lowlevel import LowLevelReference
-from tests.references.vae import VAEReference
-from tests.references.weighted import WeightedReference
-from tests.references.wgan_gp import WGANGPReference
 
 COMPILED_MSE = {"loss": "mse", "metrics": ["mae"]}
 WEIGHTINGS = ("none", "sample_weight", "class_weight")

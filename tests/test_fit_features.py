@@ -7,11 +7,11 @@ mixed precision: the float32 run), the hand-written reference in ``tests/referen
 (or Keras's own default ``train_step`` for ``basic``) under the same feature, or a value
 computed another way (``evaluate()`` for ``val_`` metrics, the History for TensorBoard's
 event files). Runs start from the same weights, optimizers and seeds (see
-``fit_features_helpers.py``), so any difference comes from the feature.
+``tests/support/fit.py``), so any difference comes from the feature.
 
 Tolerances:
 
-* ``SAME_RTOL``/``SAME_ATOL`` = 1e-5/1e-6 (``equivalence.py``'s ``WEIGHT_RTOL``/``ATOL``)
+* ``compare.RTOL``/``ATOL`` = 1e-5/1e-6 (the project's tolerances, ``compare``'s defaults)
   for every weight, History value, per-batch log and ``evaluate()`` result when both runs
   do the same arithmetic (most agree bit for bit; XLA and 2 replicas differ by at most
   ~2.4e-7 in float32 rounding);
@@ -39,43 +39,29 @@ import keras
 import numpy as np
 import pytest
 
-from tests.equivalence import (
-    BATCH_SIZE,
-    EPOCHS,
-    GAN_BATCH_SIZE,
-    GAN_EPOCHS,
-    N_IMAGES,
-    N_SAMPLES,
-    WEIGHT_ATOL,
-    WEIGHT_RTOL,
-    fresh_gan,
-    gan_state,
-    image_data,
-    initial_dense_weights,
-    initial_gan_weights,
-    regression_data,
+from tests.support.compare import (
+    assert_logs_close,
+    assert_runs_close,
+    assert_weights_close,
+    max_abs_diff,
 )
-from tests.fit_features_helpers import (
+from tests.support.fit import (
     ALL_SPECS,
     CLASS_WEIGHT,
     COMPILE_KWARGS,
     FUNCTIONAL_SPECS,
     Run,
-    assert_logs_close,
-    assert_runs_close,
-    assert_weights_close,
     build_functional,
     compile_gan,
     fit_data,
     generated_class,
     make_optimizer,
-    max_abs_diff,
     run,
     run_functional,
     run_gan,
     validation_data,
 )
-from tests.fit_tools import (
+from tests.support.fit_tools import (
     HAS_TENSORBOARD,
     InterruptAt,
     Interrupted,
@@ -86,9 +72,21 @@ from tests.fit_tools import (
     relative_update_error,
     stopping_checkpointing_logging,
 )
+from tests.support.models import (
+    BATCH_SIZE,
+    EPOCHS,
+    GAN_BATCH_SIZE,
+    GAN_EPOCHS,
+    N_IMAGES,
+    N_SAMPLES,
+    fresh_gan,
+    gan_state,
+    image_data,
+    initial_dense_weights,
+    initial_gan_weights,
+    regression_data,
+)
 
-SAME_RTOL = WEIGHT_RTOL  # 1e-5
-SAME_ATOL = WEIGHT_ATOL  # 1e-6
 MIXED_UPDATE_RTOL = {"functional": 0.02, "gan": 0.10}
 MIXED_METRIC_RTOL = {"functional": 2e-3, "gan": 5e-3}
 MIXED_LOSS_SCALE = 2.0**7  # small enough that no float16 gradient overflows: no step skipped
@@ -147,7 +145,7 @@ def test_xla_matches_non_xla(name):
     """
     xla = run(name, compile_kwargs={"jit_compile": True})
     assert xla.model.jit_compile is True
-    assert_runs_close(xla, baseline(name), SAME_RTOL, SAME_ATOL)
+    assert_runs_close(xla, baseline(name))
 
 
 def test_xla_gan_matches_reference_under_xla():
@@ -165,7 +163,7 @@ def test_xla_gan_matches_reference_under_xla():
     generated = run_gan(dense=True, compile_kwargs={"jit_compile": True})
     reference = run_gan("reference", dense=True, compile_kwargs={"jit_compile": True})
     assert generated.model.jit_compile is True and reference.model.jit_compile is True
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "XLA generated vs reference")
+    assert_runs_close(generated, reference, "XLA generated vs reference")
     non_xla = run_gan(dense=True)
     np.testing.assert_array_equal(generated.weights[-1], non_xla.weights[-1])
     assert max_abs_diff(generated.weights[:-1], non_xla.weights[:-1]) > 1e-3
@@ -218,8 +216,8 @@ def test_mixed_precision_matches_float32(name):
         mixed.weights[: len(start)], expected.weights[: len(start)], start
     )
     assert error < MIXED_UPDATE_RTOL[kind], f"weight updates off by {error:.1%}"
-    assert_logs_close(mixed.history, expected.history, MIXED_METRIC_RTOL[kind])
-    assert_logs_close(mixed.results, expected.results, MIXED_METRIC_RTOL[kind])
+    assert_logs_close(mixed.history, expected.history, rtol=MIXED_METRIC_RTOL[kind])
+    assert_logs_close(mixed.results, expected.results, rtol=MIXED_METRIC_RTOL[kind])
 
 
 @pytest.mark.parametrize("name", ["basic", "lowlevel", "weighted", "gan"])
@@ -256,7 +254,7 @@ def test_mixed_precision_default_loss_scaling_matches_reference(name):
         assert int(got.iterations) == int(want.iterations)
         assert float(got.dynamic_scale) == float(want.dynamic_scale)
         assert int(got.iterations) > 0
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "mixed generated vs reference")
+    assert_runs_close(generated, reference, "mixed generated vs reference")
 
 
 def test_gan_compile_does_not_wrap_optimizers_in_float32():
@@ -278,7 +276,7 @@ def test_steps_per_execution_matches_one(name):
     steps = 2 if name == "gan" else 3
     got = run(name, compile_kwargs={"steps_per_execution": steps})
     assert got.model.steps_per_execution == steps
-    assert_runs_close(got, baseline(name), SAME_RTOL, SAME_ATOL, f"steps_per_execution={steps}")
+    assert_runs_close(got, baseline(name), f"steps_per_execution={steps}")
 
 
 @pytest.mark.parametrize("name", FUNCTIONAL_SPECS)
@@ -294,8 +292,8 @@ def test_validation_metrics_equal_evaluate(name):
     if name != "evaluate":
         expected = baseline(name)
         training = {k: v for k, v in got.history.items() if not k.startswith("val_")}
-        assert_logs_close(training, expected.history, SAME_RTOL)
-        assert_weights_close(got.weights, expected.weights, SAME_RTOL, SAME_ATOL, "weights")
+        assert_logs_close(training, expected.history)
+        assert_weights_close(got.weights, expected.weights, "weights")
 
 
 def test_class_weight_equals_per_sample_weights_and_reference():
@@ -313,8 +311,8 @@ def test_class_weight_equals_per_sample_weights_and_reference():
         fit_kwargs={"class_weight": None, "sample_weight": explicit},
     )
     reference = run("weighted", "reference", weighting="class_weight")
-    assert_runs_close(got, per_sample, SAME_RTOL, SAME_ATOL, "class_weight vs sample_weight")
-    assert_runs_close(got, reference, SAME_RTOL, SAME_ATOL, "generated vs reference")
+    assert_runs_close(got, per_sample, "class_weight vs sample_weight")
+    assert_runs_close(got, reference, "generated vs reference")
 
 
 # tf.summary needs the tensorboard package, which TensorFlow 2.21 does not depend on;
@@ -356,11 +354,9 @@ def test_early_stopping_stops_and_matches_uninterrupted_run(name, callback_runs)
     expected = baseline(name, "adam")
     assert stopper.stopped_epoch == 1
     assert {len(values) for values in got.history.values()} == {2}
-    assert_weights_close(
-        got.weights, expected.extra["epoch_weights"][1], SAME_RTOL, SAME_ATOL, "weights"
-    )
+    assert_weights_close(got.weights, expected.extra["epoch_weights"][1], "weights")
     expected_history = {key: values[:2] for key, values in expected.history.items()}
-    assert_logs_close(got.history, expected_history, SAME_RTOL)
+    assert_logs_close(got.history, expected_history)
 
 
 def gan_outputs(gan: keras.Model) -> list[np.ndarray]:
@@ -412,11 +408,9 @@ def test_model_checkpoint_loads_predicts_and_keeps_training(name, callback_runs)
             )
             assert_logs_close(results, got.results, rtol=1e-6)
         resumed = run_functional(name, model=first, epochs=2, fit_kwargs={"initial_epoch": 1})
-    assert_weights_close(
-        resumed.weights, expected.extra["epoch_weights"][1], SAME_RTOL, SAME_ATOL, "resumed"
-    )
+    assert_weights_close(resumed.weights, expected.extra["epoch_weights"][1], "resumed")
     second_epoch = {key: values[1:2] for key, values in expected.history.items()}
-    assert_logs_close(resumed.history, second_epoch, SAME_RTOL)
+    assert_logs_close(resumed.history, second_epoch)
 
 
 @pytest.mark.parametrize("name", ALL_SPECS)
@@ -552,9 +546,9 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_weights(name, tmp_path)
     resumed = interrupt_then_resume(name, tmp_path / "backup")
     expected = baseline(name, "adam")
     later_epochs = {key: values[1:] for key, values in expected.history.items()}
-    assert_weights_close(resumed.weights, expected.weights, SAME_RTOL, SAME_ATOL, "resumed")
-    assert_logs_close(resumed.history, later_epochs, SAME_RTOL)
-    assert_logs_close(resumed.results, expected.results, SAME_RTOL)
+    assert_weights_close(resumed.weights, expected.weights, "resumed")
+    assert_logs_close(resumed.history, later_epochs)
+    assert_logs_close(resumed.results, expected.results)
 
 
 def test_backup_and_restore_resumes_the_gan(tmp_path):
@@ -568,8 +562,8 @@ def test_backup_and_restore_resumes_the_gan(tmp_path):
     expected = baseline("gan")
     later_epochs = {key: values[1:] for key, values in expected.history.items()}
     np.testing.assert_array_equal(resumed.weights[-1], expected.weights[-1])
-    assert_weights_close(resumed.weights, expected.weights, SAME_RTOL, SAME_ATOL, "resumed")
-    assert_logs_close(resumed.history, later_epochs, SAME_RTOL)
+    assert_weights_close(resumed.weights, expected.weights, "resumed")
+    assert_logs_close(resumed.history, later_epochs)
 
 
 def test_backup_and_restore_restores_gan_optimizers_into_a_fresh_gan(tmp_path):
@@ -642,7 +636,9 @@ def test_gan_loads_files_saved_without_the_seed_state(tmp_path, monkeypatch):
     assert int(loaded.seed_generator.state.numpy()[1]) == 0
     assert int(gan.seed_generator.state.numpy()[1]) > 0
     for restored in (fresh, loaded):
-        assert_weights_close(gan_state(restored)[:-1], gan_state(gan)[:-1], 0, 0, "weights")
+        assert_weights_close(
+            gan_state(restored)[:-1], gan_state(gan)[:-1], "weights", rtol=0, atol=0
+        )
     for optimizer in ("d_optimizer", "g_optimizer"):
         for a, b in zip(
             getattr(gan, optimizer).variables, getattr(loaded, optimizer).variables, strict=True
@@ -733,7 +729,7 @@ def test_optimizer_option_passes_through(name, option):
     kind = "keras" if name == "basic" else "reference"
     got = run(name, optimizer_options=options, epochs=1)
     want = run(name, kind, optimizer_options=options, epochs=1)
-    assert_runs_close(got, want, SAME_RTOL, SAME_ATOL, f"{option}: generated vs {kind}")
+    assert_runs_close(got, want, f"{option}: generated vs {kind}")
     without = baseline(name).extra["epoch_weights"][0]
     assert max_abs_diff(got.weights, without) > 1e-3, "the option changed nothing"
     if option == "use_ema":

@@ -6,13 +6,13 @@ known to be right: the same generated model without the feature (``steps_per_exe
 XLA for the adversarial spec, callbacks, saving: the plain run), the float32 run (mixed
 precision) or the hand-written reference in ``tests/references/`` under the same feature
 (XLA for the specs that draw noise, mixed precision with default loss scaling). Runs start
-as ``tests/later_specs.py`` describes (same weights, optimizers, seeds, ``shuffle=False``;
+as ``tests/support/specs_later.py`` describes (same weights, optimizers, seeds, ``shuffle=False``;
 12 digits in batches of 8, so every epoch ends on a partial batch of 4), so any
 difference comes from the feature.
 
 Tolerances:
 
-* ``SAME_RTOL``/``SAME_ATOL`` = 1e-5/1e-6 for every weight, History value and
+* ``compare.RTOL``/``ATOL`` = 1e-5/1e-6 for every weight, History value and
   ``evaluate()`` result when both runs do the same arithmetic (measured: bit for bit,
   except XLA against no XLA for the adversarial spec, 1.8e-7 apart); the seed generator's
   state, and a file against the model it was saved from, exactly;
@@ -31,15 +31,15 @@ import keras
 import numpy as np
 import pytest
 
-from tests.equivalence import IMAGE_SHAPE, SEED, digits_data, fresh_model
-from tests.fit_features_helpers import (
-    Run,
+from tests.support.compare import (
     assert_logs_close,
+    assert_optimizers_equal,
     assert_runs_close,
     assert_weights_close,
     max_abs_diff,
 )
-from tests.fit_tools import (
+from tests.support.fit import Run
+from tests.support.fit_tools import (
     HAS_TENSORBOARD,
     InterruptAt,
     Interrupted,
@@ -50,7 +50,8 @@ from tests.fit_tools import (
     relative_update_error,
     stopping_checkpointing_logging,
 )
-from tests.later_specs import (
+from tests.support.models import IMAGE_SHAPE, SEED, digits_data, fresh_model
+from tests.support.specs_later import (
     LATER_SPECS,
     PARAMETERS,
     SUB_MODELS,
@@ -63,8 +64,6 @@ from tests.later_specs import (
     run_later,
 )
 
-SAME_RTOL = 1e-5
-SAME_ATOL = 1e-6
 MIXED_UPDATE_RTOL = 5e-3
 MIXED_METRIC_RTOL = 5e-3
 MIXED_LOSS_SCALE = 128.0  # small enough that no float16 gradient overflows: no step skipped
@@ -85,14 +84,6 @@ def assert_seed_state_equal(name: str, actual: Run, expected: Run) -> None:
     """The seed generator's state (last in ``later_state``), exactly, where there is one."""
     if name in RANDOM_SPECS:
         np.testing.assert_array_equal(actual.weights[-1], expected.weights[-1])
-
-
-def assert_optimizers_equal(name: str, actual: keras.Model, expected: keras.Model) -> None:
-    """Every variable of every optimizer the step applies, exactly (none missing)."""
-    for got, want in zip(optimizers_of(name, actual), optimizers_of(name, expected), strict=True):
-        assert len(got.variables) == len(want.variables) > 0
-        for a, b in zip(got.variables, want.variables, strict=True):
-            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
 def sub_model_outputs(name: str, model: keras.Model) -> list[np.ndarray]:
@@ -127,7 +118,7 @@ def test_xla_matches_reference_under_xla(name):
     generated = run_later(name, compile_kwargs=XLA)
     reference = run_later(name, "reference", compile_kwargs=XLA)
     assert generated.model.jit_compile is True and reference.model.jit_compile is True
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "XLA generated vs reference")
+    assert_runs_close(generated, reference, "XLA generated vs reference")
     if name in RANDOM_SPECS:
         non_xla = baseline(name)
         assert_seed_state_equal(name, generated, non_xla)
@@ -146,7 +137,7 @@ def test_xla_adversarial_matches_non_xla():
     """
     xla = run_later("adversarial", optimizer="sgd", compile_kwargs=XLA)
     assert xla.model.jit_compile is True
-    assert_runs_close(xla, baseline("adversarial", "sgd"), SAME_RTOL, SAME_ATOL, "XLA vs not")
+    assert_runs_close(xla, baseline("adversarial", "sgd"), "XLA vs not")
 
 
 # 2. Mixed precision ----------------------------------------------------------------------
@@ -220,8 +211,8 @@ def test_mixed_precision_matches_float32(name, outputs):
         mixed.weights[: len(start)], expected.weights[: len(start)], start
     )
     assert error < MIXED_UPDATE_RTOL, f"weight updates off by {error:.2%}"
-    assert_logs_close(mixed.history, expected.history, MIXED_METRIC_RTOL)
-    assert_logs_close(mixed.results, expected.results, MIXED_METRIC_RTOL)
+    assert_logs_close(mixed.history, expected.history, rtol=MIXED_METRIC_RTOL)
+    assert_logs_close(mixed.results, expected.results, rtol=MIXED_METRIC_RTOL)
     assert_seed_state_equal(name, mixed, expected)
 
 
@@ -255,7 +246,7 @@ def test_mixed_precision_default_loss_scaling_matches_reference(name, outputs):
         assert isinstance(got, keras.optimizers.LossScaleOptimizer)
         assert int(got.iterations) == int(want.iterations) > 0
         assert float(got.dynamic_scale) == float(want.dynamic_scale)
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "mixed generated vs reference")
+    assert_runs_close(generated, reference, "mixed generated vs reference")
 
 
 # 3. steps_per_execution ------------------------------------------------------------------
@@ -269,7 +260,7 @@ def test_steps_per_execution_matches_one(name):
     execution) evaluate() within rtol=1e-5, the seed state equal; measured: equal."""
     got = run_later(name, compile_kwargs={"steps_per_execution": 2})
     assert got.model.steps_per_execution == 2
-    assert_runs_close(got, baseline(name), SAME_RTOL, SAME_ATOL, "steps_per_execution=2")
+    assert_runs_close(got, baseline(name), "steps_per_execution=2")
     assert_seed_state_equal(name, got, baseline(name))
 
 
@@ -292,13 +283,13 @@ def test_save_and_load_predicts_and_keeps_training(name, tmp_path):
     outputs = zip(sub_model_outputs(name, loaded), sub_model_outputs(name, original), strict=True)
     for got, want in outputs:
         np.testing.assert_array_equal(got, want)
-    assert_weights_close(later_state(loaded), later_state(original), 0, 0, "loaded")
-    assert_optimizers_equal(name, loaded, original)
+    assert_weights_close(later_state(loaded), later_state(original), "loaded", rtol=0, atol=0)
+    assert_optimizers_equal(optimizers_of(name, loaded), optimizers_of(name, original))
     resumed = run_later(name, model=loaded, epochs=1)
     continued = run_later(name, model=original, epochs=1)
-    assert_runs_close(resumed, continued, SAME_RTOL, SAME_ATOL, "loaded vs original")
+    assert_runs_close(resumed, continued, "loaded vs original")
     assert_seed_state_equal(name, resumed, continued)
-    assert_weights_close(continued.weights, baseline(name).weights, SAME_RTOL, SAME_ATOL, "1+1")
+    assert_weights_close(continued.weights, baseline(name).weights, "1+1")
 
 
 @pytest.mark.parametrize("name", LATER_SPECS)
@@ -315,9 +306,9 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
     resumed = run_later(name, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     expected = baseline(name)
     assert_seed_state_equal(name, resumed, expected)
-    assert_weights_close(resumed.weights, expected.weights, SAME_RTOL, SAME_ATOL, "resumed")
-    assert_logs_close(resumed.history, {k: v[1:] for k, v in expected.history.items()}, SAME_RTOL)
-    assert_logs_close(resumed.results, expected.results, SAME_RTOL)
+    assert_weights_close(resumed.weights, expected.weights, "resumed")
+    assert_logs_close(resumed.history, {k: v[1:] for k, v in expected.history.items()})
+    assert_logs_close(resumed.results, expected.results)
 
 
 # 5. Tracing -------------------------------------------------------------------------------
@@ -393,12 +384,10 @@ def test_early_stopping_stops_and_matches_uninterrupted_run(name, callback_runs)
     expected = baseline(name)
     assert stopper.stopped_epoch == 1
     assert {len(values) for values in got.history.values()} == {2}
-    assert_weights_close(
-        got.weights, expected.extra["epoch_weights"][1], SAME_RTOL, SAME_ATOL, "weights"
-    )
+    assert_weights_close(got.weights, expected.extra["epoch_weights"][1], "weights")
     assert_seed_state_equal(name, got, expected)
-    assert_logs_close(got.history, expected.history, SAME_RTOL)
-    assert_logs_close(got.results, expected.results, SAME_RTOL)
+    assert_logs_close(got.history, expected.history)
+    assert_logs_close(got.results, expected.results)
 
 
 @pytest.mark.parametrize("name", LATER_SPECS)
@@ -417,14 +406,14 @@ def test_model_checkpoint_loads_and_predicts_the_same(name, callback_runs):
     outputs = zip(sub_model_outputs(name, last), sub_model_outputs(name, got.model), strict=True)
     for restored, original in outputs:
         np.testing.assert_array_equal(restored, original)
-    assert_weights_close(later_state(last), got.weights, 0, 0, "epoch2.keras")
-    assert_optimizers_equal(name, last, got.model)
+    assert_weights_close(later_state(last), got.weights, "epoch2.keras", rtol=0, atol=0)
+    assert_optimizers_equal(optimizers_of(name, last), optimizers_of(name, got.model))
     if got.results:
         x_val, y_val = digits_data("val")
         results = last.evaluate(x_val, y_val, batch_size=8, verbose=0, return_dict=True)
         assert_logs_close(results, got.results, rtol=1e-6)
     after_epoch1 = baseline(name).extra["epoch_weights"][0]
-    assert_weights_close(later_state(first), after_epoch1, SAME_RTOL, SAME_ATOL, "epoch1.keras")
+    assert_weights_close(later_state(first), after_epoch1, "epoch1.keras")
     if name in RANDOM_SPECS:
         np.testing.assert_array_equal(later_state(first)[-1], after_epoch1[-1])
 

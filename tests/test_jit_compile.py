@@ -9,12 +9,12 @@ atol 1e-6: XLA fuses operations, so bitwise equality is not expected).
 from __future__ import annotations
 
 import keras
-import numpy as np
 import pytest
 from stepc.diagnostics import Severity
 from stepc.pipeline import analyze, compile_source
 
-from tests.equivalence import BATCH_SIZE, fresh_functional, regression_data
+from tests.support.compare import assert_weights_close
+from tests.support.models import BATCH_SIZE, fresh_functional, regression_data
 
 FUNCTIONAL = """\
 model CustomModel(Functional):
@@ -74,8 +74,7 @@ def test_xla_training_matches_training_without_it():
         model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
         model.fit(x, y, batch_size=BATCH_SIZE, epochs=2, shuffle=False, verbose=0)
         weights.append(model.get_weights())
-    for with_xla, without in zip(*weights, strict=True):
-        np.testing.assert_allclose(with_xla, without, rtol=1e-5, atol=1e-6)
+    assert_weights_close(*weights, "XLA vs not")
 
 
 def test_jit_compile_is_true_or_false():

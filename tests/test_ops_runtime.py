@@ -27,7 +27,8 @@ from stepc.tables.builtins import OPS, STEPC_OPS  # noqa: E402
 from stepc.tables.ops_table import NOT_XLA, qualified_name  # noqa: E402
 from stepc.tables.ops_types import Result  # noqa: E402
 
-RTOL, ATOL = 1e-5, 1e-6
+from tests.support.compare import ATOL, RTOL  # noqa: E402
+
 SEED = 7
 RNG = np.random.default_rng(0)
 X = RNG.uniform(0.1, 0.9, size=(4, 3)).astype("float32")

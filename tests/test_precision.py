@@ -18,7 +18,7 @@ import pytest
 import stepc
 import tensorflow as tf
 
-from tests.construct_helpers import compile_spec, step_source
+from tests.support.constructs import compile_spec, step_source
 
 CAST = "_full_precision("
 

@@ -1,8 +1,8 @@
 """The guarantee, as properties: what `stepc check` accepts compiles to valid Python
 and traces; no input crashes the compiler.
 
-The specs come from `tests.spec_generator` (well-formed specs built from the
-language's constructs) and `tests.spec_errors` (the same with one deliberate
+The specs come from `tests.support.generators.specs` (well-formed specs built from the
+language's constructs) and `tests.support.generators.errors` (the same with one deliberate
 error), drawn through hypothesis's `st.randoms()` so a failure shrinks. For every
 generated spec:
 
@@ -33,8 +33,9 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from stepc.diagnostics import Severity
 
-from tests import spec_errors, spec_layout
-from tests.spec_generator import FLOAT_VALUE, INT_VALUE, Generated, ModelHarness, generate
+from tests.support.generators import errors as spec_errors
+from tests.support.generators import layout as spec_layout
+from tests.support.generators.specs import FLOAT_VALUE, INT_VALUE, Generated, ModelHarness, generate
 
 EXAMPLES = int(os.environ.get("STEPC_FUZZ_EXAMPLES", "150"))
 TF_EXAMPLES = int(os.environ.get("STEPC_FUZZ_TF_EXAMPLES", "8"))

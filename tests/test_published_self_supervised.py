@@ -4,12 +4,12 @@
 each from a keras.io example (the references' docstrings say which and how they are
 written).
 
-Runs are made by ``tests/self_supervised_runs.py``: the same initial weights, data,
+Runs are made by ``tests/support/specs_self_supervised.py``: the same initial weights, data,
 seeds and optimizers for the generated model and its reference, 2 epochs of ``fit()``
 and, where the spec has a test step, validation data and ``evaluate()``. Compared:
 every weight the step changes (the sub-models', BatchNormalization statistics included,
 and SimCLR's augmenters' seed states) within rtol=1e-5/atol=1e-6, and every History
-value and ``evaluate()`` result within rtol=1e-5 (``SAME_RTOL``/``SAME_ATOL``; the
+value and ``evaluate()`` result within rtol=1e-5 (``compare.RTOL``/``ATOL``; the
 project's tolerances). The references are checked against numpy on their own, and a
 deliberately broken variant of each (``tests/references/broken_published.py``) must fail
 the comparison. Then the fit() features: XLA, mixed precision, save and load,
@@ -35,16 +35,18 @@ import keras
 import numpy as np
 import pytest
 
-from tests.fit_features_helpers import (
-    Run,
+from tests.references import broken_published as broken
+from tests.support.compare import (
+    ATOL,
     assert_logs_close,
+    assert_optimizers_equal,
     assert_runs_close,
     assert_weights_close,
     max_abs_diff,
 )
-from tests.fit_tools import InterruptAt, Interrupted, mixed_float16
-from tests.references import broken_published as broken
-from tests.self_supervised_runs import (
+from tests.support.fit import Run
+from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
+from tests.support.specs_self_supervised import (
     RESULT_PREFIX,
     SPECS,
     Setup,
@@ -58,8 +60,6 @@ from tests.self_supervised_runs import (
     state,
 )
 
-SAME_RTOL = 1e-5
-SAME_ATOL = 1e-6
 XLA = {"jit_compile": True}
 # Constructor and compile() arguments other than the defaults, per spec: each parameter
 # with a default must reach the step when given.
@@ -155,7 +155,7 @@ def test_reference_metric_learning_loss_equals_numpy():
     """One EmbeddingModelReference step with a learning rate of 0 (weights unchanged:
     checked) reports as ``loss`` numpy's float64 cross-entropy of ``anchors @ positives^T
     / 0.5`` (the embeddings are unit vectors) with the diagonal as labels, rtol 1e-5."""
-    from tests.self_supervised_runs import anchor_positive_pairs
+    from tests.support.specs_self_supervised import anchor_positive_pairs
 
     pairs = anchor_positive_pairs()[:2]
     model = build_model("metric_learning", "reference")
@@ -164,7 +164,7 @@ def test_reference_metric_learning_loss_equals_numpy():
     )
     before = [w.copy() for w in model.get_weights()]
     logs = model.fit(pairs, batch_size=2, shuffle=False, verbose=0).history
-    assert_weights_close(model.get_weights(), before, 0, 0, "lr=0")
+    assert_weights_close(model.get_weights(), before, "lr=0", rtol=0, atol=0)
     anchors, positives = (np.asarray(model(p), dtype="float64") for p in pairs)
     np.testing.assert_allclose(np.linalg.norm(anchors, axis=1), 1.0, rtol=1e-5)
     logits = anchors @ positives.T / 0.5
@@ -199,7 +199,7 @@ def test_generated_matches_reference(name, setup):
     reference = cached_run(name, reference_of(setup))
     check_trained(name, reference)
     check_trained(name, generated)
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "generated vs reference")
+    assert_runs_close(generated, reference, "generated vs reference")
 
 
 BROKEN_VARIANTS = [
@@ -220,8 +220,6 @@ def test_comparison_catches_broken_reference(name, variant):
         assert_runs_close(
             run(name, Setup(cls=variant)),
             cached_run(name, Setup("reference")),
-            SAME_RTOL,
-            SAME_ATOL,
             "variant vs reference",
         )
 
@@ -237,7 +235,7 @@ def test_xla_matches_reference_under_xla(name):
     generated = run(name, Setup(compile_kwargs=XLA))
     reference = run(name, Setup("reference", compile_kwargs=XLA))
     assert generated.model.jit_compile is True and reference.model.jit_compile is True
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "XLA generated vs reference")
+    assert_runs_close(generated, reference, "XLA generated vs reference")
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -258,15 +256,7 @@ def test_mixed_precision_matches_reference(name):
         assert isinstance(got, keras.optimizers.LossScaleOptimizer)
         assert int(got.iterations) == int(want.iterations) > 0
         assert float(got.dynamic_scale) == float(want.dynamic_scale)
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "mixed generated vs reference")
-
-
-def assert_optimizers_equal(name: str, actual: keras.Model, expected: keras.Model) -> None:
-    """Every variable of every optimizer the step applies, exactly (none missing)."""
-    for got, want in zip(optimizers_of(name, actual), optimizers_of(name, expected), strict=True):
-        assert len(got.variables) == len(want.variables) > 0
-        for a, b in zip(got.variables, want.variables, strict=True):
-            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert_runs_close(generated, reference, "mixed generated vs reference")
 
 
 def saved_and_loaded(name: str, directory: Path) -> tuple[keras.Model, keras.Model]:
@@ -289,9 +279,9 @@ def test_save_and_load_restores_weights_and_optimizers(name, tmp_path):
     original, loaded = saved_and_loaded(name, tmp_path)
     trained = len(initial_state(name))
     assert_weights_close(
-        state(name, loaded)[:trained], state(name, original)[:trained], 0, 0, "loaded"
+        state(name, loaded)[:trained], state(name, original)[:trained], "loaded", rtol=0, atol=0
     )
-    assert_optimizers_equal(name, loaded, original)
+    assert_optimizers_equal(optimizers_of(name, loaded), optimizers_of(name, original))
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -300,10 +290,10 @@ def test_loaded_model_keeps_training_identically(name, tmp_path):
     before, then weights within rtol=1e-5/atol=1e-6, History and evaluate() within
     rtol=1e-5."""
     original, loaded = saved_and_loaded(name, tmp_path)
-    assert_weights_close(state(name, loaded), state(name, original), 0, 0, "loaded")
+    assert_weights_close(state(name, loaded), state(name, original), "loaded", rtol=0, atol=0)
     resumed = run(name, model=loaded, epochs=1)
     continued = run(name, model=original, epochs=1)
-    assert_runs_close(resumed, continued, SAME_RTOL, SAME_ATOL, "loaded vs original")
+    assert_runs_close(resumed, continued, "loaded vs original")
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -317,16 +307,16 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
         run(name, callbacks=[keras.callbacks.BackupAndRestore(backup), InterruptAt(1, 0)])
     resumed = run(name, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     expected = cached_run(name, Setup())
-    assert_weights_close(resumed.weights, expected.weights, SAME_RTOL, SAME_ATOL, "resumed")
-    assert_logs_close(resumed.history, {k: v[1:] for k, v in expected.history.items()}, SAME_RTOL)
-    assert_logs_close(resumed.results, expected.results, SAME_RTOL)
+    assert_weights_close(resumed.weights, expected.weights, "resumed")
+    assert_logs_close(resumed.history, {k: v[1:] for k, v in expected.history.items()})
+    assert_logs_close(resumed.results, expected.results)
 
 
 @pytest.fixture(scope="module")
 def mirrored_results() -> dict:
-    """The cases of ``self_supervised_runs.py mirrored``, run in a subprocess (logical
+    """The cases of ``support/specs_self_supervised.py mirrored``, run in a subprocess (logical
     devices must be configured before TensorFlow starts)."""
-    script = Path(__file__).with_name("self_supervised_runs.py")
+    script = Path(__file__).parent / "support" / "specs_self_supervised.py"
     done = subprocess.run(
         [sys.executable, str(script), "mirrored"],
         capture_output=True,
@@ -374,7 +364,7 @@ def test_mirrored_matches_single_device(name, kind, mirrored_results):
     references pass too, which shows the comparison is a fair one."""
     single = worker_run(mirrored_results, f"{name}/{kind}/single")
     mirrored = worker_run(mirrored_results, f"{name}/{kind}/mirrored")
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored vs single")
+    assert_runs_close(mirrored, single, "mirrored vs single")
     batches = zip(mirrored.extra["batch_logs"], single.extra["batch_logs"], strict=True)
     for got, want in batches:
-        assert_logs_close(got, want, SAME_RTOL, SAME_ATOL)
+        assert_logs_close(got, want, atol=ATOL)

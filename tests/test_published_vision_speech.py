@@ -3,11 +3,11 @@
 ``zero_dce.step`` ("Zero-DCE for low-light image enhancement") and
 ``masked_image_modeling.step`` ("Masked image modeling with Autoencoders"), in ``specs/``.
 
-Runs are made by ``tests/published_vision_speech.py``: the same copied initial weights,
+Runs are made by ``tests/support/specs_vision_speech.py``: the same copied initial weights,
 fresh identical optimizers, fixed seeds, 20 samples in batches of 8 (a partial last batch),
 2 epochs, then ``evaluate()`` on 12 others. Two runs agree when every weight is within
 rtol=1e-5/atol=1e-6 and every History value and ``evaluate()`` result within rtol=1e-5
-(``SAME_RTOL``/``SAME_ATOL``); a saved model against the one it was saved from, exactly.
+(``compare.RTOL``/``ATOL``); a saved model against the one it was saved from, exactly.
 
 * The references themselves: each published loss against a closed form or numpy.
 * Generated vs reference, per spec; and each deliberately broken variant
@@ -32,20 +32,14 @@ import numpy as np
 import pytest
 from keras import ops
 
-from tests import published_vision_speech as runs
-from tests.fit_features_helpers import (
-    Run,
-    assert_logs_close,
-    assert_runs_close,
-    assert_weights_close,
-)
-from tests.fit_tools import InterruptAt, Interrupted, mixed_float16
 from tests.references import broken_published as broken
 from tests.references import zero_dce
 from tests.references.masked_image_modeling import PatchEncoder, Patches
+from tests.support import specs_vision_speech as runs
+from tests.support.compare import ATOL, assert_logs_close, assert_runs_close, assert_weights_close
+from tests.support.fit import Run
+from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
 
-SAME_RTOL = 1e-5
-SAME_ATOL = 1e-6
 XLA_ATOL = 1e-5
 # Zero-DCE's illumination smoothness loss is, as published, `sum(...) / batch_size` (the
 # batch size as a tensor). stepc (compiler/lower/scaling.py) takes a full sum divided by anything
@@ -166,7 +160,7 @@ def test_generated_matches_reference(name):
     rtol=1e-5; the sub-models moved (by more than 1e-3)."""
     generated = runs.baseline(name)
     reference = runs.baseline(name, "reference")
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "generated vs reference")
+    assert_runs_close(generated, reference, "generated vs reference")
     start = [w for n in runs.SUB_MODELS[name] for w in _initial(name, n)]
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(generated.weights, start, strict=True))
     assert moved > 1e-3
@@ -195,7 +189,7 @@ def test_comparison_catches_broken_reference(name, variant):
     comparison the generated model passes: on the weights."""
     wrong, reference = runs.run(name, cls=variant), runs.baseline(name, "reference")
     with pytest.raises(AssertionError, match="broken vs reference weights"):
-        assert_runs_close(wrong, reference, SAME_RTOL, SAME_ATOL, "broken vs reference")
+        assert_runs_close(wrong, reference, "broken vs reference")
 
 
 # fit() features ---------------------------------------------------------------------------
@@ -212,8 +206,8 @@ def test_xla_matches_reference_and_plain_run(name):
     generated = runs.run(name, compile_kwargs=xla)
     assert generated.model.jit_compile is True
     reference = runs.run(name, "reference", compile_kwargs=xla)
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "XLA vs reference")
-    assert_runs_close(generated, runs.baseline(name), SAME_RTOL, XLA_ATOL, "XLA vs plain")
+    assert_runs_close(generated, reference, "XLA vs reference")
+    assert_runs_close(generated, runs.baseline(name), "XLA vs plain", atol=XLA_ATOL)
 
 
 @pytest.mark.parametrize("name", AGAINST_REFERENCE)
@@ -232,7 +226,7 @@ def test_mixed_precision_matches_reference(name):
     got, want = generated.model.optimizer, reference.model.optimizer
     assert int(got.iterations) == int(want.iterations) > 0
     assert float(got.dynamic_scale) == float(want.dynamic_scale)
-    assert_runs_close(generated, reference, SAME_RTOL, SAME_ATOL, "mixed generated vs reference")
+    assert_runs_close(generated, reference, "mixed generated vs reference")
 
 
 @pytest.mark.parametrize("name", runs.SPECS)
@@ -251,10 +245,10 @@ def test_save_and_load_keeps_training(name, tmp_path):
     np.testing.assert_equal([v.numpy() for v in loaded.optimizer.variables], optimizer_variables)
     resumed = runs.run(name, model=loaded, epochs=1)
     continued = runs.run(name, model=original, epochs=1)
-    assert_runs_close(resumed, continued, SAME_RTOL, SAME_ATOL, "loaded vs original")
+    assert_runs_close(resumed, continued, "loaded vs original")
     expected = runs.baseline(name)
-    assert_weights_close(continued.weights, expected.weights, SAME_RTOL, SAME_ATOL, "1+1")
-    assert_logs_close(continued.results, expected.results, SAME_RTOL)
+    assert_weights_close(continued.weights, expected.weights, "1+1")
+    assert_logs_close(continued.results, expected.results)
 
 
 @pytest.mark.parametrize("name", runs.SPECS)
@@ -269,9 +263,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
     resumed = runs.run(name, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     expected = runs.baseline(name)
     history = {key: values[1:] for key, values in expected.history.items()}
-    assert_runs_close(
-        resumed, Run(expected.weights, history, expected.results), SAME_RTOL, SAME_ATOL, "resumed"
-    )
+    assert_runs_close(resumed, Run(expected.weights, history, expected.results), "resumed")
 
 
 def _mirrored_results() -> dict:
@@ -280,7 +272,7 @@ def _mirrored_results() -> dict:
         repo = Path(__file__).resolve().parents[1]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
         done = subprocess.run(
-            [sys.executable, "-m", "tests.published_vision_speech", "mirrored"],
+            [sys.executable, "-m", "tests.support.specs_vision_speech", "mirrored"],
             cwd=repo,
             env=env,
             capture_output=True,
@@ -306,11 +298,11 @@ def test_mirrored_matches_single_device(name):
         assert "error" not in results[case], results[case]
     single = Run.from_json(results[f"{name}/single"])
     mirrored = Run.from_json(results[f"{name}/mirrored"])
-    assert_runs_close(mirrored, single, SAME_RTOL, SAME_ATOL, "mirrored vs single")
+    assert_runs_close(mirrored, single, "mirrored vs single")
     got, want = mirrored.extra["batch_logs"], single.extra["batch_logs"]
     assert len(got) == len(want) == 2 * 3
     for a, b in zip(got, want, strict=True):
-        assert_logs_close(a, b, SAME_RTOL, SAME_ATOL)
+        assert_logs_close(a, b, atol=ATOL)
 
 
 # Shipping -----------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from stepc.emit.render import emit
 from stepc.lower.module import lower
 from stepc.parse.parser import parse
 
-from tests.construct_helpers import ATOL, RTOL, X, Y, compile_spec, graph, mlp
+from tests.support.compare import ATOL, RTOL, assert_weights_close
+from tests.support.constructs import X, Y, compile_spec, graph, mlp
 
 X20, Y20 = X[:20], Y[:20]  # batches of 8, 8 and 4: unequal sizes show the weighting
 
@@ -189,8 +190,7 @@ def test_gradient_of_a_model_part_of_which_does_not_reach_the_value():
         (g, v) for g, v in zip(grads, reference.trainable_variables, strict=True) if g is not None
     ]
     optimizer.apply([g for g, _ in kept], [v for _, v in kept])
-    for a, b in zip(model.get_weights(), reference.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    assert_weights_close(model, reference)
 
 
 MIRRORED_TWO_HEADS = """
@@ -198,7 +198,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from tests.construct_helpers import X, Y, compile_spec
+from tests.support.constructs import X, Y, compile_spec
 from tests.test_runtime_guards import TWO_HEADS, two_heads
 module = compile_spec(TWO_HEADS, "two_heads")
 def run(strategy):

@@ -14,17 +14,8 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from tests.construct_helpers import (
-    ATOL,
-    REPEAT_PARAMETER,
-    RTOL,
-    X,
-    Y,
-    compile_spec,
-    graph,
-    line_of,
-    mlp,
-)
+from tests.support.compare import ATOL, RTOL
+from tests.support.constructs import REPEAT_PARAMETER, X, Y, compile_spec, graph, line_of, mlp
 
 
 def functional(module, seed: int = 3) -> keras.Model:
