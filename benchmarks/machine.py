@@ -82,7 +82,7 @@ def source_state() -> dict:
 
 
 def describe() -> dict:
-    """CPU model, cores, OS, Python/TensorFlow/Keras/stepc versions and source state."""
+    """CPU model, cores, OS, Python/TensorFlow/Keras/JAX/torch/stepc versions, source state."""
     return {
         "cpu_model": cpu_model(),
         "cores": usable_cores(),
@@ -90,6 +90,8 @@ def describe() -> dict:
         "python": sys.version.split()[0],
         "tensorflow": _version("tensorflow"),
         "keras": _version("keras"),
+        "jax": _version("jax"),
+        "torch": _version("torch"),
         "stepc": _version("stepc"),
         "source": source_state(),
         "env": {

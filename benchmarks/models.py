@@ -1,4 +1,4 @@
-"""Models, data and compile settings shared by the TensorFlow benchmarks.
+"""Models, data and compile settings shared by the benchmarks on every backend.
 
 * A Functional regression model for the ``basic``, ``lowlevel``, ``weighted`` and
   ``evaluate`` specs: ``FEATURES -> Dense(HIDDEN) -> BatchNorm -> tanh -> Dense(HIDDEN,
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 SEED = 1337
 FEATURES = 64
@@ -62,8 +61,11 @@ def image_array(batch_size: int, batches: int = 4) -> np.ndarray:
     return rng.uniform(size=(batches * batch_size, *IMAGE_SHAPE)).astype("float32")
 
 
-def repeated_dataset(arrays, batch_size: int) -> tf.data.Dataset:
-    """Batches of ``arrays`` forever. The batch dimension is ``None``, as in ``fit()``."""
+def repeated_dataset(arrays, batch_size: int):
+    """A ``tf.data`` pipeline of batches of ``arrays`` forever (TensorFlow only). The
+    batch dimension is ``None``, as in ``fit()``."""
+    import tensorflow as tf  # here: the JAX and torch benchmarks never load TensorFlow
+
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).cache().repeat()
 
 

@@ -584,7 +584,8 @@ def header(run: dict) -> list[str]:
         f"## stepc benchmarks ({run['mode']} run, {load['start']['time']})",
         "",
         f"{m['cpu_model']}, {m['cores']} cores; Python {m['python']}, TensorFlow "
-        f"{m['tensorflow']}, Keras {m['keras']}; stepc at {source['commit']}{state} "
+        f"{m['tensorflow']}, Keras {m['keras']}, JAX {m.get('jax', 'n/a')}, torch "
+        f"{m.get('torch', 'n/a')}; stepc at {source['commit']}{state} "
         f"(compiler sha256 {source['compiler_sha256'][:12]}). Load average (1/5/15 min) "
         f"{_load(load['start'])} at start, {_load(end)} at end: other processes share the "
         f"machine, so timings carry their noise.{_interference(run.get('cpu', {}))}",

@@ -5,7 +5,8 @@
     python benchmarks/run.py --out FILE.json  # where to write the JSON
 
 Sections, in the order run: the compiler (before this process imports TensorFlow), then
-step cost, graph size and retracing of the five seed specs, then XLA on the guide's GAN.
+step cost, graph size and retracing of the five seed specs, then XLA on the guide's GAN,
+then every backend (TensorFlow, JAX, torch), each in a child process.
 See ``benchmarks/README.md`` for what each figure measures and how.
 """
 
@@ -24,9 +25,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import compiler_cost, machine, report  # noqa: E402
+from benchmarks import backend_report, compiler_cost, machine, report  # noqa: E402
 
-SECTIONS = ("compiler", "step", "xla")
+SECTIONS = ("compiler", "step", "xla", "backends")
 FULL = {
     "compiler": {
         "cli_runs": 10,
@@ -42,6 +43,10 @@ FULL = {
     },
     "step": {"pairs": 4, "warmup": 10, "rounds": 8, "block_s": 0.15, "traces": 6},
     "xla": {"warmup": 3, "timed": 5},
+    "backends": {
+        **{"pairs": 4, "warmup": 10, "rounds": 8, "block_s": 0.15},
+        **{"later": True, "later_pairs": 2, "later_compare": True, "timeout_s": 3600},
+    },
 }
 QUICK = {
     "compiler": {
@@ -58,6 +63,10 @@ QUICK = {
     },
     "step": {"pairs": 2, "warmup": 3, "rounds": 2, "block_s": 0.03, "traces": 2},
     "xla": {"warmup": 1, "timed": 2},
+    "backends": {
+        **{"pairs": 1, "warmup": 2, "rounds": 3, "block_s": 0.03},
+        **{"later": True, "later_pairs": 1, "later_compare": False, "timeout_s": 900},
+    },
 }
 
 
@@ -112,10 +121,10 @@ def run_step(config: dict) -> dict:
     """Sections 1 and 2: step cost, graph size and retracing of the seed specs."""
     import tensorflow as tf
 
-    from benchmarks import step_cost
+    from benchmarks import cases, step_cost
 
     results = {"cost": [], "retracing": {}, "tf_threads": _threads(tf)}
-    for case in step_cost.cases():
+    for case in cases.cases():
         log(f"step: {case.spec}")
         generated = _generated_class(case.spec)
         found = step_cost.measure_case(case, generated, config)
@@ -125,7 +134,7 @@ def run_step(config: dict) -> dict:
         )
         results["cost"].append(found)
         results["retracing"][case.spec] = step_cost.retracing(case, generated)
-    case = step_cost.cases()[0]
+    case = cases.cases()[0]
     log(f"step: A/A control on {case.spec}'s hand-written model")
     results["control"] = step_cost.control(case, config)
     return results
@@ -146,6 +155,13 @@ def run_xla(config: dict) -> dict:
     return xla.measure(
         _generated_class("gan"), _gan_with_jit_default(), config["warmup"], config["timed"]
     )
+
+
+def run_backends(config: dict) -> dict:
+    """Section 6: the check of the hand-written steps, then each backend's timings."""
+    from benchmarks import backends
+
+    return backends.run(config, log)
 
 
 def build_report(run: dict) -> tuple[str, list[dict]]:
@@ -169,6 +185,10 @@ def build_report(run: dict) -> tuple[str, list[dict]]:
         targets += section[1]
     if "xla" in results:
         section = report.xla_section(results["xla"])
+        lines += section[0] + [""]
+        targets += section[1]
+    if "backends" in results:
+        section = backend_report.section(results["backends"])
         lines += section[0] + [""]
         targets += section[1]
     lines += report.summary_table(targets)
@@ -203,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": machine.load_average()},
         "results": {},
     }
-    runners = {"compiler": run_compiler, "step": run_step, "xla": run_xla}
+    runners = {
+        "compiler": run_compiler,
+        "step": run_step,
+        "xla": run_xla,
+        "backends": run_backends,
+    }
     run["cpu"] = {}
     for name in SECTIONS:  # the compiler first: before TensorFlow is imported
         if name in args.only:

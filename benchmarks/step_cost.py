@@ -12,7 +12,8 @@ one block of each; its ratio is generated / hand-written. This is repeated on se
 fresh pairs, built alternately in either order, and the rounds pooled: two instances of
 the same model can differ by a few percent, which one pair alone would report as a
 difference between the classes. An A/A control runs the reference against other
-instances of itself the same way, to show the harness's bias and resolution.
+instances of itself the same way, to show the harness's bias and resolution. The timing
+itself is ``benchmarks/timing.py``, shared with the other backends' section.
 
 Graph size: ``tf.function(model.train_step, autograph=False)`` (or ``test_step``; Keras
 does not AutoGraph-convert steps either) traced for the dataset's element spec (batch
@@ -22,166 +23,21 @@ optimization, which is what runs.
 
 Retracing: subclasses of both classes count how often Keras runs their step's Python code
 (once per trace) during ``fit`` (and ``evaluate``) of the tiny models of
-``tests/equivalence.py``, whose data end every epoch on a partial batch.
+``tests/support/models.py``, whose data end every epoch on a partial batch.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
 
-from benchmarks import models
-from benchmarks.stats import ratio_summary, summarize
-from tests import equivalence
-from tests.references.basic import BasicReference
-from tests.references.evaluate import EvaluateReference
-from tests.references.gan import GANReference
-from tests.references.lowlevel import LowLevelReference
-from tests.references.weighted import WeightedReference
-
-MSE_MAE = {"loss": "mse", "metrics": ["mae"]}
-
-
-@dataclass(frozen=True)
-class Case:
-    """One seed spec: which step, its reference class, how to build models and data."""
-
-    spec: str
-    step: str  # "train" or "test"
-    reference: type
-    build: Callable[[type], keras.Model]  # a compiled model of the given class
-    dataset: Callable[[], tf.data.Dataset]
-    batch_size: int
-
-
-def _adam() -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(learning_rate=1e-3)
-
-
-def _functional_builder(with_optimizer: bool, **compile_kwargs) -> Callable:
-    """Builds a Functional model of a class, compiled with a fresh optimizer if any."""
-
-    def build(cls: type) -> keras.Model:
-        model = models.functional(cls)
-        optimizer = {"optimizer": _adam()} if with_optimizer else {}
-        model.compile(**optimizer, **compile_kwargs)
-        return model
-
-    return build
-
-
-def _regression(with_weights: bool = False) -> Callable[[], tf.data.Dataset]:
-    arrays = models.regression_arrays(with_weights)
-    return lambda: models.repeated_dataset(arrays, models.BATCH_SIZE)
-
-
-def _gan_builder(cls: type) -> keras.Model:
-    return models.compile_gan(models.gan(cls, models.SMALL_GAN))
-
-
-def _images() -> tf.data.Dataset:
-    batch = models.SMALL_GAN.batch_size
-    return models.repeated_dataset(models.image_array(batch), batch)
-
-
-def cases() -> list[Case]:
-    """The five seed specs, in the README's order."""
-    trained, evaluated = _functional_builder(True, **MSE_MAE), _functional_builder(False, **MSE_MAE)
-    batch, gan_batch = models.BATCH_SIZE, models.SMALL_GAN.batch_size
-    return [
-        Case("basic", "train", BasicReference, trained, _regression(), batch),
-        Case(
-            "lowlevel", "train", LowLevelReference, _functional_builder(True), _regression(), batch
-        ),
-        Case("weighted", "train", WeightedReference, trained, _regression(True), batch),
-        Case("evaluate", "test", EvaluateReference, evaluated, _regression(), batch),
-        Case("gan", "train", GANReference, _gan_builder, _images, gan_batch),
-    ]
-
-
-# Timing ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Runner:
-    """A compiled model, its Keras step function and its own iterator over the data."""
-
-    model: keras.Model
-    function: Callable
-    iterator: object
-    first_call_s: float
-    warmup_step_s: float  # mean seconds per warm-up call, to size the timed blocks
-
-
-def _finish(logs) -> None:
-    """Wait for the step's results: read every returned value on the host."""
-    for value in tf.nest.flatten(logs):
-        value.numpy()
-
-
-def _runner(case: Case, cls: type) -> Runner:
-    """Build and compile a ``cls`` model and make its first (tracing) call."""
-    model = case.build(cls)
-    dataset = case.dataset()
-    start = time.perf_counter()
-    if case.step == "test":
-        model.evaluate(dataset.take(1), verbose=0)  # builds and traces test_function
-        function = model.test_function
-    else:
-        model.make_train_function()
-        function = model.train_function
-        _finish(function(iter(dataset)))
-    first_call = time.perf_counter() - start
-    return Runner(model, function, iter(dataset), first_call, 0.0)
-
-
-def warm_up(runners: tuple[Runner, ...], calls: int) -> None:
-    """``calls`` calls of each runner, interleaved; records their mean seconds per call."""
-    spent = [0.0] * len(runners)
-    for _ in range(calls):
-        for index, runner in enumerate(runners):
-            start = time.perf_counter()
-            _finish(runner.function(runner.iterator))
-            spent[index] += time.perf_counter() - start
-    for runner, seconds in zip(runners, spent, strict=True):
-        runner.warmup_step_s = seconds / max(calls, 1)
-
-
-def block_steps(runners: tuple[Runner, ...], block_s: float) -> int:
-    """Steps per timed block so that a block lasts about ``block_s`` (3 to 200 steps)."""
-    per_step = max(runner.warmup_step_s for runner in runners)
-    return int(min(max(round(block_s / per_step), 3), 200))
-
-
-def _block(runner: Runner, steps: int) -> float:
-    """Seconds per step over ``steps`` consecutive calls, the garbage collector paused."""
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(steps):
-            logs = runner.function(runner.iterator)
-        _finish(logs)
-        return (time.perf_counter() - start) / steps
-    finally:
-        gc.enable()
-
-
-def alternate(first: Runner, second: Runner, rounds: int, steps: int) -> tuple[list, list]:
-    """Per-step seconds of both runners, in blocks alternating A B, B A, A B, ..."""
-    times: dict[int, list[float]] = {0: [], 1: []}
-    runners = (first, second)
-    for index in range(rounds):
-        order = (0, 1) if index % 2 == 0 else (1, 0)
-        for which in order:
-            times[which].append(_block(runners[which], steps))
-    return times[0], times[1]
-
+from benchmarks import drivers, models, timing
+from benchmarks.cases import MSE_MAE, Case, adam, handwritten
+from benchmarks.stats import summarize
+from tests.support import models as equivalence
 
 # Graph size --------------------------------------------------------------------------------
 
@@ -238,7 +94,7 @@ def _type_difference(generated: dict, reference: dict) -> dict:
 
 def graph_comparison(pair: tuple[keras.Model, keras.Model], case: Case, traces: int) -> dict:
     """Op counts of both steps, their difference per type, and alternating trace times."""
-    spec = case.dataset().element_spec
+    spec = models.repeated_dataset(case.arrays(), case.batch_size).element_spec
     concretes: list = [None, None]
     seconds: list[list[float]] = [[], []]
     for repeat in range(traces):
@@ -260,50 +116,9 @@ def graph_comparison(pair: tuple[keras.Model, keras.Model], case: Case, traces: 
 # One case ----------------------------------------------------------------------------------
 
 
-def _pair(case: Case, classes: tuple[type, type], build_order: tuple[int, int], config: dict):
-    """One pair of fresh models, built in ``build_order``, timed in alternating blocks.
-
-    Both are built and traced first, warmed up in turns, then run one untimed settling
-    round of blocks before the ``rounds`` timed ones.
-    """
-    built = {which: _runner(case, classes[which]) for which in build_order}
-    runners = (built[0], built[1])
-    warm_up(runners, config["warmup"])
-    steps = block_steps(runners, config["block_s"])
-    gc.collect()  # once: a collection per block would cost more than the blocks
-    alternate(*runners, 1, steps)  # settling round, not recorded
-    first, second = alternate(*runners, config["rounds"], steps)
-    return runners, steps, first, second
-
-
 def compare(case: Case, classes: tuple[type, type], config: dict) -> dict:
-    """Step timings of models of two classes: per-step ms and the per-round ratios.
-
-    ``config["pairs"]`` independent pairs of fresh models, built alternately in either
-    order (so neither class always gets the first-built instance), each timed for
-    ``config["rounds"]`` rounds; the rounds of all pairs are pooled, and the ratio's CI is
-    a two-level bootstrap (pairs, then rounds) so that differences between instances count.
-    """
-    first: list[float] = []
-    second: list[float] = []
-    steps, runners = [], None
-    for index in range(config["pairs"]):
-        order = (0, 1) if index % 2 == 0 else (1, 0)
-        pair, pair_steps, ours, theirs = _pair(case, classes, order, config)
-        runners = runners or pair  # the first pair's models, for the graph comparison
-        steps.append(pair_steps)
-        first += ours
-        second += theirs
-    return {
-        "runners": runners,
-        "pairs": config["pairs"],
-        "steps_per_block": steps,
-        "warmup_calls": config["warmup"],
-        "first_ms": summarize([t * 1e3 for t in first]),
-        "second_ms": summarize([t * 1e3 for t in second]),
-        "ratio": ratio_summary(first, second, groups=config["pairs"]),
-        "first_call_s": [runner.first_call_s for runner in runners],
-    }
+    """Interleaved timings of two classes on ``case`` (``timing.compare``)."""
+    return timing.compare(lambda cls: drivers.case_runner(case, cls), classes, config)
 
 
 def _timing_record(case: Case, timed: dict) -> dict:
@@ -321,7 +136,7 @@ def _timing_record(case: Case, timed: dict) -> dict:
 
 def measure_case(case: Case, generated_cls: type, config: dict) -> dict:
     """Step cost and graph size of one spec, generated against its reference."""
-    timed = compare(case, (generated_cls, case.reference), config)
+    timed = compare(case, (generated_cls, handwritten(case.spec)), config)
     generated, reference = timed["runners"]
     return {
         **_timing_record(case, timed),
@@ -336,7 +151,8 @@ def measure_case(case: Case, generated_cls: type, config: dict) -> dict:
 
 def control(case: Case, config: dict) -> dict:
     """An A/A run: the reference against a second instance of itself (expect 1.00)."""
-    timed = compare(case, (case.reference, case.reference), config)
+    reference = handwritten(case.spec)
+    timed = compare(case, (reference, reference), config)
     return {
         **_timing_record(case, timed),
         "first_ms": timed["first_ms"],
@@ -373,7 +189,7 @@ def _fit_tiny(case: Case, cls: type) -> None:
     x, y = equivalence.regression_data()
     kwargs = {"sample_weight": equivalence.sample_weights()} if case.spec == "weighted" else {}
     compile_kwargs = {} if case.spec == "lowlevel" else MSE_MAE
-    equivalence.compile_and_fit(model, _adam, compile_kwargs, x, y, **kwargs)
+    equivalence.compile_and_fit(model, adam, compile_kwargs, x, y, **kwargs)
     if case.step == "test":
         for _ in range(2):
             model.evaluate(x, y, batch_size=equivalence.BATCH_SIZE, verbose=0)
@@ -382,7 +198,7 @@ def _fit_tiny(case: Case, cls: type) -> None:
 def retracing(case: Case, generated_cls: type) -> dict:
     """How many times each step was traced, generated against reference."""
     counts = {}
-    for label, cls in (("generated", generated_cls), ("reference", case.reference)):
+    for label, cls in (("generated", generated_cls), ("reference", handwritten(case.spec))):
         subclass, runs = counting(cls)
         _fit_tiny(case, subclass)
         counts[label] = dict(runs)

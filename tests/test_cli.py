@@ -270,7 +270,7 @@ def test_compile_writes_the_module_and_then_reports_unchanged(capsys, tmp_path: 
     assert run(capsys, "compile", spec, "-o", out_dir) == (0, "", f"wrote {target}\n")
     text = target.read_text(encoding="utf-8")
     assert text.startswith(HEADER_MARK + "basic.step")
-    assert "class CustomModel(keras.Model):" in text
+    assert "class CustomModel(_CustomModelSteps, keras.Model):" in text
     assert run(capsys, "compile", spec, "-o", out_dir) == (0, "", f"unchanged {target}\n")
     assert target.read_text(encoding="utf-8") == text
     assert listing(out_dir) == ["basic.py"]

@@ -333,9 +333,23 @@ def mixin_methods(model: ModelPlan) -> list[tuple[str, ...]]:
         f"{INDENT * 2}# Keras's JAX trainer builds the model by calling it on a batch; the",
         f"{INDENT * 2}# steps are not that call: they are traced on it instead.",
         *layout("data_batch = ", build.doc, INDENT * 2),
-        f"{INDENT * 2}super()._symbolic_build(iterator=iterator, data_batch=data_batch)",
+        *_after_tracing(model),
     ]
     return [tuple(lines)] if steps else []
+
+
+def _after_tracing(model: ModelPlan) -> list[str]:
+    """A Functional model: Keras builds what the steps left (its call() works).
+    A model of sub-models has no call(): what its steps use is built now, and
+    what none uses (a compile(loss=...) no step reads) needs no variables, so
+    only Keras's own optimizer is left to build, as Keras would build it."""
+    if model.functional:
+        return [f"{INDENT * 2}super()._symbolic_build(iterator=iterator, data_batch=data_batch)"]
+    return [
+        f"{INDENT * 2}# What no step uses (a compiled loss no step reads) needs no variables.",
+        f"{INDENT * 2}if self.optimizer is not None and not self.optimizer.built:",
+        f"{INDENT * 3}self.optimizer.build(self.trainable_variables)",
+    ]
 
 
 _TRACED = ((ir.StepKind.TEST, "test_step"), (ir.StepKind.TRAIN, "train_step"))

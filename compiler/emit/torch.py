@@ -51,7 +51,23 @@ class TorchStepWriter(StepWriter):
         # (pseudo_call gets the argument laid out already, without it).
         if isinstance(node, ir.Call) and node.func.id in (SCALE, UNSCALE):
             return self.expr(node.args[0])
+        if isinstance(node, ir.Subscript) and _steps_backwards(node.index):
+            self.used.add("subscript")
+            return call("_subscript_on_torch", [self.expr(node.value).doc, self._index(node)])
         return super().expr(node)
+
+    def _index(self, node: ir.Subscript):
+        """The index as a value: `(slice(None, None, -1), 0)`, for the helper."""
+        items = node.index.items if isinstance(node.index, ir.Indices) else (node.index,)
+        return sequence("(", [self._index_item(item) for item in items], ")").doc
+
+    def _index_item(self, item):
+        if isinstance(item, ir.EllipsisIndex):
+            return "Ellipsis"
+        if not isinstance(item, ir.Slice):
+            return self.expr(item).doc
+        bounds = (item.start, item.stop, item.step)
+        return call("slice", [self.expr(b).doc if b else "None" for b in bounds]).doc
 
     def _op(self, name: str, args: list, keywords: dict) -> Rendered:
         if name == "global_norm":  # the table's target is TensorFlow's
@@ -227,7 +243,35 @@ def mixin_methods(model: ModelPlan) -> list[tuple[str, ...]]:
     ]
 
 
+def _steps_backwards(index) -> bool:
+    """A slice whose step is not a positive number as written (`x[::-1]`, `x[::k]`):
+    torch tensors cannot be sliced backwards, so it is gathered (the helper)."""
+    items = index.items if isinstance(index, ir.Indices) else (index,)
+    steps = [i.step for i in items if isinstance(i, ir.Slice) and i.step is not None]
+    return any(not (isinstance(s, ir.Number) and float(s.text) > 0) for s in steps)
+
+
 HELPERS = {
+    "subscript": (
+        "def _subscript_on_torch(x, index):",
+        '    """x[index], where a slice may step backwards, which torch tensors cannot: that',
+        "    axis is gathered by its positions instead (torch runs eagerly, so the axis's",
+        '    length is known); every other item indexes as it does in x[index]."""',
+        "    if any(item is Ellipsis for item in index):",
+        "        at = next(k for k, item in enumerate(index) if item is Ellipsis)",
+        "        named = sum(1 for item in index if item is not None and item is not Ellipsis)",
+        "        index = index[:at] + (slice(None),) * (x.ndim - named) + index[at + 1 :]",
+        "    axis = 0",
+        "    for item in index:",
+        "        if isinstance(item, slice) and item.step is not None and item.step < 0:",
+        "            positions = list(range(*item.indices(x.shape[axis])))",
+        "            x = torch.index_select(x, axis, torch.tensor(positions, device=x.device))",
+        "        else:",
+        "            x = x[(slice(None),) * axis + (item,)]",
+        "        removed = isinstance(item, int) or (torch.is_tensor(item) and item.ndim == 0)",
+        "        axis += 0 if removed else 1",
+        "    return x",
+    ),
     "gradients": (
         "def _torch_gradients(value, sources, retain_graph=None, create_graph=False):",
         '    """The gradient of `value` with respect to each source (a Keras variable or a',

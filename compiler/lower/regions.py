@@ -30,12 +30,23 @@ def annotate_regions(items, returns: ReturnPlan | None) -> tuple[PlanItem, ...]:
 
 
 def _annotated(items: tuple, after: set[str], nested: bool) -> tuple:
-    """Each item annotated, knowing the names read after the whole sequence."""
+    """Each item annotated, knowing the names read after the whole sequence.
+
+    Walked backwards, so the names read after each item are gathered once
+    (linear in the step's length, which may be thousands of statements)."""
     out = []
-    for index, item in enumerate(items):
-        later = after | reads_of(items[index + 1 :])
-        out.append(_annotated_item(item, later, nested))
-    return tuple(out)
+    later = set(after)
+    for item in reversed(items):
+        out.append(_annotated_item(item, later, nested) if _has_region(item) else item)
+        later |= _item_reads(item)
+    return tuple(reversed(out))
+
+
+def _has_region(item) -> bool:
+    """A region, or a repeat block holding one: the items this pass changes."""
+    if isinstance(item, GradientRegion):
+        return True
+    return isinstance(item, RepeatBlock) and any(_has_region(i) for i in item.items)
 
 
 def _annotated_item(item, later: set[str], nested: bool):

@@ -1005,7 +1005,9 @@ class _ZeroDCEJaxSteps:
         data_batch = _build_by_tracing(
             self, (self.test_step, self.train_step), iterator, data_batch
         )
-        super()._symbolic_build(iterator=iterator, data_batch=data_batch)
+        # What no step uses (a compiled loss no step reads) needs no variables.
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
 
 
 class _ZeroDCETorchSteps:

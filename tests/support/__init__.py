@@ -21,6 +21,8 @@
 - ``backend_runs``: every shipped spec trained on one Keras backend (cross-backend tests).
 - ``fit_backend_worker``: the subprocess of the fit() feature tests on JAX and PyTorch.
 - ``random_tables``: the same random numbers on every backend, for the cross-backend tests.
+- ``tracing``: building a generated spec's models and running one batch of each step
+  (the property tests); ``trace_worker``: the same on JAX or PyTorch, in its own process.
 
 Hand-written reference models stay in ``tests/references/``.
 """

@@ -428,7 +428,6 @@ class StepWriter:
         return call("self.compute_loss", args)
 
 
-
 def _keyword(name: str, doc) -> Concat:
     return Concat((f"{name}=", doc))
 
