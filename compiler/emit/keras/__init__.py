@@ -1,1 +1,3 @@
-"""stepc.emit.keras."""
+"""The Keras 3 layer of the emitter, shared by every framework: classes,
+`compile()`, steps (`steps.StepWriter`, which each framework subclasses), batch
+unpacking, module-level helpers and line layouts."""
