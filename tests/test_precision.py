@@ -41,12 +41,15 @@ def train_step(body: str) -> str:
 
 def statement_line(step: str, target: str) -> str:
     """The generated statement that assigns ``target``, joined into one line if the
-    formatter split it (its continuation lines are indented deeper)."""
+    formatter split it (its continuation lines are indented deeper, or close a
+    bracket at its depth: ``) + g(``)."""
     lines = step.split("\n")
     start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{target} ="))
     depth = len(lines[start]) - len(lines[start].lstrip())
     end = start + 1
-    while end < len(lines) and len(lines[end]) - len(lines[end].lstrip()) > depth:
+    while end < len(lines) and (
+        len(lines[end]) - len(lines[end].lstrip()) > depth or lines[end].strip().startswith(")")
+    ):
         end += 1
     joined = " ".join(line.strip() for line in lines[start:end])
     return joined.replace("( ", "(").replace(" )", ")").replace(",)", ")")
