@@ -329,7 +329,7 @@ def test_symlink_to_a_spec_is_read(tmp_path: Path) -> None:
 
 
 def test_an_emitted_module_that_is_not_python_is_an_internal_error(monkeypatch) -> None:
-    monkeypatch.setattr(pipeline, "emit", lambda plan: "def broken(:\n    pass\n")
+    monkeypatch.setattr(pipeline, "emit", lambda plan, frameworks: "def broken(:\n    pass\n")
     module, diagnostics = analyze(GOOD, "t.step")
     assert module is None
     (diag,) = diagnostics
@@ -343,7 +343,7 @@ def test_an_emitted_module_that_is_not_python_is_an_internal_error(monkeypatch) 
 def test_the_cli_writes_no_broken_module(monkeypatch, tmp_path: Path, capsys) -> None:
     from stepc.cli import main
 
-    monkeypatch.setattr(pipeline, "emit", lambda plan: "x = (\n")
+    monkeypatch.setattr(pipeline, "emit", lambda plan, frameworks: "x = (\n")
     spec = tmp_path / "t.step"
     spec.write_text(GOOD)
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 1
