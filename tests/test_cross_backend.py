@@ -16,8 +16,9 @@ with TensorFlow's, on:
 
 * the initial weights: the same variable paths and exactly equal values (else the harness
   differs, not the step);
-* every float variable after ``fit`` (the sub-models' weights and BatchNorm statistics),
-  by path: ``atol=1e-6, rtol=1e-5``;
+* every float variable after ``fit`` (the sub-models' weights and BatchNorm statistics,
+  a spec's float state), by path: ``atol=1e-6, rtol=1e-5``; every int or bool state
+  variable (a step counter): equal;
 * every training step's logs: the same names, values within ``rtol=1e-5``;
 * ``evaluate(return_dict=True)`` (every spec but metric learning, which has no test step):
   the same names, values within ``rtol=1e-5``;
@@ -133,7 +134,11 @@ def assert_final_close(actual: dict, expected: dict) -> None:
     got, want = _part(actual, "final/"), _part(expected, "final/")
     assert sorted(got) == sorted(want), "variable paths differ"
     for path, value in want.items():
-        assert_weights_close([got[path]], [value], f"final {path}", rtol=RTOL, atol=ATOL)
+        assert got[path].dtype == value.dtype, f"final {path}: {got[path].dtype}"
+        if value.dtype.kind in "biu":  # a counter or a flag: any difference is a bug
+            np.testing.assert_array_equal(got[path], value, err_msg=f"final {path}")
+        else:
+            assert_weights_close([got[path]], [value], f"final {path}", rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize(("spec", "variant"), PAIRS, ids=[f"{s}-{v}" for s, v in PAIRS])

@@ -6,9 +6,9 @@ Keras runs on ``B`` (it sets ``KERAS_BACKEND`` before Keras is imported), each s
 JAX: ``jax.jit``, Keras's default, and for the GAN and WGAN-GP also without; torch:
 eager) and writes, per variant and spec, ``DIR/<variant>/<spec>.npz`` and ``.json``:
 
-* ``initial/<path>`` and ``final/<path>`` in the ``.npz``: every float variable of the
-  model (its sub-models' weights and BatchNorm statistics) before and after ``fit``, by
-  variable path;
+* ``initial/<path>`` and ``final/<path>`` in the ``.npz``: every variable of the model
+  but its SeedGenerators' states (its sub-models' weights and BatchNorm statistics, the
+  state a spec declares: float, int or bool) before and after ``fit``, by variable path;
 * in the ``.json``: ``logs`` (every training step's logs), ``evaluate`` (the results of
   ``evaluate(return_dict=True)``, where the spec is evaluated), ``seed_states`` (every
   SeedGenerator's ``[seed, counter]`` after ``fit`` and after ``evaluate``), or ``error``
@@ -134,6 +134,18 @@ def _speech(n, rng):
     return {"source": rng.normal(size=(n, 6, 4)).astype("float32"), "target": target}
 
 
+def _adamatch(n, rng):
+    """Labelled source and unlabelled target digits-like rows, each in a weak and a
+    strong view."""
+    source_weak, source_strong, target_weak, target_strong = (_floats(rng, n, 64) for _ in range(4))
+    labels = rng.integers(0, 10, size=(n,)).astype("int32")
+    return (source_weak, source_strong, labels), (target_weak, target_strong)
+
+
+def _two_views(n, rng):
+    return _floats(rng, n, 64), _floats(rng, n, 64)
+
+
 def _images(*shape, scale: float = 1.0):
     return lambda n, rng: (_floats(rng, n, *shape, scale=scale),)
 
@@ -210,6 +222,7 @@ def _compile(*optimizers: str, **extra) -> Callable[[], dict]:
 
 _VIS = "specs_vision_speech"
 _SSL = "specs_self_supervised"
+_STATE = "specs_state"
 _MSE_MAE = {"loss": "mse", "metrics": ["mae"]}
 
 RUNS: dict[str, SpecRun] = {
@@ -306,6 +319,26 @@ RUNS: dict[str, SpecRun] = {
         lambda: {"learning_rate": 1e-3},  # the spec builds its own Adam from it
         _images(16, 16, 3, scale=0.4),
     ),
+    "adamatch": SpecRun(
+        "AdaMatch",
+        _with(classifier=_model(_STATE, "build_classifier"), total_steps=3),
+        _compile(),
+        _adamatch,
+        PARTIAL_SIZES,
+        eval_batch=_labelled(64),
+    ),
+    "nnclr": SpecRun(
+        "NNCLR",
+        _with(
+            encoder=_model(_STATE, "build_encoder"),
+            projection_head=_model(_STATE, "build_projection_head"),
+            width=4,
+            queue_size=16,
+        ),
+        _compile("contrastive_optimizer"),
+        _two_views,
+        PARTIAL_SIZES,
+    ),
     "masked_image_modeling": SpecRun(
         "MaskedAutoencoder",
         _with(
@@ -385,6 +418,11 @@ def _is_float(variable) -> bool:
     return "float" in str(variable.dtype)
 
 
+def _is_seed_state(variable) -> bool:
+    """A SeedGenerator's ``[seed, counter]`` (Keras names every one so)."""
+    return variable.name == "seed_generator_state"
+
+
 def numpy_initial_values(model) -> None:
     """Every float variable whose initial value is not constant (kernels, embeddings,
     random projections) set to a Glorot-uniform draw from ``(SEED, its index)``;
@@ -402,17 +440,19 @@ def numpy_initial_values(model) -> None:
 
 
 def float_weights(model, prefix: str) -> dict[str, np.ndarray]:
+    """Every variable but the seed states, by path under ``prefix``: the float weights and
+    a spec's declared state of any dtype (an int counter is compared exactly)."""
     from keras import ops
 
     items = _paths(model).items()
-    return {f"{prefix}/{p}": ops.convert_to_numpy(v) for p, v in items if _is_float(v)}
+    return {f"{prefix}/{p}": ops.convert_to_numpy(v) for p, v in items if not _is_seed_state(v)}
 
 
 def seed_states(model) -> dict[str, list[int]]:
     from keras import ops
 
     items = _paths(model).items()
-    return {p: [int(x) for x in ops.convert_to_numpy(v)] for p, v in items if not _is_float(v)}
+    return {p: [int(x) for x in ops.convert_to_numpy(v)] for p, v in items if _is_seed_state(v)}
 
 
 def _logs_recorder():
