@@ -36,8 +36,5 @@ class AdaMatchAbsoluteThreshold(AdaMatchReference):
 class NNCLRQueueNeverRolled(NNCLRReference):
     """The queue is never updated: the positives come from its initial random rows."""
 
-    def train_step(self, data):
-        before = ops.convert_to_tensor(self.feature_queue)
-        logs = super().train_step(data)
-        self.feature_queue.assign(before)
-        return logs
+    def roll_queue(self, projections):
+        pass

@@ -167,6 +167,11 @@ class NNCLRReference(keras.Model):
         self.correlation_accuracy.update_state(feature_labels, correlation)
         self.correlation_accuracy.update_state(feature_labels, ops.transpose(correlation))
 
+    def roll_queue(self, projections):
+        """The whole batch's projections enter the queue at the front; the oldest leave."""
+        rolled = ops.concatenate([_whole_batch(projections), self.feature_queue], axis=0)
+        self.feature_queue.assign(rolled[: self.queue_size])
+
     def train_step(self, data):
         """One contrastive_optimizer step, the trackers, then the queue rolled."""
         view_1, view_2, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -179,8 +184,7 @@ class NNCLRReference(keras.Model):
         variables = self.encoder.trainable_variables + self.projection_head.trainable_variables
         self.contrastive_optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         self.update_trackers(loss, features_1, features_2, ops.shape(view_1)[0])
-        rolled = ops.concatenate([_whole_batch(projections_1), self.feature_queue], axis=0)
-        self.feature_queue.assign(rolled[: self.queue_size])
+        self.roll_queue(projections_1)
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):
