@@ -39,8 +39,8 @@ How it is written, and what differs from keras.io:
   ``keras.random.SeedGenerator`` created last in ``__init__``.
 * The hand-written means are taken as this replica's share under distribution; the loss
   goes through the optimizer's ``scale_loss`` inside the tape; the classifier's outputs
-  are cast to float32 (a no-op in float32). The tracker is weighted by the batch size as
-  Keras counts it (the first dimension of the batch's first tensor, ``source_weak``).
+  are cast to float32 (a no-op in float32). The tracker averages the batches' losses
+  unweighted, as keras.io's does (the step returns it: no batch-size weighting).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class AdaMatchReference(keras.Model):
         variables = self.classifier.trainable_variables
         self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         self.step.assign(self.step + 1)
-        self.loss_tracker.update_state(loss, sample_weight=ops.shape(source[0])[0])
+        self.loss_tracker.update_state(loss)  # a mean over batches, as keras.io's
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
