@@ -30,6 +30,7 @@ from stepc.tables.builtins import (
     VALUES_UPDATE_PARAMS,
     MetricArgs,
     Type,
+    metric_update_op,
     object_call_op,
 )
 
@@ -391,9 +392,28 @@ class StepChecker(ReportChecks, DataChecks):
             self._values(statement.args, statement.keywords)
             return
         self.usage.names.add(name)
+        if symbol.kind in (Kind.INIT_PARAM, Kind.COMPILE_PARAM):  # a `Metric` parameter
+            self._update_metric_parameter(statement)
+            return
         labels = symbol.kind is Kind.COMPILED_METRICS
         labels = labels or METRIC_CLASSES.get(symbol.detail) is MetricArgs.LABELS
         op = object_call_op(name, LABELS_UPDATE_PARAMS if labels else VALUES_UPDATE_PARAMS)
+        self._check_arguments(op, statement.args, statement.keywords, statement.span)
+        self.typed_values(op, statement.args, statement.keywords, optional=True)
+
+    def _update_metric_parameter(self, statement: ir.Update) -> None:
+        """`update kid(images, generated)`: a metric the caller built, whose
+        update_state stepc does not know; the arguments go to it as written."""
+        if not statement.args and not statement.keywords:
+            name = statement.metric.id
+            self.out.append(
+                error(
+                    f"`update {name}()` gives the metric nothing to update with",
+                    statement.span,
+                    f"pass what `{name}.update_state` takes, e.g. `update {name}(y, y_pred)`",
+                )
+            )
+        op = metric_update_op(statement.metric.id, statement.keywords)
         self._check_arguments(op, statement.args, statement.keywords, statement.span)
         self.typed_values(op, statement.args, statement.keywords, optional=True)
 

@@ -203,6 +203,10 @@ class StepPlan:
     # The model lists compile()'s metrics but this step never updates them: its
     # default report leaves them out (Keras cannot report a metric never updated).
     skips_compiled_metrics: bool = False
+    # Without `return`: the model's own metrics (trackers, `Metric` parameters) this
+    # step reports, those it updates (a metric only the test step updates is not in
+    # the training logs); None: every one of them (the step updates them all).
+    reported: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,8 @@ class ModelPlan:
     # A step skips compile()'s metrics: `metrics` lists them only once a step has
     # updated them (built), so fit()'s own get_metrics_result() can report them.
     compiled_metrics_once_built: bool = False
+    # The `Metric` parameters (of init or compile): the model's metrics too.
+    metric_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

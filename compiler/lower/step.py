@@ -342,7 +342,7 @@ class StepLowering(GradientPlacement):
                 values.append(ReturnValue(item.entry, None, None, True, item.entry))
             elif item.value is None and symbol is not None and symbol.kind is Kind.COMPILED_METRICS:
                 values.append(ReturnValue(item.name.id, None, None, compiled_metrics=True))
-            elif item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
+            elif item.value is None and symbol is not None and symbol.is_own_metric:
                 values.append(ReturnValue(item.name.id, item.name.id, None))
             else:
                 value = self.facts.unscaled(item.value or item.name)

@@ -328,18 +328,29 @@ class StepWriter:
 
     # ---------------------------------------------------------------- returns
 
-    def _default_return(self) -> str:
+    def _default_return(self):
         """Every metric's result; checked not to be empty where the model has no
         tracker that is always there (its own, or Keras's loss tracker)."""
-        if self.step.skips_compiled_metrics:  # compile()'s metrics: never updated here
+        skipped = self._unreported_metrics()
+        if skipped:  # metrics this step never updates: Keras cannot report them
             self.used.add("metrics_result")
-            return "_metrics_result(self, skipped=self._compile_metrics)"
-        if self.model.metrics or not self.model.own_metrics_only:
+            given = Concat(("skipped=", sequence("(", skipped, ")").doc))
+            return call("_metrics_result", ["self", given]).doc
+        if self.model.metrics or self.model.metric_params or not self.model.own_metrics_only:
             return "self.get_metrics_result()"
         self.used.add("reported")
         method = _METHODS.get(self.step.kind, "predict_step")
         where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
         return f"_reported(self, {string_literal(where)})"
+
+    def _unreported_metrics(self) -> list[str]:
+        """The model's metrics this step leaves out of its default report:
+        compile()'s and its own, where the step never updates them."""
+        skipped = ["self._compile_metrics"] if self.step.skips_compiled_metrics else []
+        if self.step.reported is not None:
+            own = [d.name for d in self.model.metrics] + list(self.model.metric_params)
+            skipped += [f"self.{name}" for name in own if name not in self.step.reported]
+        return skipped
 
     def _returns(self, depth: int) -> None:
         plan = self.step.returns
