@@ -173,6 +173,17 @@ HELPERS = {
         "        )",
         "    return results[name]",
     ),
+    "checked_index": (
+        "def _checked_index(value, axis, index, where):",
+        '    """`value`, once `index` is found within its `axis` on the static shape (JAX',
+        '    and XLA clamp an index past the end); a Python sequence checks its own."""',
+        "    length = None if isinstance(value, (tuple, list)) else value.shape[axis]",
+        "    if length is not None and isinstance(index, int) and not -length <= index < length:",
+        "        raise IndexError(",
+        '            f"{where}: index {index} is out of range for axis {axis} of length {length}"',
+        "        )",
+        "    return value",
+    ),
     "require_scalar": (
         "def _require_scalar(value, message):",
         '    """Fail when the step is traced if `value` is not a scalar: a check of its',
