@@ -29,6 +29,9 @@ _TENSOR_HINT = (
 )
 # An unpacking target that names no value, as in Python.
 _DISCARD = "_"
+# Operations whose first argument is the shape of the tensor they make: a literal
+# tuple of it gives the axis lengths a loop index is checked against here.
+_SHAPED = frozenset(("normal", "uniform", "truncated_normal", "zeros", "ones", "full", "empty"))
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class LoopChecks(DataChecks):
             return
         count = _literal_count(statement.count)
         index = Value(Type.NUMBER, integer=True)
-        defined = self._define_loop_names([(statement.index, index)], count)
+        defined = self._define_loop_names([(statement.index, index, count)])
         super()._repeat(statement)
         self._forget_loop_names(defined)
 
@@ -66,7 +69,10 @@ class LoopChecks(DataChecks):
         values = self._unpacked_item(statement, sequence.item)
         self.repeats.append(sequence.length or 1)
         self._check_repeat_limits(statement)
-        defined = self._define_loop_names(list(zip(statement.targets, values, strict=True)))
+        counts = [None] * len(values)
+        if _is_enumerate(statement.iterable) and len(counts) == 2:
+            counts[0] = sequence.length  # the position: 0 to the length - 1
+        defined = self._define_loop_names(zip(statement.targets, values, counts, strict=True))
         self._loop_body(statement.body)
         self._forget_loop_names(defined)
         self.repeats.pop()
@@ -94,6 +100,10 @@ class LoopChecks(DataChecks):
         return name in LOOP_CALLS and name not in self.locals and name not in self.symbols
 
     def _iteration(self, expr: ir.Expr, value: Value) -> Sequence:
+        if value.type is Type.TENSOR and self._is_model_output(expr):
+            # A model's outputs: a tuple or list when it has several (checked when
+            # traced, where a single output would be a tensor).
+            return Sequence(Value(Type.TENSOR, value.models, value.names, value.reads), None)
         if value.type in (Type.TENSOR, Type.SCALAR):
             what = "a tensor" if value.type is Type.TENSOR else "a scalar"
             self.out.append(error(f"a for loop cannot iterate {what}", expr.span, _TENSOR_HINT))
@@ -101,6 +111,11 @@ class LoopChecks(DataChecks):
         if value.type not in _ITERABLE:
             message = f"a for loop cannot iterate {article(value.type.value)}"
             self.out.append(error(message, expr.span, _TENSOR_HINT))
+            return Sequence(reported(Value(Type.UNKNOWN)), None)
+        if value.items == ():
+            message = "a for loop over an empty sequence runs no pass"
+            hint = "its body would never run, and the names it assigns never exist"
+            self.out.append(error(message, expr.span, hint))
             return Sequence(reported(Value(Type.UNKNOWN)), None)
         if value.items is not None:
             return Sequence(_common(value.items), len(value.items))
@@ -185,15 +200,82 @@ class LoopChecks(DataChecks):
             )
         return [reported(Value(Type.UNKNOWN))] * len(targets)
 
+    def _is_model_output(self, expr: ir.Expr) -> bool:
+        """A model's call, or a name given one as it is (`feats = encoder(x)`)."""
+        if isinstance(expr, ir.Call):
+            return self._is_model(expr.func.id)
+        local = self.locals.get(expr.id) if isinstance(expr, ir.Name) else None
+        if local is None:
+            return False
+        outputs = getattr(self, "_outputs", None)
+        if outputs is None:
+            outputs = set()
+            for statement in ir.statements(self.step.body):
+                call = _assigned_call(statement)
+                if call is not None and self._is_model(call.func.id):
+                    outputs.add(statement.targets[0].span)
+            self._outputs = outputs
+        return local.span in outputs
+
+    # ---------------------------------------------------------------- static range
+
+    def _expr_Subscript(self, node: ir.Subscript) -> Value:
+        value = super()._expr_Subscript(node)
+        if self.loop_names and isinstance(node.value, ir.Name):
+            self._check_static_range(node)
+        return value
+
+    def _check_static_range(self, node: ir.Subscript) -> None:
+        """A loop index past the end of an axis whose length is written in the step
+        (`z = normal((b, 3, d))`): an error here, not only when traced."""
+        local = self.locals.get(node.value.id)
+        dims = self._static_dims().get(local.span) if local is not None else None
+        items = node.index.items if isinstance(node.index, ir.Indices) else (node.index,)
+        axes = [item for item in items if not _is_none(item)]
+        if dims is None or any(isinstance(i, ir.EllipsisIndex) for i in axes):
+            return
+        for axis, item in enumerate(axes[: len(dims)]):
+            known = self.loop_names.get(item.id) if isinstance(item, ir.Name) else None
+            if known is None or known[1] is None or dims[axis] is None:
+                continue
+            if known[1] > dims[axis]:
+                self._report_past_end(node.value.id, item, axis, dims[axis], known)
+
+    def _report_past_end(self, name: str, index: ir.Name, axis: int, length: int, known) -> None:
+        span, count = known
+        self.out.append(
+            error(
+                f"`{index.id}` goes up to {count - 1}, past the end of axis {axis} of "
+                f"`{name}` (of length {length})",
+                index.span,
+                f"the loop on line {span.line} makes {count} passes; `{name}` has {length} "
+                f"along this axis: loop {length} times, or index within it",
+            )
+        )
+
+    def _static_dims(self) -> dict[ir.Span, tuple[int | None, ...]]:
+        """The axis lengths of each value made with a literal shape, by the span
+        of the name it is assigned to (a local's span)."""
+        found = getattr(self, "_dims", None)
+        if found is None:
+            found = {}
+            for statement in ir.statements(self.step.body):
+                dims = _shape_of(statement)
+                if dims is not None:
+                    found[statement.targets[0].span] = dims
+            self._dims = found
+        return found
+
     # ---------------------------------------------------------------- loop names
 
-    def _define_loop_names(self, pairs, count: int | None = None) -> list[str]:
-        """Each loop variable as a value of the body; the names it defined."""
+    def _define_loop_names(self, triples) -> list[str]:
+        """Each loop variable as a value of the body (with the count of passes, when
+        it is an index known here); the names it defined."""
         from stepc.check.models import check_identifier
 
         defined = []
-        for target, value in pairs:
-            if target.id == _DISCARD and len(pairs) > 1:
+        for target, value, count in triples:
+            if target.id == _DISCARD:
                 continue
             if not check_identifier(target, self.out, value=True) or self._shadows(target):
                 continue
@@ -251,6 +333,32 @@ def _common(items: tuple[Value, ...]) -> Value:
         parts = tuple(_common(column) for column in zip(*(i.items for i in items), strict=True))
         return replace(value, items=parts)
     return value
+
+
+def _assigned_call(statement) -> ir.Call | None:
+    """The call a statement assigns to one name, as it is (`feats = encoder(x)`)."""
+    if not isinstance(statement, ir.Assign) or len(statement.targets) != 1:
+        return None
+    return statement.value if isinstance(statement.value, ir.Call) else None
+
+
+def _shape_of(statement) -> tuple[int | None, ...] | None:
+    """`z = normal((b, 3, d))`: (None, 3, None); None for any other statement."""
+    value = _assigned_call(statement)
+    if value is None or value.func.id not in _SHAPED or not value.args:
+        return None
+    shape = value.args[0]
+    if not isinstance(shape, ir.TupleExpr):
+        return None
+    return tuple(_literal_count(d) for d in shape.items)
+
+
+def _is_enumerate(expr) -> bool:
+    return isinstance(expr, ir.Call) and expr.func.id == ENUMERATE
+
+
+def _is_none(expr) -> bool:
+    return isinstance(expr, ir.Name) and expr.id == "None"
 
 
 def _literal_count(count: ir.Expr) -> int | None:

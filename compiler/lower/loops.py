@@ -11,6 +11,7 @@ generated step checks it against the axis's static length when traced.
 
 from __future__ import annotations
 
+from stepc.check.loops import LOOP_CALLS
 from stepc.lower.plan import ForEachBlock, IndexCheck, PlanItem, RepeatBlock
 from stepc.parse import ir
 
@@ -19,7 +20,15 @@ def loop_block(loop: ir.Repeat | ir.ForEach, items: tuple[PlanItem, ...]) -> Pla
     """The plan item of a loop whose statements were placed as `items`."""
     if isinstance(loop, ir.Repeat):
         return RepeatBlock(loop.count, items, loop)
-    return ForEachBlock(tuple(t.id for t in loop.targets), loop.iterable, items, loop)
+    targets = tuple(t.id for t in loop.targets)
+    return ForEachBlock(targets, loop.iterable, items, loop, _checked_sequences(loop.iterable))
+
+
+def _checked_sequences(iterable: ir.Expr) -> tuple[ir.Expr, ...]:
+    """The sequences a for loop iterates that are not literal tuples or lists."""
+    zipped = isinstance(iterable, ir.Call) and iterable.func.id in LOOP_CALLS
+    sequences = iterable.args if zipped else (iterable,)
+    return tuple(s for s in sequences if not isinstance(s, (ir.TupleExpr, ir.ListExpr)))
 
 
 def loop_names(loop) -> set[str]:

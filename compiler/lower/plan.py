@@ -172,6 +172,9 @@ class ForEachBlock:
     iterable: ir.Expr  # `zip(...)` / `enumerate(...)` are spelled as Python's
     items: tuple[PlanItem, ...]
     statement: ir.ForEach
+    # What it iterates that is not written as a tuple or list (a model's outputs):
+    # checked to be one when traced (a model of one output gives a tensor).
+    checked: tuple[ir.Expr, ...] = ()
 
 
 # The plan items holding a loop's items (`items`).

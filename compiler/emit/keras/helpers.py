@@ -184,6 +184,17 @@ HELPERS = {
         "        )",
         "    return value",
     ),
+    "as_sequence": (
+        "def _as_sequence(outputs, where):",
+        '    """What a for loop iterates: a tuple or list (a model of one output returns',
+        '    a tensor, which Python would iterate along its first axis)."""',
+        "    if not isinstance(outputs, (tuple, list)):",
+        "        raise TypeError(",
+        '            f"{where}: a for loop iterates a tuple or list, but this value is one "',
+        '            f"{type(outputs).__name__}: a model of several outputs returns a list"',
+        "        )",
+        "    return outputs",
+    ),
     "require_scalar": (
         "def _require_scalar(value, message):",
         '    """Fail when the step is traced if `value` is not a scalar: a check of its',

@@ -32,20 +32,29 @@ class LoopWriter:
             return
         self.comment(depth, block.statement.span, _for_text(block))
         targets = ", ".join(self.names.python(t) for t in block.targets)
-        header = f"for {targets} in {flat(self._iterable(block.iterable).doc)}:"
+        iterable = self._iterable(block, block.iterable)
+        header = f"for {targets} in {flat(iterable.doc)}:"
         self.emit(depth, header)
         for item in block.items:
             self._item(item, depth + 1)
 
-    def _iterable(self, node: ir.Expr) -> Rendered:
+    def _iterable(self, block: ForEachBlock, node: ir.Expr) -> Rendered:
         """`zip(...)` as Python's, strict (the lengths were checked where known);
-        `enumerate(...)` as Python's; anything else as an expression."""
+        `enumerate(...)` as Python's; each sequence the plan checks, checked."""
         if isinstance(node, ir.Call) and node.func.id in (_ZIP, _ENUMERATE):
-            args = [self.expr(a).doc for a in node.args]
+            args = [self._sequence(block, a).doc for a in node.args]
             if node.func.id == _ZIP:
                 args.append("strict=True")
             return call(node.func.id, args)
-        return self.expr(node)
+        return self._sequence(block, node)
+
+    def _sequence(self, block: ForEachBlock, node: ir.Expr) -> Rendered:
+        rendered = self.expr(node)
+        if node not in block.checked:
+            return rendered
+        self.used.add("as_sequence")
+        where = string_literal(f"{self.spec_name}:{block.statement.span.line}")
+        return call("_as_sequence", [rendered.doc, where])
 
     def subscript(self, node: ir.Subscript) -> Rendered:
         """A subscript, its value checked first where a loop index reads an axis."""
