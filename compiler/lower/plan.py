@@ -164,6 +164,35 @@ class RepeatBlock:
 
 
 @dataclass(frozen=True)
+class ForEachBlock:
+    """`for TARGETS in ITERABLE:` its statements, placed like a step's, run once
+    per item (a Python loop over a Python sequence, unrolled when traced)."""
+
+    targets: tuple[str, ...]
+    iterable: ir.Expr  # `zip(...)` / `enumerate(...)` are spelled as Python's
+    items: tuple[PlanItem, ...]
+    statement: ir.ForEach
+    # What it iterates that is not written as a tuple or list (a model's outputs):
+    # checked to be one when traced (a model of one output gives a tensor).
+    checked: tuple[ir.Expr, ...] = ()
+
+
+# The plan items holding a loop's items (`items`).
+LOOP_BLOCKS = (RepeatBlock, ForEachBlock)
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """A loop index subscripting an axis of a tensor: checked when traced against
+    the static length of the axis (XLA and JAX clamp an index out of range)."""
+
+    subscript: ir.Subscript
+    axis: int  # counted from the end when negative (after a `...`)
+    index: ir.Expr
+    span: ir.Span
+
+
+@dataclass(frozen=True)
 class ApplyGradients:
     recorder: str
     loss_name: str
@@ -173,7 +202,7 @@ class ApplyGradients:
     clips: tuple[ir.Clip, ...] = ()
 
 
-PlanItem = Compute | GradientRegion | ApplyGradients | TakeGradient | RepeatBlock
+PlanItem = Compute | GradientRegion | ApplyGradients | TakeGradient | RepeatBlock | ForEachBlock
 
 
 @dataclass(frozen=True)
@@ -207,6 +236,7 @@ class StepPlan:
     # step reports, those it updates (a metric only the test step updates is not in
     # the training logs); None: every one of them (the step updates them all).
     reported: tuple[str, ...] | None = None
+    index_checks: tuple[IndexCheck, ...] = ()  # loop indices checked when traced
 
 
 @dataclass(frozen=True)

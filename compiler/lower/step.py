@@ -20,6 +20,7 @@ from stepc.lower.compiled_loss import explicit_loss_report, name_compiled_losses
 from stepc.lower.data import data_plan
 from stepc.lower.dataflow import Block, Dataflow, Dependencies
 from stepc.lower.gradients import GradientPlacement
+from stepc.lower.loops import index_checks, loop_block, loop_names
 from stepc.lower.plan import (
     BATCH_SIZE,
     COMPILED_LOSS_VALUE,
@@ -32,7 +33,6 @@ from stepc.lower.plan import (
     LossForGradient,
     PlanItem,
     RegionGradient,
-    RepeatBlock,
     ReturnPlan,
     ReturnValue,
     StepPlan,
@@ -60,6 +60,7 @@ class StepLowering(GradientPlacement):
         self.taken |= {
             t.id for s in ir.statements(step.body) if isinstance(s, ir.Assign) for t in s.targets
         }
+        self.taken |= set().union(*(loop_names(s) for s in ir.statements(step.body)))
         body = explicit_loss_report(name_compiled_losses(step.body, self.fresh), self.fresh)
         if derived:  # the train step's report of the loss is made explicit first
             step = dataclasses.replace(step, kind=ir.StepKind.TEST)
@@ -96,6 +97,7 @@ class StepLowering(GradientPlacement):
             annotate_regions(items, return_plan),
             return_plan,
             frozenset(self.taken),
+            index_checks=index_checks(self.step.body),
         )
 
     # ---------------------------------------------------------------- names
@@ -233,11 +235,11 @@ class StepLowering(GradientPlacement):
     def _lower_unit(self, unit) -> list[PlanItem]:
         if isinstance(unit, Block):
             return self._gradient_items(unit)
-        if isinstance(unit, ir.Repeat):
+        if isinstance(unit, ir.LOOPS):
             self.outer_depth += 1
             items = tuple(self._place(unit.body))
             self.outer_depth -= 1
-            return [RepeatBlock(unit.count, items, unit)]
+            return [loop_block(unit, items)]
         return [self._compute(unit)]
 
     def _split_range(self, body, start: int, stop: int, recorded: set[int]):
@@ -394,7 +396,7 @@ def without_updates(body) -> tuple[ir.Statement, ...]:
     """The statements that do not change weights, repeat blocks included."""
     kept = []
     for statement in body:
-        if isinstance(statement, ir.Repeat):
+        if isinstance(statement, ir.LOOPS):
             inner = without_updates(statement.body)
             statement = dataclasses.replace(statement, body=inner) if inner else None
         elif isinstance(statement, (ir.Minimize, ir.AssignWeights)):

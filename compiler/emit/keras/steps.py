@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
+from stepc.emit.keras.loops import LoopWriter
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
     INDENT,
@@ -27,7 +28,6 @@ from stepc.emit.pyexpr import (
     call,
     comment_lines,
     flat,
-    index_text,
     invert,
     layout,
     negate,
@@ -36,7 +36,6 @@ from stepc.emit.pyexpr import (
     sequence,
     string_literal,
 )
-from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
     BATCH_SIZE,
     COMPILED_LOSS_VALUE,
@@ -45,6 +44,7 @@ from stepc.lower.plan import (
     KERAS_LOSS_TRACKER,
     ApplyGradients,
     Compute,
+    ForEachBlock,
     GradientRegion,
     ModelPlan,
     RepeatBlock,
@@ -67,7 +67,7 @@ REGION = "region"
 _KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
-class StepWriter:
+class StepWriter(LoopWriter):
     """One step method; a framework's subclass spells its gradients and frame."""
 
     FRAMEWORK = ""  # keras.backend.backend() of the subclass
@@ -237,6 +237,8 @@ class StepWriter:
             self.take_gradient(item, depth)
         elif isinstance(item, RepeatBlock):
             self._repeat(item, depth)
+        elif isinstance(item, ForEachBlock):
+            self._for_each(item, depth)
 
     def _compute(self, item: Compute, depth: int) -> None:
         statement = item.statement
@@ -301,7 +303,7 @@ class StepWriter:
                 "when the step is traced)"
             )
             self._raise(message, depth + 1)
-        self.emit(depth, f"for _ in range({count}):")
+        self.emit(depth, f"for {self.loop_variable(block)} in range({count}):")
         for item in block.items:
             self._item(item, depth + 1)
 
@@ -396,7 +398,7 @@ class StepWriter:
         if isinstance(node, ir.BinaryOp | ir.Negate | ir.Invert):
             return self._operator(node)
         if isinstance(node, ir.Subscript):
-            return subscript_doc(self.expr(node.value), index_text(node.index, self.expr))
+            return self.subscript(node)  # stepc.emit.keras.loops: its index checked
         if isinstance(node, ir.TupleExpr):
             return sequence("(", [self.expr(i).doc for i in node.items], ")")
         if isinstance(node, ir.ListExpr):
