@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from stepc.lower.plan import (
+    ApplyEdited,
     ApplyGradients,
     Compute,
     GradientRegion,
@@ -95,6 +96,8 @@ def _item_reads(item) -> set[str]:
     if isinstance(item, GradientRegion):
         losses = set().union(*(_names(loss.loss) for loss in item.losses))
         return reads_of(item.body) | losses | set(item.watched)
+    if isinstance(item, ApplyEdited):
+        return _names(item.gradients)
     if isinstance(item, ApplyGradients):
         clips = set().union(*(_names(clip.threshold) for clip in item.clips))
         return {item.loss_name} | clips

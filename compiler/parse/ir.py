@@ -223,6 +223,16 @@ class AssignWeights:
 
 
 @dataclass(frozen=True)
+class ApplyEdited:
+    """`apply GRADS to MODEL [using OPTIMIZER]`: gradients the step edited, applied."""
+
+    gradients: Expr  # a gradients value of MODEL (`gradient(loss, MODEL)`, edited)
+    model: Name
+    optimizer: Name | None  # None: the optimizer given to Keras's compile()
+    span: Span
+
+
+@dataclass(frozen=True)
 class Recovered:
     """A statement or model item the parser could not read and replaced, after
     reporting its syntax error (`stepc.parse.recover`): the names it would have defined
@@ -236,7 +246,7 @@ class Recovered:
     span: Span
 
 
-Statement = Assign | Minimize | Update | Return | Repeat | AssignWeights | Recovered
+Statement = Assign | Minimize | Update | Return | Repeat | AssignWeights | ApplyEdited | Recovered
 
 
 # ---------------------------------------------------------------- declarations
@@ -362,6 +372,7 @@ _CHILDREN = {
     Minimize: lambda node: (node.loss, *(c.threshold for c in node.clips)),
     Repeat: lambda node: (node.count, *node.body),
     AssignWeights: lambda node: (node.target, node.value),
+    ApplyEdited: lambda node: (node.gradients,),
     Return: lambda node: tuple(item.value or item.name for item in node.items),
 }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
+from stepc.emit.keras.gradient_edits import mapped
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
     INDENT,
@@ -43,6 +44,7 @@ from stepc.lower.plan import (
     COMPILED_METRICS,
     FULL_PRECISION,
     KERAS_LOSS_TRACKER,
+    ApplyEdited,
     ApplyGradients,
     Compute,
     GradientRegion,
@@ -117,6 +119,10 @@ class StepWriter:
         raise NotImplementedError
 
     def take_gradient(self, take: TakeGradient, depth: int) -> None:
+        raise NotImplementedError
+
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        """`apply GRADS to MODEL`: the edited gradients as the weight update."""
         raise NotImplementedError
 
     def watch(self, recorder: str, name: str, depth: int) -> None:
@@ -235,6 +241,8 @@ class StepWriter:
             self.apply(item, depth)
         elif isinstance(item, TakeGradient):
             self.take_gradient(item, depth)
+        elif isinstance(item, ApplyEdited):
+            self.apply_edited(item, depth)
         elif isinstance(item, RepeatBlock):
             self._repeat(item, depth)
 
@@ -256,6 +264,8 @@ class StepWriter:
         value = item.statement.value
         if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
+        elif item.maps:  # an edit of gradients: once per tensor
+            rendered = mapped(self, value, item.maps)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
