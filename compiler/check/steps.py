@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from stepc.check.depends import DependencyGraph
 from stepc.check.exprs import Local, Usage, Value, article, chain, reported, returns_tuple
+from stepc.check.gradient_edits import ApplyChecks
 from stepc.check.hints import suggest
 from stepc.check.loops import LoopChecks
 from stepc.check.loss_report import LOSS_TRACKER
@@ -41,7 +42,7 @@ __all__ = ["StepChecker", "Usage"]
 DISCARD = "_"
 
 
-class StepChecker(ReportChecks, LoopChecks):
+class StepChecker(ApplyChecks, ReportChecks, LoopChecks):
     def __init__(self, step, symbols, functional, usage, out):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
@@ -101,6 +102,8 @@ class StepChecker(ReportChecks, LoopChecks):
             names += [*statement.targets, *([statement.optimizer] if statement.optimizer else [])]
         elif isinstance(statement, ir.Update):
             names.append(statement.metric)
+        elif isinstance(statement, ir.ApplyEdited):
+            names += [statement.model, *([statement.optimizer] if statement.optimizer else [])]
         for name in names:
             if name.id in self.locals:
                 self.locals[name.id].used = True
@@ -120,6 +123,8 @@ class StepChecker(ReportChecks, LoopChecks):
             self._for_each(statement)
         elif isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement)
+        elif isinstance(statement, ir.ApplyEdited):
+            self._apply_edited(statement)
         elif isinstance(statement, ir.Recovered):
             self._recovered(statement)
         elif isinstance(statement, ir.Return):

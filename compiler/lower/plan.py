@@ -83,6 +83,9 @@ class Compute:
     # (recorder, name): a gradient is taken with respect to the value just assigned
     watches: tuple[tuple[str, str], ...] = ()
     role: str = ""  # one of the ROLES below, or "" for the spec's own statement
+    # An edit of a model's gradients: the gradients values it maps over, one
+    # tensor of each at a time (`[g * mask for g in grads]`).
+    maps: tuple[str, ...] = ()
 
 
 # What a statement is to Keras, when it is more than the spec's own arithmetic.
@@ -202,7 +205,30 @@ class ApplyGradients:
     clips: tuple[ir.Clip, ...] = ()
 
 
-PlanItem = Compute | GradientRegion | ApplyGradients | TakeGradient | RepeatBlock | ForEachBlock
+@dataclass(frozen=True)
+class ApplyEdited:
+    """`apply GRADS to MODEL`: gradients the step edited, as the weight update.
+
+    The edit saw the whole batch's unscaled gradients; before `optimizer.apply`
+    (which unscales a LossScaleOptimizer's and, under a TensorFlow strategy, sums
+    the replicas') they are scaled by the loss scale and divided among the replicas."""
+
+    model: str
+    optimizer: str
+    gradients: ir.Expr  # a gradients value; a mapped edit when `maps` is not empty
+    maps: tuple[str, ...]
+    statement: ir.ApplyEdited
+
+
+PlanItem = (
+    Compute
+    | GradientRegion
+    | ApplyGradients
+    | TakeGradient
+    | RepeatBlock
+    | ForEachBlock
+    | ApplyEdited
+)
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,16 @@ class AssignWeights:
 
 
 @dataclass(frozen=True)
+class ApplyEdited:
+    """`apply GRADS to MODEL [using OPTIMIZER]`: gradients the step edited, applied."""
+
+    gradients: Expr  # a gradients value of MODEL (`gradient(loss, MODEL)`, edited)
+    model: Name
+    optimizer: Name | None  # None: the optimizer given to Keras's compile()
+    span: Span
+
+
+@dataclass(frozen=True)
 class Recovered:
     """A statement or model item the parser could not read and replaced, after
     reporting its syntax error (`stepc.parse.recover`): the names it would have defined
@@ -248,7 +258,9 @@ class Recovered:
     span: Span
 
 
-Statement = Assign | Minimize | Update | Return | Repeat | ForEach | AssignWeights | Recovered
+Statement = (
+    Assign | Minimize | Update | Return | Repeat | ForEach | AssignWeights | ApplyEdited | Recovered
+)
 # The statements holding a block of statements (`body`).
 LOOPS = (Repeat, ForEach)
 
@@ -377,6 +389,7 @@ _CHILDREN = {
     Repeat: lambda node: (node.count, *node.body),
     ForEach: lambda node: (node.iterable, *node.body),
     AssignWeights: lambda node: (node.target, node.value),
+    ApplyEdited: lambda node: (node.gradients,),
     Return: lambda node: tuple(item.value or item.name for item in node.items),
 }
 

@@ -208,6 +208,11 @@ class ToIR(Transformer):
         keyword, target, value = children
         return ir.AssignWeights(_name(target), value, _cover(keyword, value))
 
+    def apply_edited(self, children):
+        keyword, gradients, model, optimizer = children
+        span = _cover(keyword, optimizer or model)
+        return ir.ApplyEdited(gradients, _name(model), optimizer, span)
+
     def update(self, children):
         spanned = _spanned(children)
         keyword, metric, _, (args, keywords), close = spanned

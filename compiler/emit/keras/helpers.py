@@ -8,6 +8,8 @@ uses, in this order, so the output is deterministic.
 
 from __future__ import annotations
 
+from stepc.emit.keras.gradient_edits import HELPERS as EDIT_HELPERS
+
 HELPERS = {
     "for_backend": (
         "def _for_backend(**steps):",
@@ -239,4 +241,5 @@ HELPERS = {
         "        optimizer = optimizer.inner_optimizer",
         "    return bool(optimizer.use_ema)",
     ),
+    **EDIT_HELPERS,  # `apply` of edited gradients
 }

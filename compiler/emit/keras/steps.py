@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
+from stepc.emit.keras.gradient_edits import mapped
 from stepc.emit.keras.loops import LoopWriter
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
@@ -42,6 +43,7 @@ from stepc.lower.plan import (
     COMPILED_METRICS,
     FULL_PRECISION,
     KERAS_LOSS_TRACKER,
+    ApplyEdited,
     ApplyGradients,
     Compute,
     ForEachBlock,
@@ -117,6 +119,10 @@ class StepWriter(LoopWriter):
         raise NotImplementedError
 
     def take_gradient(self, take: TakeGradient, depth: int) -> None:
+        raise NotImplementedError
+
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        """`apply GRADS to MODEL`: the edited gradients as the weight update."""
         raise NotImplementedError
 
     def watch(self, recorder: str, name: str, depth: int) -> None:
@@ -235,6 +241,8 @@ class StepWriter(LoopWriter):
             self.apply(item, depth)
         elif isinstance(item, TakeGradient):
             self.take_gradient(item, depth)
+        elif isinstance(item, ApplyEdited):
+            self.apply_edited(item, depth)
         elif isinstance(item, RepeatBlock):
             self._repeat(item, depth)
         elif isinstance(item, ForEachBlock):
@@ -258,6 +266,8 @@ class StepWriter(LoopWriter):
         value = item.statement.value
         if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
+        elif item.maps:  # an edit of gradients: once per tensor
+            rendered = mapped(self, value, item.maps)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
