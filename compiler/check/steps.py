@@ -18,6 +18,7 @@ from stepc.check.exprs import Local, Usage, Value, article, chain, reported, ret
 from stepc.check.hints import suggest
 from stepc.check.loss_report import LOSS_TRACKER
 from stepc.check.reports import ReportChecks
+from stepc.check.state import StateChecks
 from stepc.check.symbols import Kind, Symbol
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
 from stepc.parse import ir
@@ -40,7 +41,7 @@ __all__ = ["StepChecker", "Usage"]
 DISCARD = "_"
 
 
-class StepChecker(ReportChecks, DataChecks):
+class StepChecker(ReportChecks, DataChecks, StateChecks):
     def __init__(self, step, symbols, functional, usage, out):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
@@ -114,6 +115,8 @@ class StepChecker(ReportChecks, DataChecks):
             self._update(statement)
         elif isinstance(statement, ir.Repeat):
             self._repeat(statement)
+        elif isinstance(statement, ir.AssignWeights) and self.is_state(statement.target):
+            self.assign_state(statement)
         elif isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement)
         elif isinstance(statement, ir.Recovered):

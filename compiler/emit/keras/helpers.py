@@ -8,6 +8,8 @@ uses, in this order, so the output is deterministic.
 
 from __future__ import annotations
 
+from stepc.emit.keras.state import STATE_HELPERS
+
 HELPERS = {
     "for_backend": (
         "def _for_backend(**steps):",
@@ -216,4 +218,5 @@ HELPERS = {
         "        optimizer = optimizer.inner_optimizer",
         "    return bool(optimizer.use_ema)",
     ),
+    **STATE_HELPERS,
 }
