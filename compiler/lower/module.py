@@ -179,7 +179,7 @@ def _derived_test_step(model: ir.Model, functional: bool, calls, updates) -> ir.
     uses_compiled = COMPILED_LOSS in calls or "compiled_metrics" in updates
     if functional and uses_compiled:
         return None  # Keras's own test_step computes the same
-    trackers = model.metrics or uses_compiled or LOSS_TRACKER in updates
+    trackers = model.metrics or _metric_params(model) or uses_compiled or LOSS_TRACKER in updates
     return train if trackers else None
 
 
