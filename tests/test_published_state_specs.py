@@ -290,13 +290,27 @@ def saved_and_loaded(name: str, directory: Path) -> tuple[keras.Model, keras.Mod
     return original, loaded
 
 
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """``saved_and_loaded(name, ...)`` made once per spec for the two tests below (the
+    first only reads the models; the second trains them further)."""
+    made = {}
+
+    def get(name: str) -> tuple[keras.Model, keras.Model]:
+        if name not in made:
+            made[name] = saved_and_loaded(name, tmp_path_factory.mktemp(name))
+        return made[name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", SPECS)
-def test_save_and_load_restores_weights_state_and_optimizers(name, tmp_path):
+def test_save_and_load_restores_weights_state_and_optimizers(name, saved, tmp_path):
     """After one epoch, the loaded model has the original's trained weights, its state
     (AdaMatch's counter at 3, NNCLR's rolled queue) and its optimizer's variables, exactly
     (the seed state is the next test's); save_weights/load_weights into a fresh model
     restores the same weights and state."""
-    original, loaded = saved_and_loaded(name, tmp_path)
+    original, loaded = saved(name)
     kept = len(initial_state(name)) + 1  # the weights and the first state variable
     assert_weights_close(state(name, loaded)[:kept], state(name, original)[:kept], rtol=0, atol=0)
     assert_optimizers_equal(optimizers_of(name, loaded), optimizers_of(name, original))
@@ -309,11 +323,11 @@ def test_save_and_load_restores_weights_state_and_optimizers(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", SPECS)
-def test_loaded_model_keeps_training_identically(name, tmp_path):
+def test_loaded_model_keeps_training_identically(name, saved):
     """The loaded model and the original each train one more epoch: the same weights and
     state before (the seed state too), then weights and state within
     rtol=1e-5/atol=1e-6, History and evaluate() within rtol=1e-5."""
-    original, loaded = saved_and_loaded(name, tmp_path)
+    original, loaded = saved(name)
     assert_weights_close(state(name, loaded), state(name, original), "loaded", rtol=0, atol=0)
     resumed = run(name, model=loaded, epochs=1)
     continued = run(name, model=original, epochs=1)
