@@ -11,7 +11,7 @@ spec line, as JAX and XLA would otherwise clamp the index silently.
 
 from __future__ import annotations
 
-from stepc.emit.pyexpr import Rendered, call, flat, index_text, string_literal
+from stepc.emit.pyexpr import INDENT, Concat, Rendered, call, index_text, layout, string_literal
 from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import ForEachBlock, IndexCheck, RepeatBlock
 from stepc.parse import ir
@@ -27,14 +27,21 @@ class LoopWriter:
         index = block.statement.index
         return self.names.python(index.id) if index is not None else "_"
 
+    def repeat_text(self, block: RepeatBlock) -> str:
+        """A repeat's header as the spec wrote it, for its comment."""
+        count = block.count
+        text = f"repeat {count.id if isinstance(count, ir.Name) else count.text}"
+        index = block.statement.index
+        return f"{text} as {index.id}" if index is not None else text
+
     def _for_each(self, block: ForEachBlock, depth: int) -> None:
         if not block.items:  # nothing left to run (a block that only updated weights)
             return
         self.comment(depth, block.statement.span, _for_text(block))
         targets = ", ".join(self.names.python(t) for t in block.targets)
         iterable = self._iterable(block, block.iterable)
-        header = f"for {targets} in {flat(iterable.doc)}:"
-        self.emit(depth, header)
+        # Broken as ruff format breaks a long header: inside the last brackets.
+        self.lines += layout(f"for {targets} in ", Concat((iterable.doc, ":")), INDENT * depth)
         for item in block.items:
             self._item(item, depth + 1)
 
@@ -79,7 +86,9 @@ class LoopWriter:
 def _for_text(block: ForEachBlock) -> str:
     """The loop's header as the spec wrote it, shortened to what it iterates."""
     iterable = block.iterable
-    what = iterable.func.id + "(...)" if isinstance(iterable, ir.Call) else "the sequence"
+    what = iterable.func.id + "(...)" if isinstance(iterable, ir.Call) else "a list"
     if isinstance(iterable, ir.Name):
         what = iterable.id
+    elif isinstance(iterable, ir.TupleExpr):
+        what = "a tuple"
     return f"for {', '.join(block.targets)} in {what}"

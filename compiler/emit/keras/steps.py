@@ -292,7 +292,7 @@ class StepWriter(LoopWriter):
         if not block.items:  # nothing left to run (a block that only updated weights)
             return
         count = flat(self.expr(block.count).doc)
-        self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
+        self.comment(depth, block.statement.span, self.repeat_text(block))
         if isinstance(block.count, ir.Name):
             # Unrolled when traced: the bounds of a literal count, checked then.
             bounds = f"1 <= {count} <= {MAX_REPEAT}"
