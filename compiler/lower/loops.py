@@ -11,17 +11,44 @@ generated step checks it against the axis's static length when traced.
 
 from __future__ import annotations
 
+import dataclasses
+
 from stepc.check.loops import LOOP_CALLS
 from stepc.lower.plan import ForEachBlock, IndexCheck, PlanItem, RepeatBlock
+from stepc.lower.scaling import Facts
 from stepc.parse import ir
 
 
-def loop_block(loop: ir.Repeat | ir.ForEach, items: tuple[PlanItem, ...]) -> PlanItem:
+def loop_block(loop: ir.Repeat | ir.ForEach, items: tuple[PlanItem, ...], facts) -> PlanItem:
     """The plan item of a loop whose statements were placed as `items`."""
     if isinstance(loop, ir.Repeat):
         return RepeatBlock(loop.count, items, loop)
     targets = tuple(t.id for t in loop.targets)
-    return ForEachBlock(targets, loop.iterable, items, loop, _checked_sequences(loop.iterable))
+    iterable = _at_true_value(loop.iterable, facts)
+    return ForEachBlock(targets, iterable, items, loop, _checked_sequences(loop.iterable))
+
+
+def note_loop_variables(loop, facts: Facts, depends) -> None:
+    """What the lowering knows of a loop's variables before placing its body: an
+    index is a Python int (a constant to the batch-size weighting); a for loop's
+    variables hold true (not replica-scaled) values, computed from its iterable."""
+    if isinstance(loop, ir.Repeat) and loop.index is not None:
+        facts.assign((loop.index,), ir.Number("0", True, loop.index.span), False)
+    elif isinstance(loop, ir.ForEach):
+        facts.assign(loop.targets, loop.iterable, False)
+        depends.assign(loop.targets, loop.iterable)
+
+
+def _at_true_value(iterable: ir.Expr, facts: Facts) -> ir.Expr:
+    """Each item of a literal tuple or list at its true value (a loss object's is
+    one replica's share under distribution), as the loop variables are taken."""
+    if isinstance(iterable, (ir.TupleExpr, ir.ListExpr)):
+        items = tuple(_at_true_value(item, facts) for item in iterable.items)
+        return dataclasses.replace(iterable, items=items)
+    if isinstance(iterable, ir.Call) and iterable.func.id in LOOP_CALLS:
+        args = tuple(_at_true_value(arg, facts) for arg in iterable.args)
+        return dataclasses.replace(iterable, args=args)
+    return facts.unscaled(iterable)
 
 
 def _checked_sequences(iterable: ir.Expr) -> tuple[ir.Expr, ...]:
