@@ -315,6 +315,19 @@ def test_a_for_loop_in_a_shared_block_is_accepted() -> None:
     accepted(text)
 
 
+def test_a_step_without_a_data_line_does_not_take_loop_variables_as_data() -> None:
+    """`train:` with no shared block is reported; the loop's variables are not
+    taken as the missing data line's names."""
+    text = functional(
+        "repeat 2 as i:",
+        "    z = x[:, i]",
+        "loss = mean(z)",
+        "minimize loss over self",
+        header="model M(Functional):\n    train:\n",
+    )
+    assert not any("already" in e.message for e in errors(text)), errors(text)
+
+
 # ---------------------------------------------------------------- generated code
 
 SPECS = Path(__file__).parent / "specs"

@@ -322,6 +322,17 @@ class LoopChecks(DataChecks):
         return False
 
 
+def loop_variables(statements) -> set[str]:
+    """The names the loops among `statements` bind: indices and for targets."""
+    names: set[str] = set()
+    for statement in statements:
+        if isinstance(statement, ir.Repeat) and statement.index is not None:
+            names.add(statement.index.id)
+        elif isinstance(statement, ir.ForEach):
+            names |= {t.id for t in statement.targets}
+    return names
+
+
 def _common(items: tuple[Value, ...]) -> Value:
     """One value standing for each item of a literal tuple: their type if they agree."""
     types = {item.type for item in items}

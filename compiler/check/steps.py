@@ -15,7 +15,7 @@ from dataclasses import replace
 from stepc.check.depends import DependencyGraph
 from stepc.check.exprs import Local, Usage, Value, article, chain, reported, returns_tuple
 from stepc.check.hints import suggest
-from stepc.check.loops import LoopChecks
+from stepc.check.loops import LoopChecks, loop_variables
 from stepc.check.loss_report import LOSS_TRACKER
 from stepc.check.reports import ReportChecks
 from stepc.check.symbols import Kind, Symbol
@@ -408,6 +408,7 @@ class StepChecker(ReportChecks, LoopChecks):
         "undefined name" follows from the missing line."""
         statements = list(ir.statements(self.step.body))
         assigned = {t.id for s in statements if isinstance(s, ir.Assign) for t in s.targets}
+        assigned |= loop_variables(statements)
         read = [n.id for s in self.step.body for n in ir.walk(s) if isinstance(n, ir.Name)]
         for name in dict.fromkeys(read):
             if name not in assigned and name not in self.symbols and name not in OPS:
