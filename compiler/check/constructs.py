@@ -354,7 +354,8 @@ class ConstructChecks(ExprChecker):
         types = [self._gradient_source(item, value, reach) for item in items or (wrt,)]
         keys = {self.locals[n.id].key for n in items or (wrt,) if self._is_local(n)}
         type_ = Type.MULTI if items else types[0]
-        return Value(type_, value.models, value.names, value.reads | keys)
+        model = wrt.id if type_ is Type.GRADIENTS and isinstance(wrt, ir.Name) else ""
+        return Value(type_, value.models, value.names, value.reads | keys, gradients_of=model)
 
     def _is_local(self, node: ir.Expr) -> bool:
         return isinstance(node, ir.Name) and node.id in self.locals

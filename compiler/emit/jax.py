@@ -19,6 +19,7 @@ arguments. Gradients are applied inside the step's scope (`_apply_on_jax`).
 from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
+from stepc.emit.keras.gradient_edits import apply_lines
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
@@ -37,6 +38,7 @@ from stepc.lower.plan import (
     LOOP_BLOCKS,
     SCALE,
     UNSCALE,
+    ApplyEdited,
     ApplyGradients,
     GradientRegion,
     LossForGradient,
@@ -232,6 +234,13 @@ class JaxStepWriter(StepWriter):
         self.lines += layout(
             "", call("_apply_on_jax", [optimizer, grads, variables]).doc, INDENT * depth
         )
+
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        self.used.update(("for_apply", "apply"))
+        grads = apply_lines(self, apply, "_for_apply", depth)
+        optimizer = self.names.python(apply.optimizer)
+        rendered = call("_apply_on_jax", [optimizer, grads, variables_of(apply.model)])
+        self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _clip_parts(self, apply: ApplyGradients, grads: str, optimizer: str, depth: int) -> None:
         """Several targets, some clipped: the gradients split by target."""

@@ -105,6 +105,8 @@ class Dataflow:
             if isinstance(part, (Block, *ir.LOOPS)):
                 inner = part.parts if isinstance(part, Block) else part.body
                 written |= self._weights_written(inner)
+            elif isinstance(part, ir.ApplyEdited):
+                written |= {part.model.id, "self"}
             elif isinstance(part, ir.Minimize):
                 names = {t.id for t in part.targets}
                 written |= names | {"self"} | (self.models if "self" in names else set())

@@ -13,6 +13,7 @@ import dataclasses
 
 from stepc.lower.plan import (
     LOOP_BLOCKS,
+    ApplyEdited,
     ApplyGradients,
     Compute,
     ForEachBlock,
@@ -97,6 +98,8 @@ def _item_reads(item) -> set[str]:
     if isinstance(item, GradientRegion):
         losses = set().union(*(_names(loss.loss) for loss in item.losses))
         return reads_of(item.body) | losses | set(item.watched)
+    if isinstance(item, ApplyEdited):
+        return _names(item.gradients)
     if isinstance(item, ApplyGradients):
         clips = set().union(*(_names(clip.threshold) for clip in item.clips))
         return {item.loss_name} | clips

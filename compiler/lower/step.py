@@ -19,6 +19,7 @@ from stepc.diagnostics import Diagnostic, error
 from stepc.lower.compiled_loss import explicit_loss_report, name_compiled_losses
 from stepc.lower.data import data_plan
 from stepc.lower.dataflow import Block, Dataflow, Dependencies
+from stepc.lower.gradient_edits import apply_edited, gradient_values, mapped_compute
 from stepc.lower.gradients import GradientPlacement
 from stepc.lower.loops import index_checks, loop_block, loop_names, note_loop_variables
 from stepc.lower.plan import (
@@ -42,6 +43,7 @@ from stepc.lower.plan import (
 from stepc.lower.precision import cast_model_outputs
 from stepc.lower.regions import annotate_regions
 from stepc.lower.scaling import Facts
+from stepc.lower.state import BatchValues, is_state_update, state_update
 from stepc.lower.training import with_training_mode
 from stepc.parse import ir
 from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, KERAS_OPTIMIZER, Type
@@ -70,6 +72,7 @@ class StepLowering(GradientPlacement):
         body = with_training_mode(body, training, self.models, frozen)
         step = dataclasses.replace(step, body=body)
         self.step = step
+        self.gradient_values = gradient_values(step.body, self.models)  # edited gradients
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
         # Where each statement is in the step's own body (a repeat's, its block's).
         self._position = {
@@ -80,6 +83,7 @@ class StepLowering(GradientPlacement):
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
         self.depends = Dependencies(self.models)  # what each name is computed from
+        self.batch_values = BatchValues(step, self.models)  # what a replica has its share of
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
@@ -167,7 +171,7 @@ class StepLowering(GradientPlacement):
         what a recording must hold. Stopped values and assigns carry no gradient."""
         tainted: set[int] = set()
         for i in sorted(self.flow.ancestors(index)):
-            if self.flow.stops[i] or isinstance(body[i], ir.AssignWeights):
+            if self.flow.stops[i] or isinstance(body[i], (ir.AssignWeights, ir.ApplyEdited)):
                 continue
             if touches(i) or self.flow.reads_from(i, tainted):
                 tainted.add(i)
@@ -262,7 +266,8 @@ class StepLowering(GradientPlacement):
             if i in recorded or conflicts:
                 inside.append(i)
             elif flow.reads_from(i, kept):
-                (after if isinstance(body[i], ir.Update) else inside).append(i)
+                later = isinstance(body[i], ir.Update) or is_state_update(body[i], self.symbols)
+                (after if later else inside).append(i)
             else:
                 before.append(i)
                 continue
@@ -275,14 +280,20 @@ class StepLowering(GradientPlacement):
     # ---------------------------------------------------------------- statements
 
     def _compute(self, statement: ir.Statement) -> Compute:
+        if is_state_update(statement, self.symbols):
+            return state_update(statement, self.facts.unscaled(statement.value), self)
         if isinstance(statement, ir.AssignWeights):
             return self._assign_weights(statement)
+        if isinstance(statement, ir.ApplyEdited):
+            return apply_edited(statement, self.gradient_values)
         if isinstance(statement, ir.Assign):
             value, scaled = self.facts.normalize(statement.value)
             self.facts.assign(statement.targets, statement.value, scaled)
             self._note_depends(statement.targets, statement.value)
             compiled = isinstance(value, ir.Call) and value.func.id == COMPILED_LOSS
             role = COMPILED_LOSS_VALUE if compiled else ""
+            if self.gradient_values and not compiled:
+                return mapped_compute(statement, value, self.gradient_values)
             return Compute(dataclasses.replace(statement, value=value), role=role)
         return self._update(statement)
 
@@ -345,7 +356,7 @@ class StepLowering(GradientPlacement):
                 values.append(ReturnValue(item.entry, None, None, True, item.entry))
             elif item.value is None and symbol is not None and symbol.kind is Kind.COMPILED_METRICS:
                 values.append(ReturnValue(item.name.id, None, None, compiled_metrics=True))
-            elif item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
+            elif item.value is None and symbol is not None and symbol.is_own_metric:
                 values.append(ReturnValue(item.name.id, item.name.id, None))
             else:
                 value = self.facts.unscaled(item.value or item.name)
@@ -400,7 +411,7 @@ def without_updates(body) -> tuple[ir.Statement, ...]:
         if isinstance(statement, ir.LOOPS):
             inner = without_updates(statement.body)
             statement = dataclasses.replace(statement, body=inner) if inner else None
-        elif isinstance(statement, (ir.Minimize, ir.AssignWeights)):
+        elif isinstance(statement, (ir.Minimize, ir.AssignWeights, ir.ApplyEdited)):
             statement = None
         if statement is not None:
             kept.append(statement)

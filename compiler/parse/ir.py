@@ -235,6 +235,16 @@ class AssignWeights:
 
 
 @dataclass(frozen=True)
+class ApplyEdited:
+    """`apply GRADS to MODEL [using OPTIMIZER]`: gradients the step edited, applied."""
+
+    gradients: Expr  # a gradients value of MODEL (`gradient(loss, MODEL)`, edited)
+    model: Name
+    optimizer: Name | None  # None: the optimizer given to Keras's compile()
+    span: Span
+
+
+@dataclass(frozen=True)
 class Recovered:
     """A statement or model item the parser could not read and replaced, after
     reporting its syntax error (`stepc.parse.recover`): the names it would have defined
@@ -248,7 +258,9 @@ class Recovered:
     span: Span
 
 
-Statement = Assign | Minimize | Update | Return | Repeat | ForEach | AssignWeights | Recovered
+Statement = (
+    Assign | Minimize | Update | Return | Repeat | ForEach | AssignWeights | ApplyEdited | Recovered
+)
 # The statements holding a block of statements (`body`).
 LOOPS = (Repeat, ForEach)
 
@@ -318,6 +330,18 @@ class ObjectDecl:
     span: Span
 
 
+@dataclass(frozen=True)
+class StateDecl:
+    """`state NAME: DTYPE[DIM, ...] = EXPR`: a variable the model keeps, updated by
+    `assign NAME = EXPR` in a step and never trained."""
+
+    name: Name
+    dtype: Name  # as written: int, float or bool (the checker judges it)
+    dims: tuple[Expr, ...]  # empty: a scalar
+    value: Expr  # the initial value: a scalar filling the shape, or of the shape
+    span: Span
+
+
 class ModelBase(Enum):
     SUBCLASS = "Model"  # holds sub-models given to its constructor
     FUNCTIONAL = "Functional"  # constructed as Class(inputs, outputs)
@@ -341,6 +365,7 @@ class Model:
     optimizers: tuple[ObjectDecl, ...] = ()  # built in compile() from its numbers
     shared: SharedBlock | None = None  # its steps already hold the statements
     repeated_shared: tuple[Span, ...] = ()  # a second shared(...) block
+    states: tuple[StateDecl, ...] = ()  # `state NAME: ... = ...` items
 
 
 @dataclass(frozen=True)
@@ -377,6 +402,7 @@ _CHILDREN = {
     Repeat: lambda node: (node.count, *node.body),
     ForEach: lambda node: (node.iterable, *node.body),
     AssignWeights: lambda node: (node.target, node.value),
+    ApplyEdited: lambda node: (node.gradients,),
     Return: lambda node: tuple(item.value or item.name for item in node.items),
 }
 

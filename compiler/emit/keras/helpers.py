@@ -8,6 +8,9 @@ uses, in this order, so the output is deterministic.
 
 from __future__ import annotations
 
+from stepc.emit.keras.gradient_edits import HELPERS as EDIT_HELPERS
+from stepc.emit.keras.state import STATE_HELPERS
+
 HELPERS = {
     "for_backend": (
         "def _for_backend(**steps):",
@@ -141,12 +144,13 @@ HELPERS = {
     ),
     "metrics_result": (
         "def _metrics_result(model, skipped):",
-        '    """Every metric\'s result, as get_metrics_result() reports them, but `skipped`:',
-        "    compile()'s metrics, which this step never updates (Keras cannot report a",
-        '    metric never updated)."""',
+        '    """Every metric\'s result, as get_metrics_result() reports them, but those',
+        "    `skipped`: the metrics this step never updates (Keras cannot report one of",
+        "    compile()'s never updated, and one only another step updates is that step's",
+        '    to report)."""',
         "    logs = {}",
         "    for metric in model.metrics:",
-        "        if metric is not skipped:",
+        "        if not any(metric is other for other in skipped):",
         "            result = metric.result()",
         "            logs.update(result if isinstance(result, dict) else {metric.name: result})",
         "    return logs",
@@ -238,4 +242,6 @@ HELPERS = {
         "        optimizer = optimizer.inner_optimizer",
         "    return bool(optimizer.use_ema)",
     ),
+    **EDIT_HELPERS,  # `apply` of edited gradients
+    **STATE_HELPERS,
 }
