@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from stepc.pipeline import compile_source
 
-from tests.support.checker import at, check, errors, functional, submodels, the_error
+from tests.support.checker import at, check, errors, functional, submodels, the_error, warnings
 
 LOSS = ("loss = mean(square(self(x) - y))", "minimize loss over self")
 TENSOR_HINT = (
@@ -157,6 +157,22 @@ def test_a_loop_variable_shadowing_a_declaration_is_refused() -> None:
     found = the_error(text)
     assert found.message.startswith("`gen` shadows the")
     assert (found.span.line, found.span.column) == at(text, 6, "gen")
+
+
+@pytest.mark.parametrize("header", ["repeat 2 as i:", "for i, a in enumerate([x, y]):"])
+def test_a_loop_variable_never_read_is_a_warning(header: str) -> None:
+    text = with_loss(header, "    z = mean(x)", uses=" + z")
+    if header.startswith("for"):
+        text = text.replace("mean(x)\n", "mean(a)\n", 1)
+    found = warnings(text)
+    assert [w.message for w in found] == ["loop variable `i` is never used"]
+    assert (found[0].span.line, found[0].span.column) == at(text, 3, "i")
+    assert found[0].hint == "name it `_`, which names no value"
+
+
+def test_a_discarded_loop_variable_is_no_warning() -> None:
+    text = with_loss("for _, a in enumerate([x, y]):", "    z = mean(a)", uses=" + z")
+    assert warnings(text) == []
 
 
 # ---------------------------------------------------------------- what a for iterates
