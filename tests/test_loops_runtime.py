@@ -101,6 +101,32 @@ def test_two_minimizes_in_a_repeat_match_a_hand_written_step():
     assert_weights_close(model.get_weights(), [*f.get_weights(), *g.get_weights()])
 
 
+def test_nested_loops_with_a_minimize_at_each_level_match_a_hand_written_step():
+    """A repeat (updating f) inside a for, then g's update at the for's level."""
+    keras.backend.clear_session()
+    model = fit("loops_nested")
+    f, g = functional(seed=1), functional(seed=2)
+
+    def losses(xb, yb, optimizers):
+        for scale in (1.0, 0.5):
+            for i in range(2):
+
+                def f_loss(i=i, scale=scale):
+                    z = f(xb, training=True)
+                    return tf.reduce_mean(tf.square(z[:, i] - yb[:, i])) * scale
+
+                yield f_loss, f.trainable_variables, optimizers[0]
+
+            def g_loss(scale=scale):
+                target = tf.stop_gradient(f(xb, training=True))
+                return tf.reduce_mean(tf.square(g(xb, training=True) - target)) * scale
+
+            yield g_loss, g.trainable_variables, optimizers[1]
+
+    _train(f, losses, [sgd(), sgd()])
+    assert_weights_close(model.get_weights(), [*f.get_weights(), *g.get_weights()])
+
+
 def test_an_index_past_the_end_of_an_axis_fails_naming_the_line(tmp_path):
     """(d) The model has 3 outputs and the loop 4 passes: the checker cannot know
     (the model's output shape), so the traced step raises IndexError naming line 5."""

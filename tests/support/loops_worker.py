@@ -77,10 +77,18 @@ def build_heads(module):
     return model
 
 
-def build_pair(module):
-    model = module.Pair(functional(seed=1), functional(seed=2))
+def _two_models(cls):
+    model = cls(functional(seed=1), functional(seed=2))
     model.compile(f_opt=sgd(), g_opt=sgd())
     return model
+
+
+def build_pair(module):
+    return _two_models(module.Pair)
+
+
+def build_nested(module):
+    return _two_models(module.Nested)
 
 
 # Four passes over an axis of 3: known only when traced (the model's output shape).
@@ -111,7 +119,12 @@ def range_error(directory: Path) -> str:
     return ""
 
 
-RUNS = {"loops_index": build_index, "loops_heads": build_heads, "loops_pair": build_pair}
+RUNS = {
+    "loops_index": build_index,
+    "loops_heads": build_heads,
+    "loops_pair": build_pair,
+    "loops_nested": build_nested,
+}
 
 
 def fit(name: str):

@@ -3,9 +3,10 @@
 
 Owns the text of a `ForEachBlock`, the loop variable of a `RepeatBlock`, and the
 subscripts the plan checks (`StepPlan.index_checks`): each is written as
-`_checked_index(value, axis, index, where)[...]`, which reads the axis's static
-length when the step is traced (no graph op) and raises IndexError naming the
-spec line, as JAX and XLA would otherwise clamp the index silently.
+`_check_index(value, axis, index, where)` on a line before the statement (or
+around the value, when it is not a name), which reads the axis's static length
+when the step is traced (no graph op) and raises IndexError naming the spec
+line, as JAX and XLA would otherwise clamp the index silently.
 `stepc.emit.keras.steps.StepWriter` mixes it in.
 """
 
@@ -63,15 +64,37 @@ class LoopWriter:
         where = string_literal(f"{self.spec_name}:{block.statement.span.line}")
         return call("_as_sequence", [rendered.doc, where])
 
+    def index_checks(self, statement, depth: int) -> None:
+        """The checks of a statement's subscripts of named values, as lines before it."""
+        for node in ir.walk(statement):
+            if not (isinstance(node, ir.Subscript) and isinstance(node.value, ir.Name)):
+                continue
+            for check in self._checks_of(node):
+                rendered = self._check_call(self.expr(node.value).doc, check)
+                self.lines += layout("", rendered.doc, INDENT * depth)
+            self._checked_before.add(node)
+
     def subscript(self, node: ir.Subscript) -> Rendered:
-        """A subscript, its value checked first where a loop index reads an axis."""
+        """A subscript; a value not checked before its statement is checked in it
+        (`_check_index(value, ...)[...]`) where a loop index reads an axis."""
         value = self.expr(node.value)
-        for check in self._checks_of(node):
-            self.used.add("checked_index")
-            where = string_literal(f"{self.spec_name}:{check.span.line}")
-            index = self.expr(check.index).doc
-            value = call("_checked_index", [value.doc, str(check.axis), index, where])
+        if node not in self._checked_before:
+            for check in self._checks_of(node):
+                value = self._check_call(value.doc, check)
         return subscript_doc(value, index_text(node.index, self.expr))
+
+    def _check_call(self, value, check: IndexCheck) -> Rendered:
+        self.used.add("check_index")
+        where = string_literal(f"{self.spec_name}:{check.span.line}")
+        index = self.expr(check.index).doc
+        return call("_check_index", [value, str(check.axis), index, where])
+
+    @property
+    def _checked_before(self) -> set[ir.Subscript]:
+        """The subscripts whose checks were written as lines before their statement."""
+        if "_checked_subscripts" not in self.__dict__:
+            self._checked_subscripts: set[ir.Subscript] = set()
+        return self._checked_subscripts
 
     def _checks_of(self, node: ir.Subscript) -> list[IndexCheck]:
         checks = getattr(self, "_index_checks", None)

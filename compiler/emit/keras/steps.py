@@ -258,6 +258,7 @@ class StepWriter(LoopWriter, StateWriting):
         statement = item.statement
         keras_loss = item.role == KERAS_LOSS_TRACKER
         self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
+        self.index_checks(statement, depth)  # stepc.emit.keras.loops
         if item.state is not None:
             self.assign_state(item, depth)
         elif isinstance(statement, ir.AssignWeights):
