@@ -72,6 +72,19 @@ def test_for_over_zip_and_enumerate_is_accepted() -> None:
     assert "for k, c in enumerate((x, y)):" in module
 
 
+def test_an_enumerate_position_in_a_subscript_is_checked_when_traced() -> None:
+    module = accepted(
+        with_loss(
+            "z = self(x)",
+            "total = 0.0",
+            "for k, c in enumerate([x, y]):",
+            "    total = total + mean(z[:, k] * c)",
+            uses=" + total",
+        )
+    )
+    assert '_check_index(z, 1, k, "t.step:6")' in [line.strip() for line in module.split("\n")]
+
+
 def test_for_over_a_sub_models_outputs_and_nested_loops_is_accepted() -> None:
     accepted(
         submodels(

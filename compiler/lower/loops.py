@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stepc.check.loops import LOOP_CALLS
+from stepc.check.loops import ENUMERATE, LOOP_CALLS
 from stepc.lower.plan import ForEachBlock, IndexCheck, PlanItem, RepeatBlock
 from stepc.lower.scaling import Facts
 from stepc.parse import ir
@@ -68,7 +68,8 @@ def loop_names(loop) -> set[str]:
 
 
 def index_checks(body) -> tuple[IndexCheck, ...]:
-    """Every subscript of the step whose index reads an index of a repeat around it."""
+    """Every subscript of the step whose index reads an index of a loop around it
+    (a repeat's, or an enumerate's position)."""
     return tuple(_checks_in(body, frozenset()))
 
 
@@ -80,9 +81,16 @@ def _checks_in(body, indices: frozenset[str]):
             yield from _checks_in(statement.body, frozenset(inner))
         elif isinstance(statement, ir.ForEach):
             yield from _subscript_checks(statement.iterable, indices)
-            yield from _checks_in(statement.body, indices)
+            yield from _checks_in(statement.body, indices | _position(statement))
         elif indices:
             yield from _subscript_checks(statement, indices)
+
+
+def _position(loop: ir.ForEach) -> frozenset[str]:
+    """`for k, item in enumerate(...)`: `k`, an index as a repeat's is."""
+    iterable = loop.iterable
+    enumerated = isinstance(iterable, ir.Call) and iterable.func.id == ENUMERATE
+    return frozenset({loop.targets[0].id}) if enumerated and len(loop.targets) == 2 else frozenset()
 
 
 def _subscript_checks(node, indices: frozenset[str]):
