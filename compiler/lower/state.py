@@ -110,7 +110,7 @@ def _known_scalar(expr, lowering) -> bool:
     if isinstance(expr, ir.Name):
         symbol = lowering.symbols.get(expr.id)
         state = symbol is not None and symbol.kind is Kind.STATE and symbol.state.rank == 0
-        return state or (symbol is not None and symbol.type is Type.NUMBER)
+        return state or (symbol is not None and symbol.type in (Type.NUMBER, Type.BOOL))
     if isinstance(expr, ir.BinaryOp | ir.Negate):
         return all(_known_scalar(e, lowering) for e in ir.children(expr))
     elementwise = isinstance(expr, ir.Call) and expr.func.id in OPS
