@@ -102,3 +102,18 @@ def test_a_derived_test_step_leaves_the_updates_out():
     steps = model_plan(text).steps
     assert [s.kind for s in steps] == [ir.StepKind.TRAIN, ir.StepKind.TEST]
     assert len(updates(steps[0].items)) == 4 and updates(steps[1].items) == {}
+
+
+def test_a_model_output_in_a_new_value_is_cast_to_float32():
+    """Under mixed_float16 a model returns float16; the state (and the queue it is
+    concatenated with) is float32, so the output is cast where the value uses it."""
+    text = SPEC.replace(
+        "concatenate([x, queue], axis=0)", "concatenate([net(x) * ones((1, 2)), queue], axis=0)"
+    )
+    value = updates(model_plan(text).steps[0].items)["queue"].state.value
+    assert [n.func.id for n in ir.walk(value) if isinstance(n, ir.Call)][:4] == [
+        "concatenate",
+        "@full_precision",
+        "net",
+        "@all_gather",
+    ]
