@@ -301,6 +301,9 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
         self.usage.names.add(target.id)
         if self._is_model(target.id):
             return True
+        if self.is_state(target):
+            self.refuse_training_state(target, "minimize over a model the loss depends on")
+            return False
         symbol = self.symbols.get(target.id)
         if symbol is not None and symbol.type is Type.UNKNOWN:
             return False  # its declaration's error was reported

@@ -83,7 +83,7 @@ class StepLowering(GradientPlacement):
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
         self.depends = Dependencies(self.models)  # what each name is computed from
-        self.batch_values = BatchValues(step, self.models)  # what a replica has its share of
+        self.batch_values = BatchValues(step, self.models, self)  # what a replica has its share of
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
