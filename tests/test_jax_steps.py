@@ -4,11 +4,11 @@ What differs on JAX (compiler/emit/jax.py): every optimizer's state threaded thr
 fit() (`_StepOptimizers`), BatchNorm statistics and seed state leaving a differentiated
 region, a value written to a variable in a region and read later in it (BatchNorm
 statistics: data, as after a TensorFlow assign), a gradient inside a differentiated
-region (a gradient penalty), a LossScaleOptimizer applied through `stateless_apply`, the step with and without
-`jax.jit` and under `keras.distribution.DataParallel` (two CPU devices), a gradient
-with respect to a value the region computes itself, and a variable the loss does
-not reach left alone (jax.vjp gives it a zero, which momentum and weight decay
-would follow; a tape gives None).
+region (a gradient penalty), a LossScaleOptimizer applied through `stateless_apply`, the
+step with and without `jax.jit` and under `keras.distribution.DataParallel` (two CPU
+devices), a gradient with respect to a value the region computes itself, and a variable
+the loss does not reach left alone (jax.vjp gives it a zero, which momentum and weight
+decay would follow; a tape gives None).
 
 One worker process per backend runs every case (``python -m tests.test_jax_steps
 BACKEND OUT``): the same tiny models and initial weights, the same batches, SGD, and

@@ -781,6 +781,17 @@ class MaskedAutoencoder(_MaskedAutoencoderSteps, keras.Model):
         # Its sub-models are built, and it has no call() of its own.
         self.built = True
 
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        # Build each optimizer on the variables it updates (its state then loads).
+        variables = (
+            self.patch_encoder.trainable_variables
+            + self.encoder.trainable_variables
+            + self.decoder.trainable_variables
+        )
+        if variables:
+            self.optimizer.build(variables)
+
     def predict_step(self, *args):  # (data); on JAX (state, data)
         # masked_image_modeling.step:14  no predict(...) block
         raise ValueError(
@@ -822,6 +833,9 @@ class MaskedAutoencoder(_MaskedAutoencoderSteps, keras.Model):
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
         return cls(**config)
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def save_own_variables(self, store):
         # Keras saves no SeedGenerator's state; with it, a restored model (load_model,

@@ -996,11 +996,11 @@ class ContrastiveModel(_ContrastiveModelSteps, keras.Model):
             )
         self.probe_optimizer = _for_dtype_policy(self, probe_optimizer)
         # Build each optimizer on the variables it updates (its state then loads).
-        if self.encoder.trainable_variables + self.projection_head.trainable_variables:
-            self.contrastive_optimizer.build(
-                self.encoder.trainable_variables
-                + self.projection_head.trainable_variables
-            )
+        variables = (
+            self.encoder.trainable_variables + self.projection_head.trainable_variables
+        )
+        if variables:
+            self.contrastive_optimizer.build(variables)
         if self.linear_probe.trainable_variables:
             self.probe_optimizer.build(self.linear_probe.trainable_variables)
         if keras.backend.backend() == "jax":
