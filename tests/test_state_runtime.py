@@ -33,7 +33,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def _run_worker(backend: str, directory: Path, *flags: str) -> dict:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / ".pp"), str(REPO)])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "tests.support.state_worker", str(directory), *flags]
     done = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT
