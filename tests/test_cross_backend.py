@@ -141,22 +141,7 @@ def assert_final_close(actual: dict, expected: dict) -> None:
             assert_weights_close([got[path]], [value], f"final {path}", rtol=RTOL, atol=ATOL)
 
 
-# Known differences from TensorFlow (strict: each turns red when fixed).
-KNOWN = {
-    ("adamatch", "jax"): pytest.mark.xfail(
-        strict=True,
-        reason="on JAX a differentiated region carries the gradient of BatchNorm's moving "
-        "mean, written by the classifier's training-mode call, into the inference-mode "
-        "call that reads it (TF's and torch's assign cut it): the first Dense moves 6e-5 "
-        "apart in one step (/work/briefs14/PROBLEMS, s1)",
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    ("spec", "variant"),
-    [pytest.param(s, v, marks=KNOWN.get((s, v), ()), id=f"{s}-{v}") for s, v in PAIRS],
-)
+@pytest.mark.parametrize(("spec", "variant"), PAIRS, ids=[f"{s}-{v}" for s, v in PAIRS])
 def test_same_numbers_as_tensorflow(runs: Runs, spec: str, variant: str) -> None:
     """One variant's run of ``spec`` against TensorFlow's (see the module docstring)."""
     expected_arrays, expected = runs.load(REFERENCE, spec)

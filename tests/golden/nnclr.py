@@ -74,14 +74,15 @@ def _state_initializer(value, where):
                 f"{where}: the initial value has shape {tuple(tensor.shape)}, but "
                 f"the state's shape is {tuple(shape)}"
             )
-        return ops.cast(ops.broadcast_to(tensor, shape), dtype)
+        # A copy: a broadcast may be a view (torch), which a variable cannot hold.
+        return ops.copy(ops.cast(ops.broadcast_to(tensor, shape), dtype))
 
     return initializer
 
 
 def _of_state_shape(state, value, where):
     """`value`, checked (on its static shape: no op) to fit `state`'s shape."""
-    shape = tuple(value.shape)
+    shape = tuple(getattr(value, "shape", ()))  # a Python number: a scalar
     fits = len(shape) == len(state.shape) and all(
         a is None or a == b for a, b in zip(shape, state.shape)
     )
@@ -104,9 +105,12 @@ def _scale_for_distribution(loss):
 def _all_gather(value):
     """Every replica's share of a batch tensor, concatenated in replica order
     (the whole batch, as one device sees it), for a state's new value."""
-    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-        value = tf.distribute.get_replica_context().all_gather(value, axis=0)
-    return value
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return value
+    context = tf.distribute.get_replica_context()
+    if len(value.shape) == 0:  # a scalar whose rank was known only when traced
+        return context.all_reduce("mean", value)
+    return context.all_gather(value, axis=0)
 
 
 class _StatelessStep:
@@ -154,6 +158,25 @@ class _StatelessStep:
         return value + probes[name]
 
 
+class _WritesCutScope(keras.StatelessScope):
+    """A region's scope in which a value written to a variable carries no
+    gradient: a later read in the region (a layer's BatchNorm statistics,
+    updated in training mode, read by the next call) is data, as it is after a
+    TensorFlow or PyTorch assign. Without it jax.vjp would differentiate through
+    the moving-average update. `written` is what the region wrote, the only
+    values to write back (a nested region's write-back of an unchanged
+    variable would cut the outer region's gradient)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = set()
+
+    def add_update(self, update):
+        variable, value = update
+        self.written.add(id(variable))
+        super().add_update((variable, jax.lax.stop_gradient(value)))
+
+
 def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
     """Run `region(*tensors)`, which returns (values, leaves), once (jax.vjp) and
     give the gradient of each value with respect to its sources: Keras variables,
@@ -176,19 +199,24 @@ def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
         mapping += [(v, v.value) for v in others]
         step.probes.append(probes)
         try:
-            with keras.StatelessScope(mapping, collect_losses=True) as scope:
+            with _WritesCutScope(mapping, collect_losses=True) as scope:
                 values, leaves = region(*inputs)
         finally:
             step.probes.pop()
-        return tuple(values), (leaves, [scope.get_current_value(v) for v in others])
+        written = {
+            i: scope.get_current_value(v)
+            for i, v in enumerate(others)
+            if id(v) in scope.written
+        }
+        return tuple(values), (leaves, written)
 
     primals, tensors = [v.value for v in variables], tuple(tensors)
     probes = _probes_on_jax(forward, primals, tensors, watched)
     values, backward, (leaves, written) = jax.vjp(
         forward, primals, tensors, probes, has_aux=True
     )
-    for variable, value in zip(others, written, strict=True):
-        variable.assign(value)
+    for index, value in written.items():
+        others[index].assign(value)
     reached = _reached_on_jax(forward, (primals, tensors, probes), len(values))
     grads = []
     for index, group in enumerate(sources):
@@ -1209,11 +1237,11 @@ class NNCLR(_NNCLRSteps, keras.Model):
             )
         self.contrastive_optimizer = _for_dtype_policy(self, contrastive_optimizer)
         # Build each optimizer on the variables it updates (its state then loads).
-        if self.encoder.trainable_variables + self.projection_head.trainable_variables:
-            self.contrastive_optimizer.build(
-                self.encoder.trainable_variables
-                + self.projection_head.trainable_variables
-            )
+        variables = (
+            self.encoder.trainable_variables + self.projection_head.trainable_variables
+        )
+        if variables:
+            self.contrastive_optimizer.build(variables)
         if keras.backend.backend() == "jax":
             # fit() on JAX threads only model.optimizer's variables through the step:
             # model.optimizer lists every optimizer's.
