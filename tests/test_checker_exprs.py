@@ -409,6 +409,29 @@ def test_a_long_product_ending_in_a_name_is_parenthesized_as_ruff_does(tmp_path)
     ]
 
 
+def test_a_long_subscript_of_a_call_breaks_as_ruff_does() -> None:
+    """`f(...)[i]` too long for a line: ruff breaks the subscript's brackets (the last
+    pair) when `f(...)[` fits, else it splits the call and keeps `)[i]` (NNCLR's queue
+    roll, with and without its all-gather)."""
+    queue = pyexpr.atom("self.feature_queue.value")
+
+    def rolled(first: str) -> pyexpr.Rendered:
+        value = pyexpr.call("ops.concatenate", [f"[{first}, {queue.doc}]", "axis=0"])
+        return pyexpr.subscript(value, ": self.queue_size")
+
+    lines = ["def f():", "    if a:", "        if b:", "            if c:"]
+    for first in ("projections_1", "_all_gather(projections_1)"):
+        lines += pyexpr.layout("", rolled(first).doc, pyexpr.INDENT * 4)
+    laid_out = "\n".join(lines) + "\n"
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    run = subprocess.run(
+        [ruff, "format", "--isolated", "-"], input=laid_out, capture_output=True, text=True
+    )
+    assert run.stdout == laid_out
+    assert lines[4].endswith("axis=0)[") and lines[6].strip() == "]"
+    assert lines[7].endswith("ops.concatenate(") and lines[9].strip() == ")[: self.queue_size]"
+
+
 def test_an_unpacking_may_discard_an_output_with_an_underscore() -> None:
     # keras.io's MAE ignores the patch encoder's fifth output; `_` names no value.
     loss = ("loss = mean(square(self(a)))", "minimize loss over self", "return loss=loss")

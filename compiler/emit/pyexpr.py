@@ -84,6 +84,7 @@ class Group:
     items: tuple[Doc, ...]
     close: str
     tuple_of_one: bool = False  # `(a,)` keeps its comma when flat
+    trailer: bool = False  # a subscript's brackets: broken only if the line before fits
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
         return _split_text(doc.value, indent, LINE_LENGTH - reserve)
     if isinstance(doc, Chain):
         return _break_chain(prefix, doc, indent, reserve)
-    head, group, tail = _last_group(doc)
+    head, group, tail = _last_group(doc, LINE_LENGTH - len(indent + prefix))
     if group is None:
         return [text]
     if prefix.endswith(" = ") and len(indent + prefix + head + group.open) > LINE_LENGTH:
@@ -154,19 +155,24 @@ def assignment(targets: list[str], doc: Doc, indent: str) -> list[str]:
     return lines + layout(") = ", doc, indent)
 
 
-def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
-    """Split at the last bracket pair that can be broken (a right-hand split)."""
+def _last_group(doc: Doc, room: int = LINE_LENGTH) -> tuple[str, Group | None, str]:
+    """Split at the last bracket pair that can be broken (a right-hand split); a
+    subscript's only when what precedes it fits in `room`, else ruff omits that
+    trailer and splits an earlier pair."""
     if isinstance(doc, Group):
         return "", doc, ""
     if isinstance(doc, Chain):
         doc = Concat((doc.first, *(p for op, d in doc.rest for p in (f" {op} ", d))))
     if isinstance(doc, Concat):
         for index in range(len(doc.parts) - 1, -1, -1):
-            head, group, tail = _last_group(doc.parts[index])
-            if group is not None and group.items:
-                before = "".join(flat(p) for p in doc.parts[:index])
-                after = "".join(flat(p) for p in doc.parts[index + 1 :])
-                return before + head, group, tail + after
+            before = "".join(flat(p) for p in doc.parts[:index])
+            head, group, tail = _last_group(doc.parts[index], room - len(before))
+            if group is None or not group.items:
+                continue
+            if group.trailer and len(before + head + group.open) > room:
+                continue
+            after = "".join(flat(p) for p in doc.parts[index + 1 :])
+            return before + head, group, tail + after
     return flat(doc), None, ""
 
 
@@ -323,7 +329,9 @@ def call(func: str, args: list[Doc]) -> Rendered:
 
 
 def subscript(value: Rendered, index: str) -> Rendered:
-    return atom(Concat((_wrap(value, ATOM), "[", index, "]")))
+    # The brackets are a group: a line too long breaks inside the subscript, the last
+    # bracket pair, as ruff does (`f(a, b)[` then the index), before the call's.
+    return atom(Concat((_wrap(value, ATOM), Group("[", (index,), "]", trailer=True))))
 
 
 def index_text(index, render: Callable[[ir.Expr], Rendered]) -> str:

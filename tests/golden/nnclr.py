@@ -768,9 +768,9 @@ class _NNCLRJaxSteps:
             self.feature_queue.assign(
                 _of_state_shape(
                     self.feature_queue,
-                    ops.concatenate(
-                        [projections_1, self.feature_queue.value], axis=0
-                    )[: self.queue_size],
+                    ops.concatenate([projections_1, self.feature_queue.value], axis=0)[
+                        : self.queue_size
+                    ],
                     "nnclr.step:49",
                 )
             )
@@ -1030,9 +1030,9 @@ class _NNCLRTorchSteps:
         self.feature_queue.assign(
             _of_state_shape(
                 self.feature_queue,
-                ops.concatenate(
-                    [projections_1, self.feature_queue.value], axis=0
-                )[: self.queue_size],
+                ops.concatenate([projections_1, self.feature_queue.value], axis=0)[
+                    : self.queue_size
+                ],
                 "nnclr.step:49",
             )
         )
