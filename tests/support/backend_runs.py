@@ -210,6 +210,7 @@ def _compile(*optimizers: str, **extra) -> Callable[[], dict]:
 
 _VIS = "specs_vision_speech"
 _SSL = "specs_self_supervised"
+_GEN = "specs_generative"
 _MSE_MAE = {"loss": "mse", "metrics": ["mae"]}
 
 RUNS: dict[str, SpecRun] = {
@@ -319,6 +320,31 @@ RUNS: dict[str, SpecRun] = {
         _compile(**_MSE_MAE),
         _images(8, 8, 3, scale=255.0),
         PARTIAL_SIZES,
+    ),
+    "ddim": SpecRun(
+        "DiffusionModel",
+        _with(
+            network=_model(_GEN, "build_network"),
+            ema_network=_model(_GEN, "build_ema_network"),
+            kid=_model(_GEN, "KernelInceptionDistance"),
+            diffusion_steps=3,
+            ema=0.9,
+        ),
+        _compile(),
+        _images(4, 4, 1),
+    ),
+    "stylegan": SpecRun(
+        "StyleGAN",
+        _with(
+            generator=_model(_GEN, "build_generator"),
+            discriminator=_model(_GEN, "build_discriminator"),
+            latent_dim=4,
+            fade_steps=4,
+            drift_weight=0.1,
+        ),
+        _compile("d_optimizer", "g_optimizer"),
+        _images(4, 4, 1),
+        evaluated=False,  # the published step is train_step only
     ),
 }
 
