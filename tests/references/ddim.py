@@ -77,6 +77,9 @@ class DiffusionModelReference(keras.Model):
         self.noise_loss_tracker = keras.metrics.Mean(name="n_loss")
         self.image_loss_tracker = keras.metrics.Mean(name="i_loss")
         self.seed_generator = keras.random.SeedGenerator()
+        # Its sub-models are built and it has no call(): nothing for fit() to build under
+        # a strategy (Keras would call the model on the batch).
+        self.built = True
 
     @property
     def metrics(self):

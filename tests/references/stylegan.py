@@ -74,6 +74,9 @@ class StyleGANReference(keras.Model):
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.seed_generator = keras.random.SeedGenerator()
+        # Its sub-models are built and it has no call(): nothing for fit() to build under
+        # a strategy (Keras would call the model on the batch).
+        self.built = True
 
     def _state(self, name, dtype):
         return self.add_weight(
