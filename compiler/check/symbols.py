@@ -47,6 +47,11 @@ class Symbol:
             Kind.KERAS_OPTIMIZER,
         )
 
+    @property
+    def is_own_metric(self) -> bool:
+        """A `metric` item or a `Metric` parameter: its own result, by its name."""
+        return self.type is Type.METRIC and self.kind is not Kind.COMPILED_METRICS
+
 
 def base_symbols(functional: bool, has_custom_compile: bool) -> dict[str, Symbol]:
     """The names every model has before its own declarations."""

@@ -9,9 +9,17 @@ clipping sums the replicas' gradients first. Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
+from stepc.emit.keras.gradient_edits import apply_lines
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
-from stepc.lower.plan import SCALE, UNSCALE, ApplyGradients, GradientRegion, TakeGradient
+from stepc.lower.plan import (
+    SCALE,
+    UNSCALE,
+    ApplyEdited,
+    ApplyGradients,
+    GradientRegion,
+    TakeGradient,
+)
 from stepc.parse import ir
 
 IMPORT = "import tensorflow as tf"
@@ -98,6 +106,14 @@ class TensorFlowStepWriter(StepWriter):
                 self._clip(clip, grads, optimizer, depth)
         self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
 
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        self.used.add("for_apply_replicas")
+        grads = apply_lines(self, apply, "_for_apply_across_replicas", depth)
+        self.emit(
+            depth,
+            f"{self.names.python(apply.optimizer)}.apply({grads}, {variables_of(apply.model)})",
+        )
+
     def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
         """Several targets, some clipped: one list of gradients per target."""
         parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
@@ -120,6 +136,15 @@ class TensorFlowStepWriter(StepWriter):
 
 
 HELPERS = {
+    "for_apply_replicas": (
+        "def _for_apply_across_replicas(grads, optimizer):",
+        '    """Edited whole-batch gradients as optimizer.apply() takes them: times a',
+        "    LossScaleOptimizer's scale, which apply() divides out (skipping a step that is",
+        '    not finite), and divided among the replicas, whose shares apply() sums."""',
+        '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
+        "    scale = scale / tf.distribute.get_strategy().num_replicas_in_sync",
+        "    return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]",
+    ),
     "scale": (
         "def _scale_for_distribution(loss):",
         '    """A global-batch loss as one replica\'s share, as Keras\'s losses return it."""',

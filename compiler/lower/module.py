@@ -61,6 +61,9 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
     lists_compiled = _mentions_compiled_metrics(model, updates)
     sources = (*model.steps, *([derived] if derived is not None else []))
     steps = _skipping_compiled_metrics(steps, sources, lists_compiled or not own_metrics_only)
+    metric_params = _metric_params(model)
+    own_metrics = (*(d.name.id for d in model.metrics), *metric_params)
+    steps = _reporting_updated_metrics(steps, sources, own_metrics)
     return ModelPlan(
         name=model.name.id,
         functional=checked.functional,
@@ -82,6 +85,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         compile_span=model.compile_span,
         steps=steps,
         missing_steps=() if checked.functional else _missing_steps(model, steps),
+        metric_params=metric_params,
     )
 
 
@@ -97,6 +101,28 @@ def _skipping_compiled_metrics(steps, sources, listed: bool) -> tuple[StepPlan, 
         else plan
         for plan, source in zip(steps, sources, strict=True)
     )
+
+
+def _metric_params(model: ir.Model) -> tuple[str, ...]:
+    """The `Metric` parameters: metrics of the model, as its trackers are."""
+    params = (*(model.init or ()), *(model.compile or ()))
+    return tuple(p.name.id for p in params if p.type_name.id == "Metric")
+
+
+def _reporting_updated_metrics(steps, sources, own: tuple[str, ...]) -> tuple[StepPlan, ...]:
+    """Each train or test step without `return` reports the model's own metrics it
+    updates (its statements hold the shared block's; a derived test step, its
+    train step's): a metric only the test step updates (a KID) is not in the
+    training logs, nor is the train step's tracker in evaluate()'s. A step that
+    updates them all reports every metric, as get_metrics_result() does."""
+    found = []
+    for plan, source in zip(steps, sources, strict=True):
+        updated = {s.metric.id for s in ir.statements(source.body) if isinstance(s, ir.Update)}
+        reported = tuple(name for name in own if name in updated)
+        if plan.kind is not ir.StepKind.PREDICT and len(reported) < len(own):
+            plan = dataclasses.replace(plan, reported=reported)
+        found.append(plan)
+    return tuple(found)
 
 
 def _updates_compiled_metrics(step: ir.Step) -> bool:

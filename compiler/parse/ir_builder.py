@@ -196,12 +196,22 @@ class ToIR(Transformer):
         return ir.Minimize(loss, names, optimizer, span, clips, bad)
 
     def repeat(self, children):
-        keyword, count, *body = children
-        return ir.Repeat(count, tuple(body), _cover(keyword, body[-1]))
+        keyword, count, index, *body = children
+        index = _name(index) if index is not None else None
+        return ir.Repeat(count, tuple(body), _cover(keyword, body[-1]), index)
+
+    def for_loop(self, children):
+        keyword, targets, iterable, *body = children
+        return ir.ForEach(targets, iterable, tuple(body), _cover(keyword, body[-1]))
 
     def assign_weights(self, children):
         keyword, target, value = children
         return ir.AssignWeights(_name(target), value, _cover(keyword, value))
+
+    def apply_edited(self, children):
+        keyword, gradients, model, optimizer = children
+        span = _cover(keyword, optimizer or model)
+        return ir.ApplyEdited(gradients, _name(model), optimizer, span)
 
     def update(self, children):
         spanned = _spanned(children)
@@ -350,7 +360,7 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
 # What a shared block may hold: what runs alike in both steps. A minimize, an
 # assign of weights or a return there is reported (stepc.check.shared) and
 # left out of the steps, so that no step reports it again.
-_SHARED_STATEMENTS = (ir.Assign, ir.Update, ir.Repeat, ir.Recovered)
+_SHARED_STATEMENTS = (ir.Assign, ir.Update, ir.Repeat, ir.ForEach, ir.Recovered)
 
 
 def _shared_statements(block: ir.SharedBlock) -> tuple[ir.Statement, ...]:

@@ -231,7 +231,8 @@ class _ClassWriter:
         return Method(tuple(indent(lines)))
 
     def _metrics_property(self) -> Method:
-        trackers = sequence("[", [f"self.{d.name}" for d in self.model.metrics], "]")
+        own = [d.name for d in self.model.metrics] + list(self.model.metric_params)
+        trackers = sequence("[", [f"self.{name}" for name in own], "]")
         prefix = "trackers = " if self.model.lists_compiled_metrics else "return "
         lines = [
             "@property",
