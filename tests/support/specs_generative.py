@@ -139,9 +139,13 @@ def build_network() -> keras.Model:
 
 
 def build_ema_network() -> keras.Model:
-    """DDIM's EMA network, with the network's initial weights."""
+    """DDIM's EMA network, with the network's initial weights, not trainable: Keras's
+    optimizer is then built on the network's variables alone, both by its first step and
+    by load_model, which builds it on ``model.trainable_variables`` (a trainable EMA
+    network would make the loaded optimizer's variables other than the saved ones)."""
     model = _diffusion_network("ema_network")
     model.set_weights(list(initial_weights(build_network)))
+    model.trainable = False
     return model
 
 
