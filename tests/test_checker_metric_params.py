@@ -160,3 +160,16 @@ def test_a_derived_test_step_reports_what_its_train_step_updates(shared):
     steps = stepc.compile_source(text, "t.step").split("class D(")[0]
     assert ("skipped=(self.kid,)" in steps) is not shared
     assert steps.count("return self.get_metrics_result()") == (6 if shared else 0)
+
+
+def test_a_train_step_updating_only_a_metric_parameter_gets_a_derived_test_step():
+    text = (
+        "model D:\n    init(network: Model, kid: Metric)\n    train(images):\n"
+        "        generated = network(images, training=True)\n"
+        "        minimize mean(square(generated - images)) over network\n"
+        "        update kid(images, generated)\n"
+    )
+    assert errors(text) == []
+    module = stepc.compile_source(text, "t.step")
+    assert "has no test_step" not in module
+    assert module.count("def test_step(self") == 3  # derived, on each backend

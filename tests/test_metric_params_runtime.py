@@ -10,8 +10,11 @@ reports the metrics it updates) and no `val_fit_loss`; evaluate() returns the me
 equal (rtol 1e-5) to the same quantity computed in numpy from the trained network's
 predictions and to the last epoch's `val_gap` (the metric is reset every epoch: the
 first epoch's value differs); the loaded model lists the metric, has the same weights
-and evaluates to the same value; JAX's and PyTorch's logs and values equal
-TensorFlow's at rtol 1e-5.
+and evaluates to the same value. A second spec takes a Metric in compile() (the train
+step updates it), another in the constructor (the test step) and the compiled loss:
+History holds `loss`, `other`, `val_loss` and `val_gap`, evaluate() `loss` and `gap`,
+and the loaded model (compile_from_config builds `other` again) lists all three.
+JAX's and PyTorch's logs and values equal TensorFlow's at rtol 1e-5.
 """
 
 from __future__ import annotations
@@ -85,3 +88,25 @@ def test_jax_and_torch_equal_tensorflow(results, backend):
     for key, values in reference["history"].items():
         np.testing.assert_allclose(result["history"][key], values, rtol=RTOL, err_msg=key)
     np.testing.assert_allclose(result["evaluate"]["gap"], reference["evaluate"]["gap"], rtol=RTOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_compile_metric_and_the_loss_tracker_report_where_updated(results, backend):
+    result = results[backend]["compiled"]
+    assert sorted(result["history"]) == ["loss", "other", "val_gap", "val_loss"]
+    assert sorted(result["evaluate"]) == ["gap", "loss"]
+    np.testing.assert_allclose(result["history"]["val_gap"][1], result["direct"], rtol=RTOL)
+    np.testing.assert_allclose(result["evaluate"]["gap"], result["direct"], rtol=RTOL)
+    assert result["metrics"] == result["loaded_metrics"]
+    assert result["loaded_metrics"] == ["Mean", "MeanAbsoluteGap", "MeanAbsoluteGap"]
+    assert result["loaded_weights_equal"]
+    np.testing.assert_allclose(
+        list(result["loaded_evaluate"].values()), list(result["evaluate"].values()), rtol=RTOL
+    )
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_jax_and_torch_equal_tensorflow_with_a_compile_metric(results, backend):
+    reference, result = results["tensorflow"]["compiled"], results[backend]["compiled"]
+    for key, values in reference["history"].items():
+        np.testing.assert_allclose(result["history"][key], values, rtol=RTOL, err_msg=key)

@@ -19,6 +19,7 @@ from stepc.check.hints import suggest
 from stepc.check.loops import LoopChecks
 from stepc.check.loss_report import LOSS_TRACKER
 from stepc.check.reports import ReportChecks
+from stepc.check.state import StateChecks
 from stepc.check.symbols import Kind, Symbol
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
 from stepc.parse import ir
@@ -42,7 +43,7 @@ __all__ = ["StepChecker", "Usage"]
 DISCARD = "_"
 
 
-class StepChecker(ApplyChecks, ReportChecks, LoopChecks):
+class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
     def __init__(self, step, symbols, functional, usage, out):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
@@ -110,25 +111,25 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks):
             elif name.id in self.symbols:
                 self.usage.names.add(name.id)
 
+    # The checks of each kind of statement (`_return` also takes whether it is last).
+    _CHECKS = {
+        ir.Assign: "_assign",
+        ir.Minimize: "_minimize",
+        ir.Update: "_update",
+        ir.Repeat: "_repeat",
+        ir.ForEach: "_for_each",
+        ir.AssignWeights: "_assign_weights",
+        ir.ApplyEdited: "_apply_edited",
+        ir.Recovered: "_recovered",
+    }
+
     def _dispatch(self, statement: ir.Statement, is_last: bool) -> None:
-        if isinstance(statement, ir.Assign):
-            self._assign(statement)
-        elif isinstance(statement, ir.Minimize):
-            self._minimize(statement)
-        elif isinstance(statement, ir.Update):
-            self._update(statement)
-        elif isinstance(statement, ir.Repeat):
-            self._repeat(statement)
-        elif isinstance(statement, ir.ForEach):
-            self._for_each(statement)
-        elif isinstance(statement, ir.AssignWeights):
-            self._assign_weights(statement)
-        elif isinstance(statement, ir.ApplyEdited):
-            self._apply_edited(statement)
-        elif isinstance(statement, ir.Recovered):
-            self._recovered(statement)
-        elif isinstance(statement, ir.Return):
+        if isinstance(statement, ir.Return):
             self._return(statement, is_last)
+        elif isinstance(statement, ir.AssignWeights) and self.is_state(statement.target):
+            self.assign_state(statement)
+        elif type(statement) in self._CHECKS:
+            getattr(self, self._CHECKS[type(statement)])(statement)
         else:  # a new kind of statement must get its own checks
             raise TypeError(f"no checks for {type(statement).__name__}")
 

@@ -31,6 +31,7 @@ from stepc.lower.plan import (
     Parameter,
     StepPlan,
 )
+from stepc.lower.state import initial_calls, state_variables
 from stepc.lower.step import StepLowering
 from stepc.parse import ir
 from stepc.tables.builtins import COMPILED_LOSS, COMPILED_METRICS, KERAS_OPTIMIZER, OPS
@@ -73,7 +74,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         metrics=tuple(_declaration(d) for d in model.metrics),
         losses=tuple(_declaration(d, _reads_compile_numbers(d, model)) for d in model.losses),
         optimizers=tuple(_declaration(d, in_compile=True) for d in model.optimizers),
-        uses_random=any(name in OPS and OPS[name].random for name in calls),
+        uses_random=any(name in OPS and OPS[name].random for name in calls | initial_calls(model)),
         seeded_layers=tuple(p.name.id for p in model.init or () if p.type_name.id == "Layer"),
         # No compiled loss or `update loss`: Keras's loss tracker (never updated) is not listed,
         # so a returned `loss` is what the logs show.
@@ -86,6 +87,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         steps=steps,
         missing_steps=() if checked.functional else _missing_steps(model, steps),
         metric_params=metric_params,
+        states=state_variables(model),
     )
 
 
@@ -177,7 +179,7 @@ def _derived_test_step(model: ir.Model, functional: bool, calls, updates) -> ir.
     uses_compiled = COMPILED_LOSS in calls or "compiled_metrics" in updates
     if functional and uses_compiled:
         return None  # Keras's own test_step computes the same
-    trackers = model.metrics or uses_compiled or LOSS_TRACKER in updates
+    trackers = model.metrics or _metric_params(model) or uses_compiled or LOSS_TRACKER in updates
     return train if trackers else None
 
 

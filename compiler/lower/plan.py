@@ -24,6 +24,9 @@ SCALE = "@scale"
 UNSCALE = "@unscale"
 FULL_PRECISION = "@full_precision"  # a model output cast for the step's arithmetic
 BATCH_SIZE = "@batch_size"  # the examples in a batch: its first tensor's first dimension
+# In a state's new value (stepc.lower.state): what every replica must see alike.
+GATHER = "@all_gather"  # a batch tensor: every replica's, concatenated in replica order
+REPLICA_MEAN = "@replica_mean"  # a batch-dependent scalar: the mean over the replicas
 
 
 def pseudo_call(name: str, expr: ir.Expr) -> ir.Call:
@@ -73,6 +76,30 @@ class DataPlan:
 
 
 @dataclass(frozen=True)
+class StateUpdate:
+    """`assign STATE = EXPR`: the state's new value, rewritten so that replicas
+    agree (`@all_gather`, `@replica_mean`); recorded by no tape."""
+
+    state: str
+    value: ir.Expr
+    span: ir.Span
+    # The shape the compiler cannot tell: checked against the state's when traced.
+    check_shape: bool = False
+
+
+@dataclass(frozen=True)
+class StateVariable:
+    """`state NAME: DTYPE[DIMS] = EXPR`: a non-trainable variable of the model,
+    created in __init__ (saved, restored, threaded through fit() on JAX)."""
+
+    name: str
+    dtype: str  # the Keras dtype: int32, float32 or bool
+    shape: tuple[ir.Expr, ...]  # int literals and `int` init parameters
+    initial: ir.Expr  # a scalar filling the shape, or a value of the shape
+    span: ir.Span
+
+
+@dataclass(frozen=True)
 class Compute:
     """One spec statement (an assignment, a metric update, an `assign` of
     weights), rewritten."""
@@ -86,6 +113,7 @@ class Compute:
     # An edit of a model's gradients: the gradients values it maps over, one
     # tensor of each at a time (`[g * mask for g in grads]`).
     maps: tuple[str, ...] = ()
+    state: StateUpdate | None = None  # an assign whose target is a state
 
 
 # What a statement is to Keras, when it is more than the spec's own arithmetic.
@@ -316,6 +344,7 @@ class ModelPlan:
     compiled_metrics_once_built: bool = False
     # The `Metric` parameters (of init or compile): the model's metrics too.
     metric_params: tuple[str, ...] = ()
+    states: tuple[StateVariable, ...] = ()  # `state` items, in declaration order
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from stepc.lower.plan import (
 from stepc.lower.precision import cast_model_outputs
 from stepc.lower.regions import annotate_regions
 from stepc.lower.scaling import Facts
+from stepc.lower.state import BatchValues, is_state_update, state_update
 from stepc.lower.training import with_training_mode
 from stepc.parse import ir
 from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, KERAS_OPTIMIZER, Type
@@ -82,6 +83,7 @@ class StepLowering(GradientPlacement):
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
         self.depends = Dependencies(self.models)  # what each name is computed from
+        self.batch_values = BatchValues(step, self.models)  # what a replica has its share of
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
@@ -263,7 +265,8 @@ class StepLowering(GradientPlacement):
             if i in recorded or conflicts:
                 inside.append(i)
             elif flow.reads_from(i, kept):
-                (after if isinstance(body[i], ir.Update) else inside).append(i)
+                later = isinstance(body[i], ir.Update) or is_state_update(body[i], self.symbols)
+                (after if later else inside).append(i)
             else:
                 before.append(i)
                 continue
@@ -276,6 +279,8 @@ class StepLowering(GradientPlacement):
     # ---------------------------------------------------------------- statements
 
     def _compute(self, statement: ir.Statement) -> Compute:
+        if is_state_update(statement, self.symbols):
+            return state_update(statement, self.facts.unscaled(statement.value), self)
         if isinstance(statement, ir.AssignWeights):
             return self._assign_weights(statement)
         if isinstance(statement, ir.ApplyEdited):

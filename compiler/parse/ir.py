@@ -330,6 +330,18 @@ class ObjectDecl:
     span: Span
 
 
+@dataclass(frozen=True)
+class StateDecl:
+    """`state NAME: DTYPE[DIM, ...] = EXPR`: a variable the model keeps, updated by
+    `assign NAME = EXPR` in a step and never trained."""
+
+    name: Name
+    dtype: Name  # as written: int, float or bool (the checker judges it)
+    dims: tuple[Expr, ...]  # empty: a scalar
+    value: Expr  # the initial value: a scalar filling the shape, or of the shape
+    span: Span
+
+
 class ModelBase(Enum):
     SUBCLASS = "Model"  # holds sub-models given to its constructor
     FUNCTIONAL = "Functional"  # constructed as Class(inputs, outputs)
@@ -353,6 +365,7 @@ class Model:
     optimizers: tuple[ObjectDecl, ...] = ()  # built in compile() from its numbers
     shared: SharedBlock | None = None  # its steps already hold the statements
     repeated_shared: tuple[Span, ...] = ()  # a second shared(...) block
+    states: tuple[StateDecl, ...] = ()  # `state NAME: ... = ...` items
 
 
 @dataclass(frozen=True)

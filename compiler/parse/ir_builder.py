@@ -284,6 +284,17 @@ class ToIR(Transformer):
     def optimizer_decl(self, children):
         return ("optimizer", self._object_decl(children))
 
+    def state_dims(self, children):
+        return tuple(c for c in children if c is not None and not isinstance(c, Token))
+
+    def state_decl(self, children):
+        """`state NAME: DTYPE[DIMS] = EXPR` (stepc.check.state judges it)."""
+        spanned = _spanned(children)
+        name, dtype, value = spanned[1], spanned[3], spanned[-1]
+        dims = next((c for c in spanned if isinstance(c, tuple)), ())
+        decl = ir.StateDecl(_name(name), _name(dtype), dims, value, _cover(spanned[0], value))
+        return ("state", decl)
+
     def jit_decl(self, children):
         keyword, value = children
         return ("jit_compile", _name(value), _cover(keyword, value))
@@ -319,7 +330,7 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
     fields: dict = dict.fromkeys(("init", "compile", "jit_compile"))
     fields.update(dict.fromkeys(("init_span", "compile_span", "jit_compile_span")))
     steps, repeated, recovered = [], [], []
-    objects: dict[str, list] = {"metric": [], "loss": [], "optimizer": []}
+    objects: dict[str, list] = {"metric": [], "loss": [], "optimizer": [], "state": []}
     shared: list[ir.SharedBlock] = []
     for item in items:
         if isinstance(item, ir.Step):
@@ -354,6 +365,7 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
         optimizers=tuple(objects["optimizer"]),
         shared=shared[0] if shared else None,
         repeated_shared=tuple(block.span for block in shared[1:]),
+        states=tuple(objects["state"]),
     )
 
 

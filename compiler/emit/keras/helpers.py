@@ -9,6 +9,7 @@ uses, in this order, so the output is deterministic.
 from __future__ import annotations
 
 from stepc.emit.keras.gradient_edits import HELPERS as EDIT_HELPERS
+from stepc.emit.keras.state import STATE_HELPERS
 
 HELPERS = {
     "for_backend": (
@@ -242,4 +243,5 @@ HELPERS = {
         "    return bool(optimizer.use_ema)",
     ),
     **EDIT_HELPERS,  # `apply` of edited gradients
+    **STATE_HELPERS,
 }

@@ -17,6 +17,7 @@ from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
 from stepc.emit.keras.gradient_edits import mapped
 from stepc.emit.keras.loops import LoopWriter
+from stepc.emit.keras.state import StateWriting
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
     INDENT,
@@ -42,7 +43,9 @@ from stepc.lower.plan import (
     COMPILED_LOSS_VALUE,
     COMPILED_METRICS,
     FULL_PRECISION,
+    GATHER,
     KERAS_LOSS_TRACKER,
+    REPLICA_MEAN,
     ApplyEdited,
     ApplyGradients,
     Compute,
@@ -69,10 +72,13 @@ REGION = "region"
 _KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
-class StepWriter(LoopWriter):
+class StepWriter(LoopWriter, StateWriting):
     """One step method; a framework's subclass spells its gradients and frame."""
 
     FRAMEWORK = ""  # keras.backend.backend() of the subclass
+    # What replicas share in a state's new value: nothing to do where one step
+    # sees the whole batch (JAX's DataParallel, PyTorch); TensorFlow spells them.
+    REPLICA_CALLS = (GATHER, REPLICA_MEAN)
 
     def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
         self.spec_name = spec_name
@@ -252,7 +258,9 @@ class StepWriter(LoopWriter):
         statement = item.statement
         keras_loss = item.role == KERAS_LOSS_TRACKER
         self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
-        if isinstance(statement, ir.AssignWeights):
+        if item.state is not None:
+            self.assign_state(item, depth)
+        elif isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement, item.weights_of, depth)
         elif isinstance(statement, ir.Assign):
             self._assign(item, depth)
@@ -397,6 +405,8 @@ class StepWriter(LoopWriter):
     # ---------------------------------------------------------------- expressions
 
     def expr(self, node) -> Rendered:
+        if isinstance(node, ir.Call) and node.func.id in self.REPLICA_CALLS:
+            return self.expr(node.args[0])
         if isinstance(node, ir.Name):
             if node.id in self.substitute:  # inside assign: a model's matching weight
                 return atom(self.substitute[node.id])
