@@ -303,16 +303,19 @@ def run(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     strategy=None,
     replicas: int = 1,
+    full_batches: bool = False,
 ) -> Run:
     """Train a model of spec ``name`` (``model``, or a new one of ``setup``) on its
-    images; DDIM also with validation data and then ``evaluate()``. ``extra`` holds every
-    batch's logs and the state after every epoch."""
+    images; DDIM also with validation data and then ``evaluate()``. ``full_batches``
+    drops each set's partial last batch (one batch shape: XLA compiles each step once).
+    ``extra`` holds every batch's logs and the state after every epoch."""
     model = model or new_model(name, setup, strategy)
-    train = replicate_batches(images(name), BATCH_SIZE, replicas)
+    train = replicate_batches(_batched(images(name), full_batches), BATCH_SIZE, replicas)
     kwargs = {"batch_size": BATCH_SIZE * replicas, "epochs": epochs, "callbacks": callbacks}
     held_out = None
     if name == "ddim":
-        held_out = replicate_batches(images(name, "validation"), BATCH_SIZE, replicas)
+        held_out = _batched(images(name, "validation"), full_batches)
+        held_out = replicate_batches(held_out, BATCH_SIZE, replicas)
         kwargs.update(validation_data=(held_out,), validation_batch_size=BATCH_SIZE * replicas)
     history, extra = recorded_fit(model, functools.partial(state, name), train, **kwargs)
     results = {}
@@ -323,13 +326,18 @@ def run(
     return Run(state(name, model), history, results, model, extra)
 
 
+def _batched(data: np.ndarray, full_batches: bool) -> np.ndarray:
+    """``data``, without its partial last batch if ``full_batches``."""
+    return data[: len(data) // BATCH_SIZE * BATCH_SIZE] if full_batches else data
+
+
 # The distribution subprocess -------------------------------------------------------------
 
 
 def mirrored_results() -> dict:
-    """Each spec's reference and generated model with SGD, on one device and under
-    MirroredStrategy (2 logical CPUs); a case that raises is reported as
-    ``{"error": ...}``."""
+    """Each spec's generated model with SGD, on one device and under MirroredStrategy
+    (2 logical CPUs); a case that raises is reported as ``{"error": ...}``. (The
+    references pass the same comparison: measured, and left out of the CI budget.)"""
     import tensorflow as tf
 
     from tests.support.distribution_worker import guarded
@@ -338,7 +346,7 @@ def mirrored_results() -> dict:
     assert strategy.num_replicas_in_sync == 2
     results = {}
     for name in SPECS:
-        for kind in ("reference", "generated"):
+        for kind in ("generated",):
             sgd = Setup(kind, optimizer="sgd")
             results[f"{name}/{kind}/single"] = guarded(lambda name=name, s=sgd: run(name, s))
             results[f"{name}/{kind}/mirrored"] = guarded(
