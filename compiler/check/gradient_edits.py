@@ -48,11 +48,14 @@ class GradientMapping:
         """`grads * mask`: one result per gradient; None when neither side is gradients."""
         if Type.GRADIENTS not in (left.type, right.type):
             return None
-        if BINARY[node.op].kind is not Kind.ARITHMETIC:
+        kind = BINARY[node.op].kind
+        if kind is Kind.MATMUL:
             message = f"`{node.op}` does not map over a model's gradients"
             self.out.append(error(message, node.span, _EDIT_HINT))
             return replace(merge(Type.GRADIENTS, [left, right]), gradients_of="")
         operands = [(node.left, left), (node.right, right)]
+        if kind is not Kind.ARITHMETIC:  # `grads > 0.0`: a mask per gradient, for where()
+            return replace(self._mapped(node.span, operands, numeric=False), boolean=True)
         return self._mapped(node.span, operands)
 
     def _mapped_negate(self, node: ir.Negate, value: Value) -> Value | None:
@@ -65,7 +68,7 @@ class GradientMapping:
         exprs = [*node.args, *(k.value for k in node.keywords)]
         return self._mapped(node.span, list(zip(exprs, values, strict=True)))
 
-    def _mapped(self, span: ir.Span, operands: list[tuple[ir.Expr, Value]]) -> Value:
+    def _mapped(self, span: ir.Span, operands: list[tuple[ir.Expr, Value]], numeric=True) -> Value:
         """The gradients of one model, edited: every other operand is a tensor or a number."""
         models = dict.fromkeys(v.gradients_of for _, v in operands if v.type is Type.GRADIENTS)
         models.pop("", None)  # an error already reported
@@ -80,7 +83,8 @@ class GradientMapping:
                 )
             )
         for expr, value in operands:
-            if value.type is not Type.GRADIENTS and value.type is not Type.UNKNOWN:
+            others = value.type is not Type.GRADIENTS and value.type is not Type.UNKNOWN
+            if numeric and others:
                 self._check_numeric(expr, value, "an edit of gradients")
         result = merge(Type.GRADIENTS, [v for _, v in operands])
         return replace(result, gradients_of=next(iter(models), "") if len(models) == 1 else "")
@@ -108,7 +112,15 @@ class ApplyChecks:
         model = statement.model.id
         if value.type is Type.UNKNOWN:
             return  # its error was reported
-        if value.type is not Type.GRADIENTS:
+        if value.type is Type.GRADIENTS and value.boolean:
+            self.out.append(
+                error(
+                    "apply takes a model's gradients, not a mask of them",
+                    statement.gradients.span,
+                    "choose with the mask: `where(mask, grads, 0.0)`",
+                )
+            )
+        elif value.type is not Type.GRADIENTS:
             self.out.append(
                 error(
                     f"apply takes a model's gradients, not {article(value.type.value)}",

@@ -19,7 +19,7 @@ arguments. Gradients are applied inside the step's scope (`_apply_on_jax`).
 from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
-from stepc.emit.keras.gradient_edits import apply_lines
+from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
@@ -206,7 +206,7 @@ class JaxStepWriter(StepWriter):
         if take.of_model:  # zeros where the value does not reach, as on TensorFlow
             self.used.add("zero_if_unconnected")
             variables = self._variables[take.recorder]
-            rendered = call("_zero_if_unconnected", [grads, variables]).doc
+            rendered = unscaled(self, call("_zero_if_unconnected", [grads, variables]), take).doc
         elif take.tuple_result:
             rendered = grads
         else:

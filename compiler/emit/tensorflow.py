@@ -9,7 +9,7 @@ clipping sums the replicas' gradients first. Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
-from stepc.emit.keras.gradient_edits import apply_lines
+from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
 from stepc.lower.plan import (
@@ -75,7 +75,7 @@ class TensorFlowStepWriter(StepWriter):
             variables = variables_of(take.sources[0])
             gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
             zeros = call("_zero_if_unconnected", [gradient.doc, variables])
-            rendered = call("_sum_over_replicas", [zeros.doc])
+            rendered = unscaled(self, call("_sum_over_replicas", [zeros.doc]), take)
         else:
             sources = ", ".join(take.sources)
             sources = f"[{sources}]" if take.tuple_result else sources

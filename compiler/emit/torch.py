@@ -17,7 +17,7 @@ trainer does not rescale for distribution). Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
-from stepc.emit.keras.gradient_edits import apply_lines
+from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, Rendered, assignment, call, layout, sequence
 from stepc.emit.pyexpr import subscript as subscript_doc
@@ -133,6 +133,7 @@ class TorchStepWriter(StepWriter):
             variables = variables_of(take.sources[0])
             taken = self._gradients(take.recorder, take.value_name, variables)
             rendered = call("_zero_if_unconnected", [taken.doc, variables])
+            rendered = unscaled(self, rendered, take)
         else:
             sources = f"[{', '.join(take.sources)}]"
             rendered = self._gradients(take.recorder, take.value_name, sources)

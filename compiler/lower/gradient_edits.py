@@ -62,6 +62,24 @@ def mapped_names(expr: ir.Expr, gradients: dict[str, str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def loss_scaled_gradients(body, gradients: dict[str, str]) -> dict[str, str]:
+    """Each `g = gradient(loss, m)` an `apply` uses (through its edits), to the
+    apply's optimizer: its loss is scaled by that optimizer (a LossScaleOptimizer's
+    scale, against underflow in float16) and the gradient unscaled before the edit."""
+    roots: dict[str, set[str]] = {}
+    found: dict[str, str] = {}
+    for statement in ir.statements(body):
+        if isinstance(statement, ir.ApplyEdited):
+            optimizer = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
+            for name in mapped_names(statement.gradients, gradients):
+                found.update(dict.fromkeys(roots.get(name, ()), optimizer))
+        elif isinstance(statement, ir.Assign) and len(statement.targets) == 1:
+            target = statement.targets[0].id
+            read = mapped_names(statement.value, gradients)
+            roots[target] = set().union(*(roots.get(n, set()) for n in read)) if read else {target}
+    return {name: optimizer for name, optimizer in found.items() if name in gradients}
+
+
 def mapped_compute(statement: ir.Assign, value: ir.Expr, gradients: dict[str, str]) -> Compute:
     """An assignment, rewritten to `value`; an edit of gradients names what it maps over."""
     rewritten = dataclasses.replace(statement, value=value)

@@ -19,7 +19,12 @@ from stepc.diagnostics import Diagnostic, error
 from stepc.lower.compiled_loss import explicit_loss_report, name_compiled_losses
 from stepc.lower.data import data_plan
 from stepc.lower.dataflow import Block, Dataflow, Dependencies
-from stepc.lower.gradient_edits import apply_edited, gradient_values, mapped_compute
+from stepc.lower.gradient_edits import (
+    apply_edited,
+    gradient_values,
+    loss_scaled_gradients,
+    mapped_compute,
+)
 from stepc.lower.gradients import GradientPlacement
 from stepc.lower.plan import (
     BATCH_SIZE,
@@ -71,6 +76,7 @@ class StepLowering(GradientPlacement):
         step = dataclasses.replace(step, body=body)
         self.step = step
         self.gradient_values = gradient_values(step.body, self.models)  # edited gradients
+        self.loss_scaled = loss_scaled_gradients(step.body, self.gradient_values)
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
         # Where each statement is in the step's own body (a repeat's, its block's).
         self._position = {
