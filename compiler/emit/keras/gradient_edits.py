@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stepc.emit.pyexpr import INDENT, Concat, Rendered, call, layout, sequence
+from stepc.emit.pyexpr import INDENT, LINE_LENGTH, Rendered, call, flat, layout
 from stepc.lower.plan import ApplyEdited, TakeGradient
 from stepc.parse import ir
 
@@ -19,14 +19,63 @@ from stepc.parse import ir
 _ELEMENT = "g"
 
 
-def mapped(writer, expr, maps: tuple[str, ...]) -> Rendered:
-    """`expr` computed once per gradient tensor of the lists `maps` names."""
+def mapped_lines(writer, target: str, expr, maps: tuple[str, ...], depth: int) -> None:
+    """`target = [expr for g in grads]`: `expr` once per gradient tensor of the
+    lists `maps` names; a `global_norm(...)` in it is computed once, before."""
+    expr = _hoisted_norms(writer, expr, depth)
     elements = [writer.names.fresh(_ELEMENT) for _ in maps]
     writer.names.taken -= set(elements)  # a comprehension's own: free after it
-    body = writer.expr(_each(expr, dict(zip(maps, elements, strict=True))))
+    body = writer.expr(_each(expr, dict(zip(maps, elements, strict=True)))).doc
     lists = [writer.names.python(name) for name in maps]
     source = lists[0] if len(lists) == 1 else f"zip({', '.join(lists)}, strict=True)"
-    return sequence("[", [Concat((body.doc, f" for {', '.join(elements)} in {source}"))], "]")
+    loop = f"for {', '.join(elements)} in {source}"
+    indent = INDENT * depth
+    line = f"{indent}{target} = [{flat(body)} {loop}]"
+    if len(line) <= LINE_LENGTH:
+        writer.lines.append(line)
+        return
+    # As ruff formats a comprehension that does not fit: inside the brackets on a
+    # line of its own, or, still too long, its parts on lines of their own.
+    inner = indent + INDENT
+    one_line = f"{inner}{flat(body)} {loop}"
+    parts = [one_line] if len(one_line) <= LINE_LENGTH else [*layout("", body, inner), inner + loop]
+    writer.lines += [f"{indent}{target} = [", *parts, indent + "]"]
+
+
+def _hoisted_norms(writer, expr, depth: int):
+    """`expr` with each `global_norm(...)` in it named on a line before (a reduction
+    of the whole list: the same for every tensor of the comprehension)."""
+    calls = [n for n in ir.walk(expr) if isinstance(n, ir.Call) and n.func.id == "global_norm"]
+    for node in calls:
+        base = node.args[0].id if node.args and isinstance(node.args[0], ir.Name) else "grads"
+        name = writer.names.fresh(f"{base}_norm")
+        writer.lines += layout(f"{name} = ", writer.expr(node).doc, INDENT * depth)
+        expr = _replaced(expr, node, ir.Name(name, node.span))
+    return expr
+
+
+def _replaced(node, old, new):
+    """`node` with the sub-expression `old` (that very node) replaced by `new`."""
+    if node is old:
+        return new
+    return _rebuilt(node, lambda child: _replaced(child, old, new))
+
+
+def _rebuilt(node, change):
+    """`node` with `change` applied to each of its sub-expressions (a Call's callee
+    is an operation's name and stays)."""
+    if not dataclasses.is_dataclass(node) or isinstance(node, (ir.Span, ir.Name)):
+        return node
+    changes = {}
+    for field in dataclasses.fields(node):
+        value = getattr(node, field.name)
+        if isinstance(value, tuple):
+            changes[field.name] = tuple(change(item) for item in value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, ir.Span):
+            changes[field.name] = change(value)
+    if isinstance(node, ir.Call):
+        changes.pop("func", None)
+    return dataclasses.replace(node, **changes)
 
 
 def _each(node, elements: dict[str, str]):
@@ -38,18 +87,7 @@ def _each(node, elements: dict[str, str]):
         return node
     if isinstance(node, ir.Subscript) and isinstance(node.value, ir.Name):
         return dataclasses.replace(node, index=_each(node.index, elements))
-    if not dataclasses.is_dataclass(node):
-        return node
-    changes = {}
-    for field in dataclasses.fields(node):
-        value = getattr(node, field.name)
-        if isinstance(value, tuple):
-            changes[field.name] = tuple(_each(item, elements) for item in value)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, ir.Span):
-            changes[field.name] = _each(value, elements)
-    if isinstance(node, ir.Call):
-        changes.pop("func", None)  # the callee is an operation's name
-    return dataclasses.replace(node, **changes)
+    return _rebuilt(node, lambda child: _each(child, elements))
 
 
 def unscaled(writer, rendered: Rendered, take: TakeGradient) -> Rendered:
@@ -61,22 +99,20 @@ def unscaled(writer, rendered: Rendered, take: TakeGradient) -> Rendered:
     return call("_unscaled", [rendered.doc, writer.names.python(take.unscale_by)])
 
 
-def edited_gradients(writer, apply: ApplyEdited) -> Rendered:
-    """The gradients applied, edited in place when the statement maps over them."""
-    if apply.maps:
-        return mapped(writer, apply.gradients, apply.maps)
-    return writer.expr(apply.gradients)
-
-
 def apply_lines(writer, apply: ApplyEdited, helper: str, depth: int) -> str:
-    """`grads = helper(<edited>, optimizer)` and the comment; the gradients' name."""
+    """`grads = helper(<edited>, optimizer)` and the comment; the gradients' name.
+    An edit written in the statement itself is computed on a line before."""
     edited = apply.gradients.id if isinstance(apply.gradients, ir.Name) else "the edit"
     writer.comment(depth, apply.statement.span, f"apply {edited} to {apply.model}")
+    if apply.maps:
+        edited = writer.names.fresh("edited_grads")
+        mapped_lines(writer, edited, apply.gradients, apply.maps, depth)
+    else:
+        edited = flat(writer.expr(apply.gradients).doc)
     grads = writer.names.fresh("grads")
     writer.names.taken.discard(grads)  # reused by the next update
     optimizer = writer.names.python(apply.optimizer)
-    rendered = call(helper, [edited_gradients(writer, apply).doc, optimizer])
-    writer.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
+    writer.lines += layout(f"{grads} = ", call(helper, [edited, optimizer]).doc, INDENT * depth)
     return grads
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
-from stepc.emit.keras.gradient_edits import mapped
+from stepc.emit.keras.gradient_edits import mapped_lines
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
     INDENT,
@@ -262,10 +262,11 @@ class StepWriter:
     def _assign(self, item: Compute, depth: int) -> None:
         targets = [t.id for t in item.statement.targets]
         value = item.statement.value
+        if item.maps:  # an edit of gradients: once per tensor
+            mapped_lines(self, targets[0], value, item.maps, depth)
+            return
         if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
-        elif item.maps:  # an edit of gradients: once per tensor
-            rendered = mapped(self, value, item.maps)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
