@@ -7,7 +7,7 @@ every misuse refused with its message, position and hint.
 
 from __future__ import annotations
 
-from tests.support.checker import at, check, errors, submodels, the_error
+from tests.support.checker import at, body, check, errors, functional, submodels, the_error
 
 GEN_GRADS = ("loss = mean(disc(gen(x)))", "grads = gradient(loss, gen)")
 TRACKED = "update tracker(loss)"
@@ -174,3 +174,29 @@ def test_apply_with_an_unknown_optimizer():
         at(text, 8, "g_optt"),
         "did you mean `g_opt`?",
     )
+
+
+def test_apply_in_a_shared_block():
+    text = (
+        "model S:\n    init(gen: Model)\n    compile(g_opt: Optimizer)\n"
+        "    metric tracker = Mean()\n"
+        "    shared(x):\n"
+        + body(*GEN_GRADS[:1], "grads = gradient(loss, gen)", "apply grads to gen using g_opt")
+        + "    train:\n"
+        + body(TRACKED)
+    ).replace("disc(gen(x))", "gen(x)")
+    check(
+        the_error(text),
+        "a shared block cannot apply: it runs in the test step too",
+        at(text, 8, "apply"),
+        "apply in the train step, after the shared block",
+    )
+
+
+def test_a_functional_model_applies_edited_gradients_to_itself():
+    text = functional(
+        "loss = compiled_loss(y, self(x))",
+        "grads = gradient(loss, self)",
+        "apply clip(grads, -0.1, 0.1) to self",
+    )
+    assert errors(text) == []

@@ -95,3 +95,81 @@ def trained_weights(model: keras.Model, **compile_options) -> np.ndarray:
 
 def generated_weights(**compile_options) -> np.ndarray:
     return trained_weights(compiled_module().RowEdit(encoder(), keep_row=KEEP), **compile_options)
+
+
+# A second spec: in a repeat block, the encoder's gradient divided by its global norm
+# and applied; then a minimize of the decoder, which sees the updated encoder.
+NORMED_SPEC = """
+model Normed:
+    init(enc: Model, dec: Model)
+    compile(e_opt: Optimizer, d_opt: Optimizer)
+    metric tracker = Mean(name="loss")
+
+    train(x, y):
+        repeat 2:
+            loss = mean(square(dec(enc(x)) - y))
+            grads = gradient(loss, enc)
+            normed = grads / (global_norm(grads) + 1e-6)
+            apply where(abs(normed) > 0.1, normed, 0.0) * 0.05 to enc using e_opt
+        decoded = mean(square(dec(enc(x)) - y))
+        minimize decoded over dec using d_opt
+        update tracker(decoded)
+"""
+DENSE_X = np.random.default_rng(3).normal(size=(24, 3)).astype("float32")
+DENSE_Y = np.random.default_rng(4).normal(size=(24, 2)).astype("float32")
+
+
+def dense(inputs: int, units: int, seed: int) -> keras.Model:
+    model = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(units)])
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=(inputs, units)).astype("float32"), np.zeros(units)])
+    return model
+
+
+class NormedByHand(keras.Model):
+    """NORMED_SPEC's step written by hand with tf.GradientTape (float32, one device)."""
+
+    def __init__(self, enc, dec):
+        super().__init__()
+        self.enc, self.dec = enc, dec
+        self.tracker = keras.metrics.Mean(name="loss")
+
+    def compile(self, e_opt, d_opt):
+        super().compile()
+        self.e_opt, self.d_opt = e_opt, d_opt
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y = data
+        for _ in range(2):
+            with tf.GradientTape() as tape:
+                loss = ops.mean(ops.square(self.dec(self.enc(x)) - y))
+            grads = tape.gradient(loss, self.enc.trainable_variables)
+            norm = tf.linalg.global_norm(grads)
+            grads = [g / (norm + 1e-6) for g in grads]
+            grads = [ops.where(ops.abs(g) > 0.1, g, 0.0) * 0.05 for g in grads]
+            self.e_opt.apply(grads, self.enc.trainable_variables)
+        with tf.GradientTape() as tape:
+            decoded = ops.mean(ops.square(self.dec(self.enc(x)) - y))
+        grads = tape.gradient(decoded, self.dec.trainable_variables)
+        self.d_opt.apply(grads, self.dec.trainable_variables)
+        self.tracker.update_state(decoded)
+        return {"loss": self.tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.tracker]
+
+
+def normed_weights(model=None, **compile_options) -> list[np.ndarray]:
+    """Every weight of enc and dec after one epoch of 3 batches of 8 (SGD)."""
+    if model is None:
+        module = types.ModuleType("stepc_gradient_edits_normed")
+        exec(stepc.compile_source(NORMED_SPEC, "normed.step"), module.__dict__)
+        model = module.Normed(dense(3, 4, 5), dense(4, 2, 6))
+    sgd = keras.optimizers.SGD
+    model.compile(e_opt=sgd(LEARNING_RATE), d_opt=sgd(0.1), **compile_options)
+    model.fit(DENSE_X, DENSE_Y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    models = (model.enc, model.dec)
+    return [np.asarray(ops.convert_to_numpy(v)) for m in models for v in m.weights]

@@ -45,7 +45,11 @@ def mirrored() -> dict:
 def backend(jit: bool) -> dict:
     from tests.support import gradient_edits as case
 
-    return {"weights": case.generated_weights(jit_compile=jit).tolist()}
+    normed = case.normed_weights(jit_compile=jit)
+    return {
+        "weights": case.generated_weights(jit_compile=jit).tolist(),
+        **{f"normed_{i}": w.tolist() for i, w in enumerate(normed)},
+    }
 
 
 def main(argv: list[str]) -> int:
