@@ -39,7 +39,7 @@ def block_depth(body) -> int:
     """
     minimize = any(isinstance(s, ir.Minimize) for s in body)
     gradients = sum(1 for s in body if _is_gradient(s))
-    inner = max((1 + block_depth(s.body) for s in body if isinstance(s, ir.Repeat)), default=0)
+    inner = max((1 + block_depth(s.body) for s in body if isinstance(s, ir.LOOPS)), default=0)
     if any(isinstance(s, ir.AssignWeights) for s in body):
         inner = max(inner, 1)
     return int(minimize) + gradients + inner
@@ -155,7 +155,7 @@ class ConstructChecks(ExprChecker):
         depth = block_depth(self.step.body)
         if depth <= MAX_BLOCKS:
             return
-        first = next((s for s in self.step.body if isinstance(s, ir.Repeat)), None)
+        first = next((s for s in self.step.body if isinstance(s, ir.LOOPS)), None)
         self.out.append(
             error(
                 f"this step's code would nest {depth} blocks (repeat loops and gradient "

@@ -193,10 +193,15 @@ class ExprChecker(GradientMapping, OperatorChecks):
             return replace(value, models=value.models | {symbol.name})
         if symbol.type is Type.CALLABLE:  # a plain function: any arguments, any rank
             return self._call_checked(node, _function_call_op(symbol.name, node), Type.UNKNOWN)
-        message = f"{article(symbol.kind.value)} cannot be called"
+        message, hint = f"{article(symbol.kind.value)} cannot be called", None
         if symbol.kind is Kind.SELF:
             message = "`self` has no forward pass: this model holds sub-models; call one of them"
-        self.out.append(error(message, node.func.span))
+        elif symbol.type is Type.METRIC and symbol.kind in (Kind.INIT_PARAM, Kind.COMPILE_PARAM):
+            message = f"`{symbol.name}` is a metric: it cannot be called"
+            hint = (
+                f"update it with `update {symbol.name}(...)`, report it with `return {symbol.name}`"
+            )
+        self.out.append(error(message, node.func.span, hint))
         self._values(node.args, node.keywords)
         return Value(Type.TENSOR)
 

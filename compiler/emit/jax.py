@@ -33,7 +33,9 @@ from stepc.emit.pyexpr import (
     sequence,
     string_literal,
 )
+from stepc.lower.loops import loop_names
 from stepc.lower.plan import (
+    LOOP_BLOCKS,
     SCALE,
     UNSCALE,
     ApplyEdited,
@@ -41,7 +43,6 @@ from stepc.lower.plan import (
     GradientRegion,
     LossForGradient,
     ModelPlan,
-    RepeatBlock,
     TakeGradient,
 )
 from stepc.lower.regions import binds_of
@@ -151,8 +152,13 @@ class JaxStepWriter(StepWriter):
         return [*region.watched, *(f"{n}={n}" for n in again)]
 
     def _repeat(self, block, depth: int) -> None:
-        self._loop_bound.append(binds_of(block.items))
+        self._loop_bound.append(binds_of(block.items) | loop_names(block.statement))
         super()._repeat(block, depth)
+        self._loop_bound.pop()
+
+    def _for_each(self, block, depth: int) -> None:
+        self._loop_bound.append(binds_of(block.items) | loop_names(block.statement))
+        super()._for_each(block, depth)
         self._loop_bound.pop()
 
     def _loss_line(self, loss: LossForGradient, depth: int) -> None:
@@ -289,7 +295,7 @@ def _function_binds(items) -> set[str]:
     for item in items:
         if isinstance(item, GradientRegion):
             names |= set(_own_leaves(item))
-        elif isinstance(item, RepeatBlock):
+        elif isinstance(item, LOOP_BLOCKS):
             names |= _function_binds(item.items)
         else:
             names |= binds_of((item,))

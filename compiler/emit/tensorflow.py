@@ -13,6 +13,8 @@ from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
 from stepc.lower.plan import (
+    GATHER,
+    REPLICA_MEAN,
     SCALE,
     UNSCALE,
     ApplyEdited,
@@ -27,6 +29,8 @@ IMPORT = "import tensorflow as tf"
 _DISTRIBUTION_HELPERS = {
     SCALE: ("scale", "_scale_for_distribution"),
     UNSCALE: ("unscale", "_unscale_for_distribution"),
+    GATHER: ("all_gather", "_all_gather"),
+    REPLICA_MEAN: ("replica_mean", "_replica_mean"),
 }
 
 
@@ -34,6 +38,7 @@ class TensorFlowStepWriter(StepWriter):
     """A step as Keras's TensorFlow trainer writes one: a tape per recording."""
 
     FRAMEWORK = "tensorflow"
+    REPLICA_CALLS = ()  # spelled: a replica holds its share of the batch
 
     def pseudo_call(self, name: str, args: list):
         if name in _DISTRIBUTION_HELPERS:
@@ -191,5 +196,21 @@ HELPERS = {
         "    for i, g in zip(present, kept, strict=True):",
         "        grads[i] = g",
         "    return grads",
+    ),
+    "all_gather": (
+        "def _all_gather(value):",
+        '    """Every replica\'s share of a batch tensor, concatenated in replica order',
+        '    (the whole batch, as one device sees it), for a state\'s new value."""',
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1:",
+        "        value = tf.distribute.get_replica_context().all_gather(value, axis=0)",
+        "    return value",
+    ),
+    "replica_mean": (
+        "def _replica_mean(value):",
+        '    """A scalar of one replica\'s share of the batch, averaged over the replicas',
+        '    (the whole batch\'s, for equal shares), for a state\'s new value."""',
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1:",
+        '        value = tf.distribute.get_replica_context().all_reduce("mean", value)',
+        "    return value",
     ),
 }

@@ -102,7 +102,7 @@ class Dataflow:
         one reads them, so it is never moved across the update."""
         written: set[str] = set()
         for part in parts:
-            if isinstance(part, (Block, ir.Repeat)):
+            if isinstance(part, (Block, *ir.LOOPS)):
                 inner = part.parts if isinstance(part, Block) else part.body
                 written |= self._weights_written(inner)
             elif isinstance(part, ir.ApplyEdited):

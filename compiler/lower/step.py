@@ -26,6 +26,7 @@ from stepc.lower.gradient_edits import (
     mapped_compute,
 )
 from stepc.lower.gradients import GradientPlacement
+from stepc.lower.loops import index_checks, loop_block, loop_names
 from stepc.lower.plan import (
     BATCH_SIZE,
     COMPILED_LOSS_VALUE,
@@ -38,7 +39,6 @@ from stepc.lower.plan import (
     LossForGradient,
     PlanItem,
     RegionGradient,
-    RepeatBlock,
     ReturnPlan,
     ReturnValue,
     StepPlan,
@@ -48,6 +48,7 @@ from stepc.lower.plan import (
 from stepc.lower.precision import cast_model_outputs
 from stepc.lower.regions import annotate_regions
 from stepc.lower.scaling import Facts
+from stepc.lower.state import BatchValues, is_state_update, state_update
 from stepc.lower.training import with_training_mode
 from stepc.parse import ir
 from stepc.tables.builtins import COMPILED_LOSS, FROZEN_MODEL, KERAS_OPTIMIZER, Type
@@ -66,6 +67,7 @@ class StepLowering(GradientPlacement):
         self.taken |= {
             t.id for s in ir.statements(step.body) if isinstance(s, ir.Assign) for t in s.targets
         }
+        self.taken |= set().union(*(loop_names(s) for s in ir.statements(step.body)))
         body = explicit_loss_report(name_compiled_losses(step.body, self.fresh), self.fresh)
         if derived:  # the train step's report of the loss is made explicit first
             step = dataclasses.replace(step, kind=ir.StepKind.TEST)
@@ -87,6 +89,7 @@ class StepLowering(GradientPlacement):
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
         self.depends = Dependencies(self.models)  # what each name is computed from
+        self.batch_values = BatchValues(step, self.models)  # what a replica has its share of
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
@@ -104,6 +107,7 @@ class StepLowering(GradientPlacement):
             annotate_regions(items, return_plan),
             return_plan,
             frozenset(self.taken),
+            index_checks=index_checks(self.step.body),
         )
 
     # ---------------------------------------------------------------- names
@@ -241,11 +245,11 @@ class StepLowering(GradientPlacement):
     def _lower_unit(self, unit) -> list[PlanItem]:
         if isinstance(unit, Block):
             return self._gradient_items(unit)
-        if isinstance(unit, ir.Repeat):
+        if isinstance(unit, ir.LOOPS):
             self.outer_depth += 1
             items = tuple(self._place(unit.body))
             self.outer_depth -= 1
-            return [RepeatBlock(unit.count, items, unit)]
+            return [loop_block(unit, items)]
         return [self._compute(unit)]
 
     def _split_range(self, body, start: int, stop: int, recorded: set[int]):
@@ -267,7 +271,8 @@ class StepLowering(GradientPlacement):
             if i in recorded or conflicts:
                 inside.append(i)
             elif flow.reads_from(i, kept):
-                (after if isinstance(body[i], ir.Update) else inside).append(i)
+                later = isinstance(body[i], ir.Update) or is_state_update(body[i], self.symbols)
+                (after if later else inside).append(i)
             else:
                 before.append(i)
                 continue
@@ -280,6 +285,8 @@ class StepLowering(GradientPlacement):
     # ---------------------------------------------------------------- statements
 
     def _compute(self, statement: ir.Statement) -> Compute:
+        if is_state_update(statement, self.symbols):
+            return state_update(statement, self.facts.unscaled(statement.value), self)
         if isinstance(statement, ir.AssignWeights):
             return self._assign_weights(statement)
         if isinstance(statement, ir.ApplyEdited):
@@ -354,7 +361,7 @@ class StepLowering(GradientPlacement):
                 values.append(ReturnValue(item.entry, None, None, True, item.entry))
             elif item.value is None and symbol is not None and symbol.kind is Kind.COMPILED_METRICS:
                 values.append(ReturnValue(item.name.id, None, None, compiled_metrics=True))
-            elif item.value is None and symbol is not None and symbol.kind is Kind.METRIC:
+            elif item.value is None and symbol is not None and symbol.is_own_metric:
                 values.append(ReturnValue(item.name.id, item.name.id, None))
             else:
                 value = self.facts.unscaled(item.value or item.name)
@@ -406,7 +413,7 @@ def without_updates(body) -> tuple[ir.Statement, ...]:
     """The statements that do not change weights, repeat blocks included."""
     kept = []
     for statement in body:
-        if isinstance(statement, ir.Repeat):
+        if isinstance(statement, ir.LOOPS):
             inner = without_updates(statement.body)
             statement = dataclasses.replace(statement, body=inner) if inner else None
         elif isinstance(statement, (ir.Minimize, ir.AssignWeights, ir.ApplyEdited)):
