@@ -63,6 +63,18 @@ def test_the_edit_is_a_comprehension_over_each_gradient():
     assert "scaled = [0.5 * ops.clip(g, -0.05, 0.05) for g in masked]" in text
 
 
+def test_evaluate_takes_no_gradient_and_reports_the_loss():
+    """The derived test step drops the apply and the gradients only it used; its
+    `loss` is the mean squared error of the trained encoder (rtol 1e-5)."""
+    text = stepc.compile_source(case.SPEC, "row_edit.step")
+    assert "gradient" not in step_source(text, "test_step").lower()
+    model = case.compiled_module().RowEdit(case.encoder(), keep_row=case.KEEP)
+    case.trained_weights(model)
+    logs = model.evaluate(case.X, case.Y, batch_size=8, verbose=0, return_dict=True)
+    expected = np.mean(np.square(np.asarray(model.encoder(case.X)) - case.Y))
+    np.testing.assert_allclose(logs["loss"], expected, rtol=RTOL)
+
+
 def test_a_masked_scaled_clipped_gradient_matches_a_hand_written_step(tensorflow_table):
     """The embedding table after 3 SGD steps equals the hand-written step's (atol
     1e-6, rtol 1e-5); only row KEEP changed, every other row bit-equal."""

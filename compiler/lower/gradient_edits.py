@@ -92,3 +92,30 @@ def apply_edited(statement: ir.ApplyEdited, gradients: dict[str, str]) -> ApplyE
     if isinstance(statement.gradients, ir.Name):
         maps = ()  # applied as they are
     return ApplyEdited(statement.model.id, optimizer, statement.gradients, maps, statement)
+
+
+def without_unused_edits(body, models: set[str]) -> tuple:
+    """A derived test step's statements (its applies removed) without the model
+    gradients and edits nothing reads any more: evaluate() takes no gradient only
+    an update used."""
+    gradients = gradient_values(body, models)
+    while True:
+        read = {n.id for s in ir.statements(body) for n in ir.walk(s) if isinstance(n, ir.Name)}
+        unused = {name for name in gradients if name not in read}
+        pruned = _without_assignments(body, unused)
+        if pruned == tuple(body):
+            return pruned
+        body = pruned
+
+
+def _without_assignments(body, names: set[str]) -> tuple:
+    kept = []
+    for statement in body:
+        if isinstance(statement, ir.LOOPS):
+            inner = _without_assignments(statement.body, names)
+            statement = dataclasses.replace(statement, body=inner) if inner else None
+        elif isinstance(statement, ir.Assign) and {t.id for t in statement.targets} <= names:
+            statement = None
+        if statement is not None:
+            kept.append(statement)
+    return tuple(kept)

@@ -24,6 +24,7 @@ from stepc.lower.gradient_edits import (
     gradient_values,
     loss_scaled_gradients,
     mapped_compute,
+    without_unused_edits,
 )
 from stepc.lower.gradients import GradientPlacement
 from stepc.lower.loops import index_checks, loop_block, loop_names
@@ -71,7 +72,7 @@ class StepLowering(GradientPlacement):
         body = explicit_loss_report(name_compiled_losses(step.body, self.fresh), self.fresh)
         if derived:  # the train step's report of the loss is made explicit first
             step = dataclasses.replace(step, kind=ir.StepKind.TEST)
-            body = without_updates(body)
+            body = without_unused_edits(without_updates(body), self.models)
         frozen = {n for n, s in self.symbols.items() if s.detail == FROZEN_MODEL}
         training = step.kind is ir.StepKind.TRAIN
         body = with_training_mode(body, training, self.models, frozen)
