@@ -27,6 +27,23 @@ def test_edits_of_a_models_gradients_are_accepted():
     assert errors(text) == []
 
 
+def test_a_tensor_mask_chooses_among_gradients():
+    text = submodels(
+        *GEN_GRADS, "kept = where(x[0] > 0.0, grads, 0.0)", "apply kept to gen using g_opt", TRACKED
+    )
+    assert errors(text) == []
+
+
+def test_a_mask_multiplying_gradients():
+    text = submodels(*GEN_GRADS, "masked = grads * (x[0] > 0.0)", TRACKED)
+    check(
+        errors(text)[0],
+        "`*` cannot take a boolean value (a comparison's or `& | ~`'s result)",
+        at(text, 8, "x[0] >"),
+        'cast it first: `cast(mask, "float32")`, or choose with `where(mask, a, b)`',
+    )
+
+
 def test_gradients_applied_to_another_model():
     text = submodels(*GEN_GRADS, "apply grads to disc using d_opt", TRACKED)
     check(
