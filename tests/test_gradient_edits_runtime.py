@@ -59,8 +59,10 @@ def tensorflow_table() -> np.ndarray:
 
 def test_the_edit_is_a_comprehension_over_each_gradient():
     text = step_source(stepc.compile_source(case.SPEC, "row_edit.step"))
-    assert "masked = [g * row_mask for g in grads]" in text
-    assert "scaled = [0.5 * ops.clip(g, -0.05, 0.05) for g in masked]" in text
+    assert "masked = [None if g is None else g * row_mask for g in grads]" in text
+    assert (
+        "scaled = [None if g is None else 0.5 * ops.clip(g, -0.05, 0.05) for g in masked]" in text
+    )
 
 
 def test_evaluate_takes_no_gradient_and_reports_the_loss():
@@ -130,14 +132,26 @@ def test_an_edit_in_a_loop_then_a_minimize_matches_a_hand_written_step(tensorflo
     assert np.abs(tensorflow_normed[0] - case.dense(3, 4, 5).get_weights()[0]).max() > 1e-3
 
 
+def test_a_variable_the_loss_does_not_reach_is_left_alone():
+    """HEADS_SPEC: the second head's gradients are None, kept None by the edit, so
+    SGD with weight decay (which would move a variable given a zero gradient) leaves
+    them bit-equal; the first head moves."""
+    before, after = case.heads_weights()
+    for first, trained in zip(before[:2], after[:2], strict=True):
+        assert np.abs(first - trained).max() > 1e-3
+    for second, trained in zip(before[2:], after[2:], strict=True):
+        np.testing.assert_array_equal(second, trained)
+
+
 @pytest.mark.parametrize(("backend", "jit"), [("jax", "jit"), ("torch", "eager")])
 def test_other_backends_equal_the_tensorflow_module(
     backend, jit, tensorflow_table, tensorflow_normed
 ):
     """JAX (jit) and PyTorch: the same embedding table as TensorFlow's and the same
-    weights for NORMED_SPEC (atol 1e-6, rtol 1e-5)."""
+    weights for NORMED_SPEC (atol 1e-6, rtol 1e-5); HEADS_SPEC's second head unmoved."""
     runs = _worker("backend", jit, backend=backend)
     np.testing.assert_allclose(runs["weights"], tensorflow_table, atol=ATOL, rtol=RTOL)
     _assert_only_the_kept_row_changed(runs["weights"])
     for index, want in enumerate(tensorflow_normed):
         np.testing.assert_allclose(runs[f"normed_{index}"], want, atol=ATOL, rtol=RTOL)
+    np.testing.assert_array_equal(runs["second_head_moved"], [0.0, 0.0])

@@ -215,10 +215,12 @@ class JaxStepWriter(StepWriter):
         self.comment(depth, statement.span)
         targets = [t.id for t in statement.targets]
         grads = self._grads[take.recorder]
-        if take.of_model:  # zeros where the value does not reach, as on TensorFlow
+        if take.unscale_by:  # applied after an edit: None (not reached) stays None
+            rendered = unscaled(self, grads, take).doc
+        elif take.of_model:  # zeros where the value does not reach, as on TensorFlow
             self.used.add("zero_if_unconnected")
             variables = self._variables[take.recorder]
-            rendered = unscaled(self, call("_zero_if_unconnected", [grads, variables]), take).doc
+            rendered = call("_zero_if_unconnected", [grads, variables]).doc
         elif take.tuple_result:
             rendered = grads
         else:
@@ -243,9 +245,9 @@ class JaxStepWriter(StepWriter):
 
     def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
         self.used.update(("for_apply", "apply"))
-        grads = apply_lines(self, apply, "_for_apply", depth)
+        grads, variables = apply_lines(self, apply, "_for_apply", variables_of(apply.model), depth)
         optimizer = self.names.python(apply.optimizer)
-        rendered = call("_apply_on_jax", [optimizer, grads, variables_of(apply.model)])
+        rendered = call("_apply_on_jax", [optimizer, grads, variables])
         self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _clip_parts(self, apply: ApplyGradients, grads: str, optimizer: str, depth: int) -> None:

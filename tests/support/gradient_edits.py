@@ -173,3 +173,39 @@ def normed_weights(model=None, **compile_options) -> list[np.ndarray]:
     model.fit(DENSE_X, DENSE_Y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     models = (model.enc, model.dec)
     return [np.asarray(ops.convert_to_numpy(v)) for m in models for v in m.weights]
+
+
+# A third spec: the loss reaches one of the encoder's two heads; the other head's
+# gradient is None, kept None through the edit, so apply() leaves it alone (with a
+# weight decay, a zero gradient would still move it).
+HEADS_SPEC = """
+model Heads:
+    init(enc: Model)
+    metric tracker = Mean(name="loss")
+
+    train(x, y):
+        first, second = enc(x)
+        loss = mean(square(first - y))
+        grads = gradient(loss, enc)
+        apply 0.5 * grads to enc
+        update tracker(loss)
+"""
+
+
+def two_heads() -> keras.Model:
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(2)(inputs)])
+    rng = np.random.default_rng(8)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def heads_weights() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The two heads' weights before and after one epoch (SGD with weight decay)."""
+    module = types.ModuleType("stepc_gradient_edits_heads")
+    exec(stepc.compile_source(HEADS_SPEC, "heads.step"), module.__dict__)
+    model = module.Heads(two_heads())
+    before = [np.array(w) for w in model.enc.get_weights()]
+    model.compile(optimizer=keras.optimizers.SGD(0.1, weight_decay=0.1))
+    model.fit(DENSE_X, DENSE_Y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    return before, [np.array(w) for w in model.enc.get_weights()]

@@ -46,7 +46,11 @@ def backend(jit: bool) -> dict:
     from tests.support import gradient_edits as case
 
     normed = case.normed_weights(jit_compile=jit)
+    before, after = case.heads_weights()
     return {
+        "second_head_moved": [
+            float(abs(a - b).max()) for a, b in zip(before[2:], after[2:], strict=True)
+        ],
         "weights": case.generated_weights(jit_compile=jit).tolist(),
         **{f"normed_{i}": w.tolist() for i, w in enumerate(normed)},
     }

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from stepc.emit.pyexpr import INDENT, LINE_LENGTH, Rendered, call, flat, layout
+from stepc.emit.pyexpr import (
+    INDENT,
+    LINE_LENGTH,
+    Concat,
+    Rendered,
+    assignment,
+    call,
+    flat,
+    layout,
+)
 from stepc.lower.plan import ApplyEdited, TakeGradient
 from stepc.parse import ir
 
@@ -26,6 +35,8 @@ def mapped_lines(writer, target: str, expr, maps: tuple[str, ...], depth: int) -
     elements = [writer.names.fresh(_ELEMENT) for _ in maps]
     writer.names.taken -= set(elements)  # a comprehension's own: free after it
     body = writer.expr(_each(expr, dict(zip(maps, elements, strict=True)))).doc
+    # None: a variable the loss does not reach (every list of one model alike).
+    body = Concat((f"None if {elements[0]} is None else ", body))
     lists = [writer.names.python(name) for name in maps]
     source = lists[0] if len(lists) == 1 else f"zip({', '.join(lists)}, strict=True)"
     loop = f"for {', '.join(elements)} in {source}"
@@ -90,18 +101,18 @@ def _each(node, elements: dict[str, str]):
     return _rebuilt(node, lambda child: _each(child, elements))
 
 
-def unscaled(writer, rendered: Rendered, take: TakeGradient) -> Rendered:
-    """A model's gradient of a loss its optimizer scaled, with the scale divided out:
-    the true gradient an edit sees (`apply` scales it again)."""
-    if not take.unscale_by:
-        return rendered
+def unscaled(writer, grads, take: TakeGradient) -> Rendered:
+    """A model's gradients (a Rendered or a name) of a loss its optimizer scaled, with
+    the scale divided out: the true gradient an edit sees (`apply` scales it again)."""
     writer.used.add("unscaled")
-    return call("_unscaled", [rendered.doc, writer.names.python(take.unscale_by)])
+    doc = grads.doc if isinstance(grads, Rendered) else grads
+    return call("_unscaled", [doc, writer.names.python(take.unscale_by)])
 
 
-def apply_lines(writer, apply: ApplyEdited, helper: str, depth: int) -> str:
-    """`grads = helper(<edited>, optimizer)` and the comment; the gradients' name.
-    An edit written in the statement itself is computed on a line before."""
+def apply_lines(writer, apply: ApplyEdited, helper: str, sources: str, depth: int):
+    """`grads, variables = helper(<edited>, sources, optimizer)` (`sources`: the
+    model's trainable variables) and the comment; the two names. An edit written in
+    the statement itself is computed on a line before."""
     edited = apply.gradients.id if isinstance(apply.gradients, ir.Name) else "the edit"
     writer.comment(depth, apply.statement.span, f"apply {edited} to {apply.model}")
     if apply.maps:
@@ -109,11 +120,12 @@ def apply_lines(writer, apply: ApplyEdited, helper: str, depth: int) -> str:
         mapped_lines(writer, edited, apply.gradients, apply.maps, depth)
     else:
         edited = flat(writer.expr(apply.gradients).doc)
-    grads = writer.names.fresh("grads")
-    writer.names.taken.discard(grads)  # reused by the next update
+    grads, variables = writer.names.fresh("grads"), writer.names.fresh("variables")
+    writer.names.taken -= {grads, variables}  # reused by the next update
     optimizer = writer.names.python(apply.optimizer)
-    writer.lines += layout(f"{grads} = ", call(helper, [edited, optimizer]).doc, INDENT * depth)
-    return grads
+    rendered = call(helper, [edited, sources, optimizer])
+    writer.lines += assignment([grads, variables], rendered.doc, INDENT * depth)
+    return grads, variables
 
 
 HELPERS = {
@@ -125,10 +137,13 @@ HELPERS = {
         "    return [None if g is None else g / ops.cast(scale, g.dtype) for g in grads]",
     ),
     "for_apply": (
-        "def _for_apply(grads, optimizer):",
-        '    """Edited gradients as optimizer.apply() takes them: times a LossScaleOptimizer\'s',
-        '    scale, which apply() divides out (skipping a step that is not finite)."""',
+        "def _for_apply(grads, variables, optimizer):",
+        '    """Edited gradients and their variables as optimizer.apply() takes them: times a',
+        "    LossScaleOptimizer's scale, which apply() divides out (skipping a step that is",
+        "    not finite); a None (a variable the loss does not reach) left out with its",
+        '    variable, which the update leaves alone."""',
         '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
-        "    return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]",
+        "    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]",
+        "    return [g * ops.cast(scale, g.dtype) for g, _ in pairs], [v for _, v in pairs]",
     ),
 }
