@@ -347,6 +347,8 @@ class ModelPlan:
     compiled_metrics_once_built: bool = False
     # The `Metric` parameters (of init or compile): the model's metrics too.
     metric_params: tuple[str, ...] = ()
+    # Keras's optimizer updates only some trainable variables: compile() builds it there.
+    builds_keras_optimizer: bool = False
     states: tuple[StateVariable, ...] = ()  # `state` items, in declaration order
 
 

@@ -27,7 +27,7 @@ from stepc.lower.gradient_edits import (
     without_unused_edits,
 )
 from stepc.lower.gradients import GradientPlacement
-from stepc.lower.loops import index_checks, loop_block, loop_names
+from stepc.lower.loops import index_checks, loop_block, loop_names, note_loop_variables
 from stepc.lower.plan import (
     BATCH_SIZE,
     COMPILED_LOSS_VALUE,
@@ -90,7 +90,7 @@ class StepLowering(GradientPlacement):
         self.flow = Dataflow([])
         self.outer_depth = 0  # how many repeat blocks the statements placed are in
         self.depends = Dependencies(self.models)  # what each name is computed from
-        self.batch_values = BatchValues(step, self.models)  # what a replica has its share of
+        self.batch_values = BatchValues(step, self.models, self)  # what a replica has its share of
 
     def _cast_model_outputs(self, body):
         """Mixed precision: model outputs the spec computes with, in float32."""
@@ -247,10 +247,11 @@ class StepLowering(GradientPlacement):
         if isinstance(unit, Block):
             return self._gradient_items(unit)
         if isinstance(unit, ir.LOOPS):
+            note_loop_variables(unit, self.facts, self.depends)
             self.outer_depth += 1
             items = tuple(self._place(unit.body))
             self.outer_depth -= 1
-            return [loop_block(unit, items)]
+            return [loop_block(unit, items, self.facts)]
         return [self._compute(unit)]
 
     def _split_range(self, body, start: int, stop: int, recorded: set[int]):

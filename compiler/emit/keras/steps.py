@@ -258,6 +258,7 @@ class StepWriter(LoopWriter, StateWriting):
         statement = item.statement
         keras_loss = item.role == KERAS_LOSS_TRACKER
         self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
+        self.index_checks(statement, depth)  # stepc.emit.keras.loops
         if item.state is not None:
             self.assign_state(item, depth)
         elif isinstance(statement, ir.AssignWeights):
@@ -311,7 +312,7 @@ class StepWriter(LoopWriter, StateWriting):
         if not block.items:  # nothing left to run (a block that only updated weights)
             return
         count = flat(self.expr(block.count).doc)
-        self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
+        self.comment(depth, block.statement.span, self.repeat_text(block))
         if isinstance(block.count, ir.Name):
             # Unrolled when traced: the bounds of a literal count, checked then.
             bounds = f"1 <= {count} <= {MAX_REPEAT}"
