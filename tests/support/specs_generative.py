@@ -139,13 +139,10 @@ def build_network() -> keras.Model:
 
 
 def build_ema_network() -> keras.Model:
-    """DDIM's EMA network, with the network's initial weights, not trainable: Keras's
-    optimizer is then built on the network's variables alone, both by its first step and
-    by load_model, which builds it on ``model.trainable_variables`` (a trainable EMA
-    network would make the loaded optimizer's variables other than the saved ones)."""
+    """DDIM's EMA network, with the network's initial weights; trainable, as the
+    example's clone is (the step never trains it)."""
     model = _diffusion_network("ema_network")
     model.set_weights(list(initial_weights(build_network)))
-    model.trainable = False
     return model
 
 
