@@ -362,7 +362,7 @@ class _DiffusionModelTensorFlowSteps:
                 "weights, in the same order"
             )
         for ema_network_weight, network_weight in zip(
-            self.ema_network.weights, self.network.weights
+            self.ema_network.weights, self.network.weights, strict=True
         ):
             ema_network_weight.assign(
                 self.ema * ema_network_weight + (1.0 - self.ema) * network_weight
@@ -541,7 +541,7 @@ class _DiffusionModelJaxSteps:
                     "same weights, in the same order"
                 )
             for ema_network_weight, network_weight in zip(
-                self.ema_network.weights, self.network.weights
+                self.ema_network.weights, self.network.weights, strict=True
             ):
                 ema_network_weight.assign(
                     self.ema * ema_network_weight + (1.0 - self.ema) * network_weight
@@ -729,7 +729,7 @@ class _DiffusionModelTorchSteps:
                 "weights, in the same order"
             )
         for ema_network_weight, network_weight in zip(
-            self.ema_network.weights, self.network.weights
+            self.ema_network.weights, self.network.weights, strict=True
         ):
             ema_network_weight.assign(
                 self.ema * ema_network_weight + (1.0 - self.ema) * network_weight

@@ -61,7 +61,7 @@ def _of_state_shape(state, value, where):
     """`value`, checked (on its static shape: no op) to fit `state`'s shape."""
     shape = tuple(getattr(value, "shape", ()))  # a Python number: a scalar
     fits = len(shape) == len(state.shape) and all(
-        a is None or a == b for a, b in zip(shape, state.shape)
+        a is None or a == b for a, b in zip(shape, state.shape, strict=True)
     )
     if not fits:
         raise ValueError(

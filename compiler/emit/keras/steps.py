@@ -339,7 +339,8 @@ class StepWriter(LoopWriter, StateWriting):
                 f"{_listing(models)} to have the same weights, in the same order"
             )
             self._raise(message, depth + 1)
-        source = call("zip", lists).doc if len(lists) > 1 else lists[0]
+        # strict: the lengths are checked above; zip says so to the linter (B905).
+        source = call("zip", [*lists, "strict=True"]).doc if len(lists) > 1 else lists[0]
         loop = f"for {', '.join(weights.values())} in "
         self.lines += layout(loop, Concat((source, ":")), INDENT * depth)
         self.substitute = weights
