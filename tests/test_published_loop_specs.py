@@ -13,7 +13,9 @@ rtol=1e-5 (``compare.RTOL``/``ATOL``). The references are checked against numpy 
 their own, and a deliberately broken variant of each (``tests/references/broken_loops.py``)
 must fail the comparison. Textual inversion changes the placeholder token's row only:
 every other row stays bit-equal. Then the fit() features: XLA, mixed precision, save and
-load, BackupAndRestore and MirroredStrategy over two logical CPUs (a subprocess).
+load, BackupAndRestore and MirroredStrategy over two logical CPUs (a subprocess), with
+captioning on 2 captions per image (``specs_loops.FEATURE_PARAMS``: tracing grows with
+the unrolled loop).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from tests.support.compare import (
 )
 from tests.support.fit import Run
 from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
-from tests.support.specs_loops import SPECS, Setup, run
+from tests.support.specs_loops import FEATURE_PARAMS, SPECS, Setup, run
 
 # Mixed precision: the sub-models compute in float16 on both sides, in the same order.
 MIXED_RTOL, MIXED_ATOL = 1e-3, 1e-4
@@ -52,6 +54,19 @@ def default_run(name: str, kind: str = "generated") -> Run:
     """The plain run of the generated model or the reference (shared: never train its
     model further)."""
     return run(name, Setup(kind))
+
+
+def feature_setup(name: str, kind: str = "generated", **changes) -> Setup:
+    """The setup of the fit() feature tests: ``FEATURE_PARAMS`` (captioning: 2 captions
+    per image) and ``changes``."""
+    return Setup(kind, params=FEATURE_PARAMS[name], **changes)
+
+
+@functools.cache
+def feature_run(name: str) -> Run:
+    """The generated model trained plainly in ``feature_setup`` (shared, as
+    ``default_run``)."""
+    return run(name, feature_setup(name))
 
 
 def check_trained(name: str, got: Run) -> None:
@@ -150,19 +165,13 @@ def test_comparison_catches_broken_reference(name, variant):
 # 3. fit() features -----------------------------------------------------------------------
 
 
-# XLA's compile time grows with the unrolled caption loop: two captions per image there
-# (which also shows a non-default num_captions reaching the step).
-XLA_PARAMS = {"image_captioning": {"num_captions": 2}, "textual_inversion": {}}
-
-
 @pytest.mark.parametrize("name", SPECS)
 def test_xla_matches_reference_under_xla(name):
     """compile(jit_compile=True): generated vs reference, both under XLA, as in
     test_generated_matches_reference (rtol=1e-5/atol=1e-6 on weights, rtol=1e-5 on
-    History and evaluate()); captioning with 2 captions per image."""
-    params = XLA_PARAMS[name]
-    generated = run(name, Setup(jit_compile=True, params=params))
-    reference = run(name, Setup("reference", jit_compile=True, params=params))
+    History and evaluate()), with ``FEATURE_PARAMS`` (captioning: 2 captions per image)."""
+    generated = run(name, feature_setup(name, jit_compile=True))
+    reference = run(name, feature_setup(name, "reference", jit_compile=True))
     assert generated.model.jit_compile is True and reference.model.jit_compile is True
     assert_runs_close(generated, reference, "XLA generated vs reference")
 
@@ -174,7 +183,8 @@ def test_mixed_precision_matches_reference(name):
     rtol=1e-3/atol=1e-4 (float16 sub-models), History and evaluate() within rtol=1e-3;
     textual inversion still changes the placeholder row only."""
     with mixed_float16():
-        generated, reference = run(name), run(name, Setup("reference"))
+        generated = run(name, feature_setup(name))
+        reference = run(name, feature_setup(name, "reference"))
     assert generated.model.dtype_policy.name == "mixed_float16"
     got, want = generated.model.optimizer, reference.model.optimizer
     assert isinstance(got, keras.optimizers.LossScaleOptimizer)
@@ -190,7 +200,7 @@ def test_mixed_precision_matches_reference(name):
 def saved_and_loaded(name: str, directory: Path) -> tuple[keras.Model, keras.Model]:
     """A generated model trained one epoch, and its model.save(".keras") loaded by
     keras.models.load_model (no custom_objects)."""
-    original = run(name, epochs=1).model
+    original = run(name, feature_setup(name), epochs=1).model
     original.save(directory / "model.keras")
     cls = loops.spec_class(name)  # a new class, registered under the saved name: loads as it
     loaded = keras.models.load_model(directory / "model.keras")
@@ -220,9 +230,10 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
     and evaluate() (rtol=1e-5)."""
     backup = tmp_path / "backup"
     with pytest.raises(Interrupted):
-        run(name, callbacks=[keras.callbacks.BackupAndRestore(backup), InterruptAt(1, 0)])
-    resumed = run(name, callbacks=[keras.callbacks.BackupAndRestore(backup)])
-    expected = default_run(name)
+        callbacks = [keras.callbacks.BackupAndRestore(backup), InterruptAt(1, 0)]
+        run(name, feature_setup(name), callbacks=callbacks)
+    resumed = run(name, feature_setup(name), callbacks=[keras.callbacks.BackupAndRestore(backup)])
+    expected = feature_run(name)
     assert_weights_close(resumed.weights, expected.weights, "resumed")
     assert_logs_close(resumed.history, {k: v[1:] for k, v in expected.history.items()})
     assert_logs_close(resumed.results, expected.results)

@@ -54,6 +54,9 @@ class ImageCaptioningReference(keras.Model):
         self.num_captions = num_captions
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.acc_tracker = keras.metrics.Mean(name="acc")
+        # Its sub-models are built and it has no call(): fit() under a strategy would
+        # otherwise try to build it by calling it on a batch.
+        self.built = True
 
     @property
     def metrics(self):

@@ -78,6 +78,9 @@ class TextualInversionReference(keras.Model):
         self.train_timesteps = train_timesteps
         self.time_dim = time_dim
         self.seed_generator = keras.random.SeedGenerator()
+        # Its sub-models are built and it has no call(): fit() under a strategy would
+        # otherwise try to build it by calling it on a batch.
+        self.built = True
 
     @property
     def metrics(self):
