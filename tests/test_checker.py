@@ -232,7 +232,7 @@ def test_unknown_parameter_type_without_suggestion() -> None:
         the_error(text),
         "unknown type `Tensor`",
         at(text, 3, "Tensor"),
-        "the types are Model, FrozenModel, Layer, Callable, Optimizer, Loss, int, float",
+        "the types are Model, FrozenModel, Layer, Callable, Optimizer, Loss, Metric, int, float",
     )
 
 

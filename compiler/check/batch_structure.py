@@ -93,6 +93,7 @@ def structure_uses(step: ir.Step) -> list[Use]:
 def _uses_in(statement: ir.Statement, live: set[str]) -> list[Use]:
     # A repeat's own statements come next from ir.statements: only its count here.
     root = statement.count if isinstance(statement, ir.Repeat) else statement
+    root = root.iterable if isinstance(root, ir.ForEach) else root
     uses = [
         Use(node.value.id, node.span, key=node.index.value)
         for node in ir.walk(root)

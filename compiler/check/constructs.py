@@ -39,7 +39,7 @@ def block_depth(body) -> int:
     """
     minimize = any(isinstance(s, ir.Minimize) for s in body)
     gradients = sum(1 for s in body if _is_gradient(s))
-    inner = max((1 + block_depth(s.body) for s in body if isinstance(s, ir.Repeat)), default=0)
+    inner = max((1 + block_depth(s.body) for s in body if isinstance(s, ir.LOOPS)), default=0)
     if any(isinstance(s, ir.AssignWeights) for s in body):
         inner = max(inner, 1)
     return int(minimize) + gradients + inner
@@ -155,7 +155,7 @@ class ConstructChecks(ExprChecker):
         depth = block_depth(self.step.body)
         if depth <= MAX_BLOCKS:
             return
-        first = next((s for s in self.step.body if isinstance(s, ir.Repeat)), None)
+        first = next((s for s in self.step.body if isinstance(s, ir.LOOPS)), None)
         self.out.append(
             error(
                 f"this step's code would nest {depth} blocks (repeat loops and gradient "
@@ -354,7 +354,8 @@ class ConstructChecks(ExprChecker):
         types = [self._gradient_source(item, value, reach) for item in items or (wrt,)]
         keys = {self.locals[n.id].key for n in items or (wrt,) if self._is_local(n)}
         type_ = Type.MULTI if items else types[0]
-        return Value(type_, value.models, value.names, value.reads | keys)
+        model = wrt.id if type_ is Type.GRADIENTS and isinstance(wrt, ir.Name) else ""
+        return Value(type_, value.models, value.names, value.reads | keys, gradients_of=model)
 
     def _is_local(self, node: ir.Expr) -> bool:
         return isinstance(node, ir.Name) and node.id in self.locals

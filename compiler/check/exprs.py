@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from stepc.check.binding import STRING_KINDS, bind, kind_problem, parameter_names
 from stepc.check.depends import ANY, TENSORS
+from stepc.check.gradient_edits import GradientMapping, maps_over_gradients, refused_hint
 from stepc.check.hints import suggest, unknown_operation
 from stepc.check.operators import OperatorChecks
 from stepc.check.symbols import Kind, Symbol
@@ -69,7 +70,7 @@ class Local:
     key: int = ANY  # its node in the dependency graph
 
 
-class ExprChecker(OperatorChecks):
+class ExprChecker(GradientMapping, OperatorChecks):
     """Types expressions; the step checker subclasses it and adds statements."""
 
     step: ir.Step
@@ -192,10 +193,15 @@ class ExprChecker(OperatorChecks):
             return replace(value, models=value.models | {symbol.name})
         if symbol.type is Type.CALLABLE:  # a plain function: any arguments, any rank
             return self._call_checked(node, _function_call_op(symbol.name, node), Type.UNKNOWN)
-        message = f"{article(symbol.kind.value)} cannot be called"
+        message, hint = f"{article(symbol.kind.value)} cannot be called", None
         if symbol.kind is Kind.SELF:
             message = "`self` has no forward pass: this model holds sub-models; call one of them"
-        self.out.append(error(message, node.func.span))
+        elif symbol.type is Type.METRIC and symbol.kind in (Kind.INIT_PARAM, Kind.COMPILE_PARAM):
+            message = f"`{symbol.name}` is a metric: it cannot be called"
+            hint = (
+                f"update it with `update {symbol.name}(...)`, report it with `return {symbol.name}`"
+            )
+        self.out.append(error(message, node.func.span, hint))
         self._values(node.args, node.keywords)
         return Value(Type.TENSOR)
 
@@ -217,6 +223,9 @@ class ExprChecker(OperatorChecks):
     def _call_op(self, node: ir.Call, op: Op) -> Value:
         self._check_arguments(op, node.args, node.keywords, node.span)
         values = self.typed_values(op, node.args, node.keywords)
+        mapped = self._mapped_call(node, op, values) if maps_over_gradients(op) else None
+        if mapped is not None:
+            return mapped
         value = _merge(_op_result(op, node, values), values)
         if _integer_cast(op, node):  # a whole number, through which no gradient flows
             return Value(value.type, names=value.names, integer=True)
@@ -242,9 +251,11 @@ class ExprChecker(OperatorChecks):
             refused = value.type in _NOT_ARGUMENTS and not (
                 (value.type is Type.STRING and op.kind(name) in STRING_KINDS)
                 or (value.type is Type.OPTIONAL_TENSOR and optional)
+                or (value.type is Type.GRADIENTS and maps_over_gradients(op))
             )
             if refused:
                 hint = _OPTIONAL_HINT if value.type is Type.OPTIONAL_TENSOR else None
+                hint = refused_hint(op.name) if value.type is Type.GRADIENTS else hint
                 message = f"`{op.name}` cannot take {article(value.type.value)}"
                 self.out.append(error(message, expr.span, hint))
             elif name and name in (*op.params, *op.keywords, op.varargs):  # else reported by bind

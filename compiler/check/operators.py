@@ -55,6 +55,9 @@ class OperatorChecks:
 
     def _expr_BinaryOp(self, node: ir.BinaryOp) -> Value:
         left, right = self.expr(node.left), self.expr(node.right)
+        mapped = self._mapped_binary(node, left, right)  # stepc.check.gradient_edits
+        if mapped is not None:
+            return mapped
         kind = BINARY[node.op].kind
         if kind is Kind.COMPARISON:
             return self._comparison(node, left, right)
@@ -72,6 +75,8 @@ class OperatorChecks:
 
     def _expr_Negate(self, node: ir.Negate) -> Value:
         value = self.expr(node.operand)
+        if self._mapped_negate(node, value) is not None:
+            return value
         if not self._check_numeric(node.operand, value, "-"):
             return replace(value, type=Type.TENSOR, boolean=False)  # reported once
         return value

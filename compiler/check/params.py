@@ -33,7 +33,11 @@ ALL_TYPES = (*PARAM_TYPES, *KERAS_ONLY_TYPES)
 NUMBER_TYPES = ("int", "float")
 # The types saved with keras.saving.serialize_keras_object in a config.
 SERIALIZED_TYPES = frozenset(
-    {name for name, t in PARAM_TYPES.items() if t in (Type.MODEL, Type.OPTIMIZER, Type.LOSS)}
+    {
+        name
+        for name, t in PARAM_TYPES.items()
+        if t in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC)
+    }
     | {"Callable"}
 )
 

@@ -85,7 +85,7 @@ class ReportChecks(ExprChecker):
             self._check_reportable(item.value, self.expr(item.value))
             return item.name.id
         symbol = self.symbols.get(item.name.id)
-        if symbol is not None and symbol.kind is Kind.METRIC:
+        if symbol is not None and symbol.is_own_metric:
             self.usage.names.add(item.name.id)
         else:
             self.expr(item.name)

@@ -18,6 +18,7 @@ from stepc.parse import ir
 _REFUSED = {
     ir.Minimize: ("minimize", "minimize in the train step, after the shared block"),
     ir.AssignWeights: ("assign weights", "assign in the train step, after the shared block"),
+    ir.ApplyEdited: ("apply", "apply in the train step, after the shared block"),
     ir.Return: ("return", "return in each step: the train and the test step report apart"),
 }
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from stepc.check.data import DataChecks
 from stepc.check.depends import DependencyGraph
 from stepc.check.exprs import Local, Usage, Value, article, chain, reported, returns_tuple
+from stepc.check.gradient_edits import ApplyChecks
 from stepc.check.hints import suggest
+from stepc.check.loops import LoopChecks
 from stepc.check.loss_report import LOSS_TRACKER
 from stepc.check.reports import ReportChecks
+from stepc.check.state import StateChecks
 from stepc.check.symbols import Kind, Symbol
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
 from stepc.parse import ir
@@ -30,6 +32,7 @@ from stepc.tables.builtins import (
     VALUES_UPDATE_PARAMS,
     MetricArgs,
     Type,
+    metric_update_op,
     object_call_op,
 )
 
@@ -40,7 +43,7 @@ __all__ = ["StepChecker", "Usage"]
 DISCARD = "_"
 
 
-class StepChecker(ReportChecks, DataChecks):
+class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
     def __init__(self, step, symbols, functional, usage, out):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
@@ -53,6 +56,7 @@ class StepChecker(ReportChecks, DataChecks):
         self.reports = False
         self.called: set[str] = set()
         self.repeats: list[int] = []
+        self.loop_names: dict[str, tuple[ir.Span, int | None]] = {}
         self.graph = DependencyGraph()
 
     def run(self) -> None:
@@ -99,27 +103,33 @@ class StepChecker(ReportChecks, DataChecks):
             names += [*statement.targets, *([statement.optimizer] if statement.optimizer else [])]
         elif isinstance(statement, ir.Update):
             names.append(statement.metric)
+        elif isinstance(statement, ir.ApplyEdited):
+            names += [statement.model, *([statement.optimizer] if statement.optimizer else [])]
         for name in names:
             if name.id in self.locals:
                 self.locals[name.id].used = True
             elif name.id in self.symbols:
                 self.usage.names.add(name.id)
 
+    # The checks of each kind of statement (`_return` also takes whether it is last).
+    _CHECKS = {
+        ir.Assign: "_assign",
+        ir.Minimize: "_minimize",
+        ir.Update: "_update",
+        ir.Repeat: "_repeat",
+        ir.ForEach: "_for_each",
+        ir.AssignWeights: "_assign_weights",
+        ir.ApplyEdited: "_apply_edited",
+        ir.Recovered: "_recovered",
+    }
+
     def _dispatch(self, statement: ir.Statement, is_last: bool) -> None:
-        if isinstance(statement, ir.Assign):
-            self._assign(statement)
-        elif isinstance(statement, ir.Minimize):
-            self._minimize(statement)
-        elif isinstance(statement, ir.Update):
-            self._update(statement)
-        elif isinstance(statement, ir.Repeat):
-            self._repeat(statement)
-        elif isinstance(statement, ir.AssignWeights):
-            self._assign_weights(statement)
-        elif isinstance(statement, ir.Recovered):
-            self._recovered(statement)
-        elif isinstance(statement, ir.Return):
+        if isinstance(statement, ir.Return):
             self._return(statement, is_last)
+        elif isinstance(statement, ir.AssignWeights) and self.is_state(statement.target):
+            self.assign_state(statement)
+        elif type(statement) in self._CHECKS:
+            getattr(self, self._CHECKS[type(statement)])(statement)
         else:  # a new kind of statement must get its own checks
             raise TypeError(f"no checks for {type(statement).__name__}")
 
@@ -153,6 +163,8 @@ class StepChecker(ReportChecks, DataChecks):
             self._check_nameable(part, expr)
             if target.id == DISCARD and len(statement.targets) > 1:
                 continue  # `a, _ = pair`: an output the step does not use, as in Python
+            if not self.check_not_loop_name(target):
+                continue
             if check_identifier(target, self.out, value=True) and not self._shadows(target):
                 self._define(target, part, tracked)
 
@@ -391,9 +403,28 @@ class StepChecker(ReportChecks, DataChecks):
             self._values(statement.args, statement.keywords)
             return
         self.usage.names.add(name)
+        if symbol.kind in (Kind.INIT_PARAM, Kind.COMPILE_PARAM):  # a `Metric` parameter
+            self._update_metric_parameter(statement)
+            return
         labels = symbol.kind is Kind.COMPILED_METRICS
         labels = labels or METRIC_CLASSES.get(symbol.detail) is MetricArgs.LABELS
         op = object_call_op(name, LABELS_UPDATE_PARAMS if labels else VALUES_UPDATE_PARAMS)
+        self._check_arguments(op, statement.args, statement.keywords, statement.span)
+        self.typed_values(op, statement.args, statement.keywords, optional=True)
+
+    def _update_metric_parameter(self, statement: ir.Update) -> None:
+        """`update kid(images, generated)`: a metric the caller built, whose
+        update_state stepc does not know; the arguments go to it as written."""
+        if not statement.args and not statement.keywords:
+            name = statement.metric.id
+            self.out.append(
+                error(
+                    f"`update {name}()` gives the metric nothing to update with",
+                    statement.span,
+                    f"pass what `{name}.update_state` takes, e.g. `update {name}(y, y_pred)`",
+                )
+            )
+        op = metric_update_op(statement.metric.id, statement.keywords)
         self._check_arguments(op, statement.args, statement.keywords, statement.span)
         self.typed_values(op, statement.args, statement.keywords, optional=True)
 

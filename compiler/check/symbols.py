@@ -25,6 +25,20 @@ class Kind(Enum):
     KERAS_OPTIMIZER = "optimizer given to compile()"
     COMPILED_METRICS = "metrics given to compile()"
     CONSTANT = "constant"
+    STATE = "state"  # `state NAME: DTYPE[...] = ...`: a variable the model keeps
+
+
+@dataclass(frozen=True)
+class StateShape:
+    """What the checker knows of a state: its dtype and its dimensions, each an
+    int literal or an `int` init parameter (so its rank is always known)."""
+
+    dtype: str  # int, float or bool, as written
+    dims: tuple[ir.Expr, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,8 @@ class Symbol:
     kind: Kind
     type: Type
     span: ir.Span | None = None
-    detail: str = ""  # the metric or loss class, or the parameter's type name
+    detail: str = ""  # the metric or loss class, the parameter's type name, a state's dtype
+    state: StateShape | None = None  # a state's dtype and dimensions
 
     @property
     def is_attribute(self) -> bool:
@@ -45,7 +60,13 @@ class Symbol:
             Kind.LOSS_OBJECT,
             Kind.OPTIMIZER,
             Kind.KERAS_OPTIMIZER,
+            Kind.STATE,
         )
+
+    @property
+    def is_own_metric(self) -> bool:
+        """A `metric` item or a `Metric` parameter: its own result, by its name."""
+        return self.type is Type.METRIC and self.kind is not Kind.COMPILED_METRICS
 
 
 def base_symbols(functional: bool, has_custom_compile: bool) -> dict[str, Symbol]:

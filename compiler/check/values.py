@@ -32,6 +32,7 @@ class Value:
     items: tuple[Value, ...] | None = None  # a literal tuple's elements, each its own
     integer: bool = False  # a whole number: what an index must be
     boolean: bool = False  # a comparison's or a logical operator's result (a mask)
+    gradients_of: str = ""  # a GRADIENTS value: the model whose variables they follow
 
 
 def reported(value: Value) -> Value:

@@ -19,6 +19,7 @@ arguments. Gradients are applied inside the step's scope (`_apply_on_jax`).
 from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
+from stepc.emit.keras.gradient_edits import apply_lines
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
@@ -32,14 +33,16 @@ from stepc.emit.pyexpr import (
     sequence,
     string_literal,
 )
+from stepc.lower.loops import loop_names
 from stepc.lower.plan import (
+    LOOP_BLOCKS,
     SCALE,
     UNSCALE,
+    ApplyEdited,
     ApplyGradients,
     GradientRegion,
     LossForGradient,
     ModelPlan,
-    RepeatBlock,
     TakeGradient,
 )
 from stepc.lower.regions import binds_of
@@ -143,8 +146,13 @@ class JaxStepWriter(StepWriter):
         return [*region.watched, *(f"{n}={n}" for n in again)]
 
     def _repeat(self, block, depth: int) -> None:
-        self._loop_bound.append(binds_of(block.items))
+        self._loop_bound.append(binds_of(block.items) | loop_names(block.statement))
         super()._repeat(block, depth)
+        self._loop_bound.pop()
+
+    def _for_each(self, block, depth: int) -> None:
+        self._loop_bound.append(binds_of(block.items) | loop_names(block.statement))
+        super()._for_each(block, depth)
         self._loop_bound.pop()
 
     def _loss_line(self, loss: LossForGradient, depth: int) -> None:
@@ -227,6 +235,13 @@ class JaxStepWriter(StepWriter):
             "", call("_apply_on_jax", [optimizer, grads, variables]).doc, INDENT * depth
         )
 
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        self.used.update(("for_apply", "apply"))
+        grads = apply_lines(self, apply, "_for_apply", depth)
+        optimizer = self.names.python(apply.optimizer)
+        rendered = call("_apply_on_jax", [optimizer, grads, variables_of(apply.model)])
+        self.lines += layout("", rendered.doc, INDENT * depth)
+
     def _clip_parts(self, apply: ApplyGradients, grads: str, optimizer: str, depth: int) -> None:
         """Several targets, some clipped: the gradients split by target."""
         parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
@@ -274,7 +289,7 @@ def _function_binds(items) -> set[str]:
     for item in items:
         if isinstance(item, GradientRegion):
             names |= set(_own_leaves(item))
-        elif isinstance(item, RepeatBlock):
+        elif isinstance(item, LOOP_BLOCKS):
             names |= _function_binds(item.items)
         else:
             names |= binds_of((item,))

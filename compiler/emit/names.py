@@ -20,7 +20,10 @@ class Names:
         own = [p.name for p in model.compile or () if not p.keras]
         held = [p.name for p in model.init] + own
         held += [d.name for d in (*model.metrics, *model.losses, *model.optimizers)]
+        held += [state.name for state in model.states]
         self.attributes = set(held)
+        # A state reads as its variable's current value (on JAX, the step's scope's).
+        self.states = {state.name for state in model.states}
         keras_optimizer = any(p.keras and p.name == "optimizer" for p in model.compile or ())
         if model.compile is None or keras_optimizer:
             self.attributes.add("optimizer")
@@ -30,6 +33,8 @@ class Names:
         self.taken = set(step.taken)
 
     def python(self, name: str) -> str:
+        if name in self.states:
+            return f"self.{name}.value"
         if name in self.attributes:
             return f"self.{name}"
         return name

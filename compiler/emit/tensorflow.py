@@ -9,9 +9,19 @@ clipping sums the replicas' gradients first. Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
+from stepc.emit.keras.gradient_edits import apply_lines
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
-from stepc.lower.plan import SCALE, UNSCALE, ApplyGradients, GradientRegion, TakeGradient
+from stepc.lower.plan import (
+    GATHER,
+    REPLICA_MEAN,
+    SCALE,
+    UNSCALE,
+    ApplyEdited,
+    ApplyGradients,
+    GradientRegion,
+    TakeGradient,
+)
 from stepc.parse import ir
 
 IMPORT = "import tensorflow as tf"
@@ -19,6 +29,8 @@ IMPORT = "import tensorflow as tf"
 _DISTRIBUTION_HELPERS = {
     SCALE: ("scale", "_scale_for_distribution"),
     UNSCALE: ("unscale", "_unscale_for_distribution"),
+    GATHER: ("all_gather", "_all_gather"),
+    REPLICA_MEAN: ("replica_mean", "_replica_mean"),
 }
 
 
@@ -26,6 +38,7 @@ class TensorFlowStepWriter(StepWriter):
     """A step as Keras's TensorFlow trainer writes one: a tape per recording."""
 
     FRAMEWORK = "tensorflow"
+    REPLICA_CALLS = ()  # spelled: a replica holds its share of the batch
 
     def pseudo_call(self, name: str, args: list):
         if name in _DISTRIBUTION_HELPERS:
@@ -98,6 +111,14 @@ class TensorFlowStepWriter(StepWriter):
                 self._clip(clip, grads, optimizer, depth)
         self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
 
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        self.used.add("for_apply_replicas")
+        grads = apply_lines(self, apply, "_for_apply_across_replicas", depth)
+        self.emit(
+            depth,
+            f"{self.names.python(apply.optimizer)}.apply({grads}, {variables_of(apply.model)})",
+        )
+
     def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
         """Several targets, some clipped: one list of gradients per target."""
         parts = {t: self.names.fresh(f"{t}_grads") for t in apply.targets}
@@ -120,6 +141,15 @@ class TensorFlowStepWriter(StepWriter):
 
 
 HELPERS = {
+    "for_apply_replicas": (
+        "def _for_apply_across_replicas(grads, optimizer):",
+        '    """Edited whole-batch gradients as optimizer.apply() takes them: times a',
+        "    LossScaleOptimizer's scale, which apply() divides out (skipping a step that is",
+        '    not finite), and divided among the replicas, whose shares apply() sums."""',
+        '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
+        "    scale = scale / tf.distribute.get_strategy().num_replicas_in_sync",
+        "    return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]",
+    ),
     "scale": (
         "def _scale_for_distribution(loss):",
         '    """A global-batch loss as one replica\'s share, as Keras\'s losses return it."""',
@@ -166,5 +196,21 @@ HELPERS = {
         "    for i, g in zip(present, kept, strict=True):",
         "        grads[i] = g",
         "    return grads",
+    ),
+    "all_gather": (
+        "def _all_gather(value):",
+        '    """Every replica\'s share of a batch tensor, concatenated in replica order',
+        '    (the whole batch, as one device sees it), for a state\'s new value."""',
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1:",
+        "        value = tf.distribute.get_replica_context().all_gather(value, axis=0)",
+        "    return value",
+    ),
+    "replica_mean": (
+        "def _replica_mean(value):",
+        '    """A scalar of one replica\'s share of the batch, averaged over the replicas',
+        '    (the whole batch\'s, for equal shares), for a state\'s new value."""',
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1:",
+        '        value = tf.distribute.get_replica_context().all_reduce("mean", value)',
+        "    return value",
     ),
 }

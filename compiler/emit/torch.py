@@ -17,12 +17,14 @@ trainer does not rescale for distribution). Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
+from stepc.emit.keras.gradient_edits import apply_lines
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, Rendered, assignment, call, layout, sequence
 from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
     SCALE,
     UNSCALE,
+    ApplyEdited,
     ApplyGradients,
     GradientRegion,
     LossForGradient,
@@ -152,6 +154,13 @@ class TorchStepWriter(StepWriter):
         optimizer = self.names.python(apply.optimizer)
         self.emit(depth, _NO_GRAD)
         self.emit(depth + 1, f"{optimizer}.apply({grads}, {variables})")
+
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        self.used.add("for_apply")
+        grads = apply_lines(self, apply, "_for_apply", depth)
+        self.emit(depth, _NO_GRAD)
+        optimizer = self.names.python(apply.optimizer)
+        self.emit(depth + 1, f"{optimizer}.apply({grads}, {variables_of(apply.model)})")
 
     def _take_simultaneous(self, region: GradientRegion, depth: int) -> None:
         """At the region's first apply, every minimize's gradient: an update in

@@ -47,7 +47,7 @@ class _Naming:
         return tuple(out)
 
     def statement(self, statement):
-        if isinstance(statement, ir.Repeat):
+        if isinstance(statement, ir.LOOPS):
             return dataclasses.replace(statement, body=self.statements(statement.body))
         if isinstance(statement, ir.Assign):
             if _is_compiled_loss(statement.value):  # the backend's own form
@@ -123,7 +123,7 @@ def _after_compiled_loss(body) -> tuple:
     the repeat block that computes it, if one does)."""
     out: list = []
     for statement in body:
-        if isinstance(statement, ir.Repeat):
+        if isinstance(statement, ir.LOOPS):
             statement = dataclasses.replace(statement, body=_after_compiled_loss(statement.body))
         out.append(statement)
         if isinstance(statement, ir.Assign) and _is_compiled_loss(statement.value):

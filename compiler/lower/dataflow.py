@@ -102,9 +102,11 @@ class Dataflow:
         one reads them, so it is never moved across the update."""
         written: set[str] = set()
         for part in parts:
-            if isinstance(part, (Block, ir.Repeat)):
+            if isinstance(part, (Block, *ir.LOOPS)):
                 inner = part.parts if isinstance(part, Block) else part.body
                 written |= self._weights_written(inner)
+            elif isinstance(part, ir.ApplyEdited):
+                written |= {part.model.id, "self"}
             elif isinstance(part, ir.Minimize):
                 names = {t.id for t in part.targets}
                 written |= names | {"self"} | (self.models if "self" in names else set())

@@ -16,13 +16,14 @@ import dataclasses
 
 from stepc.diagnostics import error
 from stepc.lower.dataflow import Block, Dataflow, defined_names
+from stepc.lower.loops import loop_names
 from stepc.lower.plan import (
+    LOOP_BLOCKS,
     Compute,
     GradientRegion,
     LossForGradient,
     PlanItem,
     RegionGradient,
-    RepeatBlock,
     TakeGradient,
 )
 from stepc.parse import ir
@@ -40,9 +41,10 @@ class GradientPlacement:
         once before it (every pass would differentiate the same recording)."""
         units: list = []
         for unit in body:
-            if isinstance(unit, ir.Repeat):
+            if isinstance(unit, ir.LOOPS):
                 hoisted: dict[int, str] = {}
-                inner = defined_names(unit.body)
+                # A gradient reading a loop's variable differs from pass to pass.
+                inner = defined_names(unit.body) | _loop_variables(unit)
                 for statement in ir.statements(unit.body):
                     if _is_gradient(statement) and self._is_invariant(statement.value, inner):
                         name = self.fresh(f"{statement.targets[0].id}_before_repeat")
@@ -213,7 +215,7 @@ def _watch_after_assignment(items: list, recorder: str, name: str) -> bool:
     placed at this level, in a region or in a block does."""
     for index in reversed(range(len(items))):
         item = items[index]
-        if isinstance(item, GradientRegion | RepeatBlock):
+        if isinstance(item, (GradientRegion, *LOOP_BLOCKS)):
             field = "body" if isinstance(item, GradientRegion) else "items"
             inner = list(getattr(item, field))
             if _watch_after_assignment(inner, recorder, name):
@@ -230,7 +232,12 @@ def _assigns(item: Compute, name: str) -> bool:
     return isinstance(statement, ir.Assign) and any(t.id == name for t in statement.targets)
 
 
-def _replaced(repeat: ir.Repeat, hoisted: dict[int, str]) -> ir.Repeat:
+def _loop_variables(loop) -> set[str]:
+    """The variables of `loop` and of every loop inside it."""
+    return set().union(*(loop_names(s) for s in ir.statements((loop,))))
+
+
+def _replaced(repeat, hoisted: dict[int, str]):
     """The block with each hoisted gradient's statement reading its hoisted value."""
     body = []
     for statement in repeat.body:
@@ -238,7 +245,7 @@ def _replaced(repeat: ir.Repeat, hoisted: dict[int, str]) -> ir.Repeat:
             statement = ir.Assign(
                 statement.targets, ir.Name(hoisted[id(statement)], statement.span), statement.span
             )
-        elif isinstance(statement, ir.Repeat):
+        elif isinstance(statement, ir.LOOPS):
             statement = _replaced(statement, hoisted)
         body.append(statement)
     return dataclasses.replace(repeat, body=tuple(body))

@@ -31,6 +31,7 @@ from stepc.lower.plan import (
     Parameter,
     StepPlan,
 )
+from stepc.lower.state import initial_calls, state_variables
 from stepc.lower.step import StepLowering
 from stepc.parse import ir
 from stepc.tables.builtins import COMPILED_LOSS, COMPILED_METRICS, KERAS_OPTIMIZER, OPS
@@ -61,6 +62,9 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
     lists_compiled = _mentions_compiled_metrics(model, updates)
     sources = (*model.steps, *([derived] if derived is not None else []))
     steps = _skipping_compiled_metrics(steps, sources, lists_compiled or not own_metrics_only)
+    metric_params = _metric_params(model)
+    own_metrics = (*(d.name.id for d in model.metrics), *metric_params)
+    steps = _reporting_updated_metrics(steps, sources, own_metrics)
     return ModelPlan(
         name=model.name.id,
         functional=checked.functional,
@@ -70,7 +74,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         metrics=tuple(_declaration(d) for d in model.metrics),
         losses=tuple(_declaration(d, _reads_compile_numbers(d, model)) for d in model.losses),
         optimizers=tuple(_declaration(d, in_compile=True) for d in model.optimizers),
-        uses_random=any(name in OPS and OPS[name].random for name in calls),
+        uses_random=any(name in OPS and OPS[name].random for name in calls | initial_calls(model)),
         seeded_layers=tuple(p.name.id for p in model.init or () if p.type_name.id == "Layer"),
         # No compiled loss or `update loss`: Keras's loss tracker (never updated) is not listed,
         # so a returned `loss` is what the logs show.
@@ -82,6 +86,8 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         compile_span=model.compile_span,
         steps=steps,
         missing_steps=() if checked.functional else _missing_steps(model, steps),
+        metric_params=metric_params,
+        states=state_variables(model),
     )
 
 
@@ -97,6 +103,28 @@ def _skipping_compiled_metrics(steps, sources, listed: bool) -> tuple[StepPlan, 
         else plan
         for plan, source in zip(steps, sources, strict=True)
     )
+
+
+def _metric_params(model: ir.Model) -> tuple[str, ...]:
+    """The `Metric` parameters: metrics of the model, as its trackers are."""
+    params = (*(model.init or ()), *(model.compile or ()))
+    return tuple(p.name.id for p in params if p.type_name.id == "Metric")
+
+
+def _reporting_updated_metrics(steps, sources, own: tuple[str, ...]) -> tuple[StepPlan, ...]:
+    """Each train or test step without `return` reports the model's own metrics it
+    updates (its statements hold the shared block's; a derived test step, its
+    train step's): a metric only the test step updates (a KID) is not in the
+    training logs, nor is the train step's tracker in evaluate()'s. A step that
+    updates them all reports every metric, as get_metrics_result() does."""
+    found = []
+    for plan, source in zip(steps, sources, strict=True):
+        updated = {s.metric.id for s in ir.statements(source.body) if isinstance(s, ir.Update)}
+        reported = tuple(name for name in own if name in updated)
+        if plan.kind is not ir.StepKind.PREDICT and len(reported) < len(own):
+            plan = dataclasses.replace(plan, reported=reported)
+        found.append(plan)
+    return tuple(found)
 
 
 def _updates_compiled_metrics(step: ir.Step) -> bool:
@@ -151,7 +179,7 @@ def _derived_test_step(model: ir.Model, functional: bool, calls, updates) -> ir.
     uses_compiled = COMPILED_LOSS in calls or "compiled_metrics" in updates
     if functional and uses_compiled:
         return None  # Keras's own test_step computes the same
-    trackers = model.metrics or uses_compiled or LOSS_TRACKER in updates
+    trackers = model.metrics or _metric_params(model) or uses_compiled or LOSS_TRACKER in updates
     return train if trackers else None
 
 

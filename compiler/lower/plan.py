@@ -24,6 +24,9 @@ SCALE = "@scale"
 UNSCALE = "@unscale"
 FULL_PRECISION = "@full_precision"  # a model output cast for the step's arithmetic
 BATCH_SIZE = "@batch_size"  # the examples in a batch: its first tensor's first dimension
+# In a state's new value (stepc.lower.state): what every replica must see alike.
+GATHER = "@all_gather"  # a batch tensor: every replica's, concatenated in replica order
+REPLICA_MEAN = "@replica_mean"  # a batch-dependent scalar: the mean over the replicas
 
 
 def pseudo_call(name: str, expr: ir.Expr) -> ir.Call:
@@ -73,6 +76,30 @@ class DataPlan:
 
 
 @dataclass(frozen=True)
+class StateUpdate:
+    """`assign STATE = EXPR`: the state's new value, rewritten so that replicas
+    agree (`@all_gather`, `@replica_mean`); recorded by no tape."""
+
+    state: str
+    value: ir.Expr
+    span: ir.Span
+    # The shape the compiler cannot tell: checked against the state's when traced.
+    check_shape: bool = False
+
+
+@dataclass(frozen=True)
+class StateVariable:
+    """`state NAME: DTYPE[DIMS] = EXPR`: a non-trainable variable of the model,
+    created in __init__ (saved, restored, threaded through fit() on JAX)."""
+
+    name: str
+    dtype: str  # the Keras dtype: int32, float32 or bool
+    shape: tuple[ir.Expr, ...]  # int literals and `int` init parameters
+    initial: ir.Expr  # a scalar filling the shape, or a value of the shape
+    span: ir.Span
+
+
+@dataclass(frozen=True)
 class Compute:
     """One spec statement (an assignment, a metric update, an `assign` of
     weights), rewritten."""
@@ -83,6 +110,10 @@ class Compute:
     # (recorder, name): a gradient is taken with respect to the value just assigned
     watches: tuple[tuple[str, str], ...] = ()
     role: str = ""  # one of the ROLES below, or "" for the spec's own statement
+    # An edit of a model's gradients: the gradients values it maps over, one
+    # tensor of each at a time (`[g * mask for g in grads]`).
+    maps: tuple[str, ...] = ()
+    state: StateUpdate | None = None  # an assign whose target is a state
 
 
 # What a statement is to Keras, when it is more than the spec's own arithmetic.
@@ -164,6 +195,35 @@ class RepeatBlock:
 
 
 @dataclass(frozen=True)
+class ForEachBlock:
+    """`for TARGETS in ITERABLE:` its statements, placed like a step's, run once
+    per item (a Python loop over a Python sequence, unrolled when traced)."""
+
+    targets: tuple[str, ...]
+    iterable: ir.Expr  # `zip(...)` / `enumerate(...)` are spelled as Python's
+    items: tuple[PlanItem, ...]
+    statement: ir.ForEach
+    # What it iterates that is not written as a tuple or list (a model's outputs):
+    # checked to be one when traced (a model of one output gives a tensor).
+    checked: tuple[ir.Expr, ...] = ()
+
+
+# The plan items holding a loop's items (`items`).
+LOOP_BLOCKS = (RepeatBlock, ForEachBlock)
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """A loop index subscripting an axis of a tensor: checked when traced against
+    the static length of the axis (XLA and JAX clamp an index out of range)."""
+
+    subscript: ir.Subscript
+    axis: int  # counted from the end when negative (after a `...`)
+    index: ir.Expr
+    span: ir.Span
+
+
+@dataclass(frozen=True)
 class ApplyGradients:
     recorder: str
     loss_name: str
@@ -173,7 +233,30 @@ class ApplyGradients:
     clips: tuple[ir.Clip, ...] = ()
 
 
-PlanItem = Compute | GradientRegion | ApplyGradients | TakeGradient | RepeatBlock
+@dataclass(frozen=True)
+class ApplyEdited:
+    """`apply GRADS to MODEL`: gradients the step edited, as the weight update.
+
+    The edit saw the whole batch's unscaled gradients; before `optimizer.apply`
+    (which unscales a LossScaleOptimizer's and, under a TensorFlow strategy, sums
+    the replicas') they are scaled by the loss scale and divided among the replicas."""
+
+    model: str
+    optimizer: str
+    gradients: ir.Expr  # a gradients value; a mapped edit when `maps` is not empty
+    maps: tuple[str, ...]
+    statement: ir.ApplyEdited
+
+
+PlanItem = (
+    Compute
+    | GradientRegion
+    | ApplyGradients
+    | TakeGradient
+    | RepeatBlock
+    | ForEachBlock
+    | ApplyEdited
+)
 
 
 @dataclass(frozen=True)
@@ -203,6 +286,11 @@ class StepPlan:
     # The model lists compile()'s metrics but this step never updates them: its
     # default report leaves them out (Keras cannot report a metric never updated).
     skips_compiled_metrics: bool = False
+    # Without `return`: the model's own metrics (trackers, `Metric` parameters) this
+    # step reports, those it updates (a metric only the test step updates is not in
+    # the training logs); None: every one of them (the step updates them all).
+    reported: tuple[str, ...] | None = None
+    index_checks: tuple[IndexCheck, ...] = ()  # loop indices checked when traced
 
 
 @dataclass(frozen=True)
@@ -254,6 +342,9 @@ class ModelPlan:
     # A step skips compile()'s metrics: `metrics` lists them only once a step has
     # updated them (built), so fit()'s own get_metrics_result() can report them.
     compiled_metrics_once_built: bool = False
+    # The `Metric` parameters (of init or compile): the model's metrics too.
+    metric_params: tuple[str, ...] = ()
+    states: tuple[StateVariable, ...] = ()  # `state` items, in declaration order
 
 
 @dataclass(frozen=True)

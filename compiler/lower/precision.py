@@ -92,6 +92,8 @@ class _Casting:
             return [(e, True) for e in ir.children(statement)]
         if isinstance(statement, ir.Repeat):
             return [(statement.count, False)]
+        if isinstance(statement, ir.ForEach):
+            return [(statement.iterable, False)]
         return [(e, False) for e in ir.children(statement)]
 
     # ---------------------------------------------------------------- rewriting
@@ -100,7 +102,7 @@ class _Casting:
         return tuple(self.statement(s) for s in body)
 
     def statement(self, statement):
-        if isinstance(statement, ir.Repeat):
+        if isinstance(statement, ir.LOOPS):
             return dataclasses.replace(statement, body=self.statements(statement.body))
         if id(statement) not in self.calling:
             return statement

@@ -12,8 +12,11 @@ from __future__ import annotations
 import dataclasses
 
 from stepc.lower.plan import (
+    LOOP_BLOCKS,
+    ApplyEdited,
     ApplyGradients,
     Compute,
+    ForEachBlock,
     GradientRegion,
     PlanItem,
     RepeatBlock,
@@ -46,11 +49,11 @@ def _has_region(item) -> bool:
     """A region, or a repeat block holding one: the items this pass changes."""
     if isinstance(item, GradientRegion):
         return True
-    return isinstance(item, RepeatBlock) and any(_has_region(i) for i in item.items)
+    return isinstance(item, LOOP_BLOCKS) and any(_has_region(i) for i in item.items)
 
 
 def _annotated_item(item, later: set[str], nested: bool):
-    if isinstance(item, RepeatBlock):  # a later iteration reads what an earlier one binds
+    if isinstance(item, LOOP_BLOCKS):  # a later iteration reads what an earlier one binds
         inner = later | reads_of(item.items)
         return dataclasses.replace(item, items=_annotated(item.items, inner, nested))
     if not isinstance(item, GradientRegion):
@@ -95,6 +98,8 @@ def _item_reads(item) -> set[str]:
     if isinstance(item, GradientRegion):
         losses = set().union(*(_names(loss.loss) for loss in item.losses))
         return reads_of(item.body) | losses | set(item.watched)
+    if isinstance(item, ApplyEdited):
+        return _names(item.gradients)
     if isinstance(item, ApplyGradients):
         clips = set().union(*(_names(clip.threshold) for clip in item.clips))
         return {item.loss_name} | clips
@@ -102,6 +107,8 @@ def _item_reads(item) -> set[str]:
         return {item.value_name, *([] if item.of_model else item.sources)}
     if isinstance(item, RepeatBlock):
         return _names(item.count) | reads_of(item.items)
+    if isinstance(item, ForEachBlock):
+        return _names(item.iterable) | reads_of(item.items)
     return set()
 
 
@@ -114,7 +121,7 @@ def binds_of(items) -> set[str]:
             names |= {t.id for t in item.statement.targets if t.id != "_"}
         elif isinstance(item, GradientRegion):
             names |= binds_of(item.body) | {loss.name for loss in item.losses}
-        elif isinstance(item, RepeatBlock):
+        elif isinstance(item, LOOP_BLOCKS):
             names |= binds_of(item.items)
     return names
 

@@ -211,6 +211,18 @@ class Repeat:
     count: Expr
     body: tuple[Statement, ...]
     span: Span
+    index: Name | None = None  # `repeat COUNT as i:` the pass, 0 to COUNT - 1
+
+
+@dataclass(frozen=True)
+class ForEach:
+    """`for a, b in ITERABLE:` a block run once per item of a tuple or list value
+    (a literal, a model's outputs, `zip(...)`, `enumerate(...)`), unrolled when traced."""
+
+    targets: tuple[Name, ...]  # more than one: each item unpacked
+    iterable: Expr
+    body: tuple[Statement, ...]
+    span: Span
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,16 @@ class AssignWeights:
 
     target: Name
     value: Expr  # a model name in it stands for that model's matching weight
+    span: Span
+
+
+@dataclass(frozen=True)
+class ApplyEdited:
+    """`apply GRADS to MODEL [using OPTIMIZER]`: gradients the step edited, applied."""
+
+    gradients: Expr  # a gradients value of MODEL (`gradient(loss, MODEL)`, edited)
+    model: Name
+    optimizer: Name | None  # None: the optimizer given to Keras's compile()
     span: Span
 
 
@@ -236,7 +258,11 @@ class Recovered:
     span: Span
 
 
-Statement = Assign | Minimize | Update | Return | Repeat | AssignWeights | Recovered
+Statement = (
+    Assign | Minimize | Update | Return | Repeat | ForEach | AssignWeights | ApplyEdited | Recovered
+)
+# The statements holding a block of statements (`body`).
+LOOPS = (Repeat, ForEach)
 
 
 # ---------------------------------------------------------------- declarations
@@ -304,6 +330,18 @@ class ObjectDecl:
     span: Span
 
 
+@dataclass(frozen=True)
+class StateDecl:
+    """`state NAME: DTYPE[DIM, ...] = EXPR`: a variable the model keeps, updated by
+    `assign NAME = EXPR` in a step and never trained."""
+
+    name: Name
+    dtype: Name  # as written: int, float or bool (the checker judges it)
+    dims: tuple[Expr, ...]  # empty: a scalar
+    value: Expr  # the initial value: a scalar filling the shape, or of the shape
+    span: Span
+
+
 class ModelBase(Enum):
     SUBCLASS = "Model"  # holds sub-models given to its constructor
     FUNCTIONAL = "Functional"  # constructed as Class(inputs, outputs)
@@ -327,6 +365,7 @@ class Model:
     optimizers: tuple[ObjectDecl, ...] = ()  # built in compile() from its numbers
     shared: SharedBlock | None = None  # its steps already hold the statements
     repeated_shared: tuple[Span, ...] = ()  # a second shared(...) block
+    states: tuple[StateDecl, ...] = ()  # `state NAME: ... = ...` items
 
 
 @dataclass(frozen=True)
@@ -361,7 +400,9 @@ _CHILDREN = {
     Assign: lambda node: (node.value,),
     Minimize: lambda node: (node.loss, *(c.threshold for c in node.clips)),
     Repeat: lambda node: (node.count, *node.body),
+    ForEach: lambda node: (node.iterable, *node.body),
     AssignWeights: lambda node: (node.target, node.value),
+    ApplyEdited: lambda node: (node.gradients,),
     Return: lambda node: tuple(item.value or item.name for item in node.items),
 }
 
@@ -373,10 +414,10 @@ def children(node) -> tuple:
 
 
 def statements(body):
-    """Every statement of `body`, those inside repeat blocks included, in order."""
+    """Every statement of `body`, those inside repeat and for blocks included, in order."""
     for statement in body:
         yield statement
-        if isinstance(statement, Repeat):
+        if isinstance(statement, LOOPS):
             yield from statements(statement.body)
 
 

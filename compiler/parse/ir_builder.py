@@ -196,12 +196,22 @@ class ToIR(Transformer):
         return ir.Minimize(loss, names, optimizer, span, clips, bad)
 
     def repeat(self, children):
-        keyword, count, *body = children
-        return ir.Repeat(count, tuple(body), _cover(keyword, body[-1]))
+        keyword, count, index, *body = children
+        index = _name(index) if index is not None else None
+        return ir.Repeat(count, tuple(body), _cover(keyword, body[-1]), index)
+
+    def for_loop(self, children):
+        keyword, targets, iterable, *body = children
+        return ir.ForEach(targets, iterable, tuple(body), _cover(keyword, body[-1]))
 
     def assign_weights(self, children):
         keyword, target, value = children
         return ir.AssignWeights(_name(target), value, _cover(keyword, value))
+
+    def apply_edited(self, children):
+        keyword, gradients, model, optimizer = children
+        span = _cover(keyword, optimizer or model)
+        return ir.ApplyEdited(gradients, _name(model), optimizer, span)
 
     def update(self, children):
         spanned = _spanned(children)
@@ -274,6 +284,17 @@ class ToIR(Transformer):
     def optimizer_decl(self, children):
         return ("optimizer", self._object_decl(children))
 
+    def state_dims(self, children):
+        return tuple(c for c in children if c is not None and not isinstance(c, Token))
+
+    def state_decl(self, children):
+        """`state NAME: DTYPE[DIMS] = EXPR` (stepc.check.state judges it)."""
+        spanned = _spanned(children)
+        name, dtype, value = spanned[1], spanned[3], spanned[-1]
+        dims = next((c for c in spanned if isinstance(c, tuple)), ())
+        decl = ir.StateDecl(_name(name), _name(dtype), dims, value, _cover(spanned[0], value))
+        return ("state", decl)
+
     def jit_decl(self, children):
         keyword, value = children
         return ("jit_compile", _name(value), _cover(keyword, value))
@@ -309,7 +330,7 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
     fields: dict = dict.fromkeys(("init", "compile", "jit_compile"))
     fields.update(dict.fromkeys(("init_span", "compile_span", "jit_compile_span")))
     steps, repeated, recovered = [], [], []
-    objects: dict[str, list] = {"metric": [], "loss": [], "optimizer": []}
+    objects: dict[str, list] = {"metric": [], "loss": [], "optimizer": [], "state": []}
     shared: list[ir.SharedBlock] = []
     for item in items:
         if isinstance(item, ir.Step):
@@ -344,13 +365,14 @@ def _build_model(name: ir.Name, base, items: list, span: ir.Span) -> ir.Model:
         optimizers=tuple(objects["optimizer"]),
         shared=shared[0] if shared else None,
         repeated_shared=tuple(block.span for block in shared[1:]),
+        states=tuple(objects["state"]),
     )
 
 
 # What a shared block may hold: what runs alike in both steps. A minimize, an
 # assign of weights or a return there is reported (stepc.check.shared) and
 # left out of the steps, so that no step reports it again.
-_SHARED_STATEMENTS = (ir.Assign, ir.Update, ir.Repeat, ir.Recovered)
+_SHARED_STATEMENTS = (ir.Assign, ir.Update, ir.Repeat, ir.ForEach, ir.Recovered)
 
 
 def _shared_statements(block: ir.SharedBlock) -> tuple[ir.Statement, ...]:

@@ -87,6 +87,10 @@ def _parser() -> Lark:
         # (spans come from tokens), which halves the time of a parse.
         transformer=ToIR(),
         maybe_placeholders=True,
+        # The LALR tables, pickled in the temporary directory under a hash of the
+        # grammar and these options (Lark checks it, and rebuilds on a mismatch or an
+        # unreadable file): building them is most of a cold `stepc compile`.
+        cache=True,
     )
 
 

@@ -31,6 +31,7 @@ _KEYWORDS = frozenset(
     ("model", "init", "compile", "metric", "loss", "optimizer", "jit_compile")
     + ("train", "test", "predict")
     + ("minimize", "over", "using", "update", "return", "repeat", "assign")
+    + ("for", "in", "as")
 )
 _STEP_KINDS = ("train", "test", "predict", "shared")  # block headers at step level
 _ITEM_KEYWORDS = ("init", "compile", "metric", "loss", "optimizer", "jit_compile")
@@ -150,8 +151,21 @@ def _neutral_header(lines, statement: Statement, code: str, names) -> str | None
         return _model_header(names)
     if _enclosing_level(lines, statement) == 0:
         return _step_header(names)
-    kind, names = _keyword(names, code, ("repeat",))
-    count = names[0] if kind and names else "1"
+    return _loop_header(*_keyword(names, code, ("repeat", "for")))
+
+
+def _loop_header(kind: str, names: tuple[str, ...]) -> str:
+    """A neutral loop header binding the loop variables the bad one names, so that
+    its body's reads of them are not reported (an empty tuple: its error is the
+    stand-in's, on the replaced line, which is not reported)."""
+    if kind == "for":
+        targets = names[: names.index("in")] if "in" in names else names[:1]
+        targets = tuple(n for n in targets if n not in _KEYWORDS)
+        return f"for {', '.join(targets)} in ():" if targets else "repeat 1:"
+    count = names[0] if kind and names and names[0] not in _KEYWORDS else "1"
+    after = names[names.index("as") + 1 :] if "as" in names else ()
+    if after and after[0] not in _KEYWORDS:
+        return f"repeat {count} as {after[0]}:"
     return f"repeat {count}:"  # its count is still checked, and so used
 
 

@@ -178,6 +178,13 @@ def object_call_op(name: str, params: tuple[str, ...]) -> Op:
     return Op(name, "", params, len(params) - 1)
 
 
+def metric_update_op(name: str, keywords) -> Op:
+    """A `Metric` parameter's update_state: unknown to stepc, so any arguments,
+    bound as written (positional ones, then the keywords given)."""
+    names = tuple(dict.fromkeys(k.name for k in keywords))
+    return Op(name, "", (), 0, names, varargs="args")
+
+
 # The loss and metrics that Keras's compile() configured, as stepc names them.
 COMPILED_LOSS = "compiled_loss"
 COMPILED_METRICS = "compiled_metrics"
@@ -284,6 +291,7 @@ PARAM_TYPES: dict[str, Type] = {
     "Callable": Type.CALLABLE,  # a plain Python function, called with the spec's arity
     "Optimizer": Type.OPTIMIZER,
     "Loss": Type.LOSS,
+    "Metric": Type.METRIC,  # a keras.metrics.Metric instance: `update m(args...)`
     "int": Type.NUMBER,
     "float": Type.NUMBER,
 }
@@ -294,7 +302,9 @@ FROZEN_MODEL = "FrozenModel"
 # The parameter types that are Keras objects (saved with serialize_keras_object).
 MODEL_TYPES = frozenset(name for name, t in PARAM_TYPES.items() if t is Type.MODEL)
 KERAS_OBJECT_TYPES = frozenset(
-    name for name, t in PARAM_TYPES.items() if t in (Type.MODEL, Type.OPTIMIZER, Type.LOSS)
+    name
+    for name, t in PARAM_TYPES.items()
+    if t in (Type.MODEL, Type.OPTIMIZER, Type.LOSS, Type.METRIC)
 )
 # The ways `over TARGET (...)` may clip a target's gradient, as Keras's
 # optimizer options name them: per variable, over the target's variables, per value.

@@ -54,12 +54,13 @@ def _expect_dict(part, keys, message):
 
 
 def _metrics_result(model, skipped):
-    """Every metric's result, as get_metrics_result() reports them, but `skipped`:
-    compile()'s metrics, which this step never updates (Keras cannot report a
-    metric never updated)."""
+    """Every metric's result, as get_metrics_result() reports them, but those
+    `skipped`: the metrics this step never updates (Keras cannot report one of
+    compile()'s never updated, and one only another step updates is that step's
+    to report)."""
     logs = {}
     for metric in model.metrics:
-        if metric is not skipped:
+        if not any(metric is other for other in skipped):
             result = metric.result()
             logs.update(result if isinstance(result, dict) else {metric.name: result})
     return logs
@@ -341,7 +342,7 @@ class _SpeechTransformerTensorFlowSteps:
             )
         grads = tape.gradient(scaled_loss, variables)
         self.optimizer.apply(grads, variables)
-        return _metrics_result(self, skipped=self._compile_metrics)
+        return _metrics_result(self, skipped=(self._compile_metrics,))
 
     def test_step(self, data):
         # speech_transformer.step:30  test(batch)
@@ -389,7 +390,7 @@ class _SpeechTransformerTensorFlowSteps:
         self._loss_tracker.update_state(
             _unscale_for_distribution(loss), sample_weight=_batch_size(batch)
         )
-        return _metrics_result(self, skipped=self._compile_metrics)
+        return _metrics_result(self, skipped=(self._compile_metrics,))
 
 
 class _SpeechTransformerJaxSteps:
@@ -462,7 +463,7 @@ class _SpeechTransformerJaxSteps:
             self._loss_tracker.update_state(loss, sample_weight=_batch_size(batch))
             # speech_transformer.step:28  minimize loss over transformer
             _apply_on_jax(self.optimizer, grads, variables)
-            return _metrics_result(self, skipped=self._compile_metrics), step.state()
+            return _metrics_result(self, skipped=(self._compile_metrics,)), step.state()
 
     def test_step(self, state, data):
         # Every variable below reads and writes its value in fit()'s state.
@@ -514,7 +515,7 @@ class _SpeechTransformerJaxSteps:
             )
             # speech_transformer.step:31  Keras's loss tracker: `loss` in the logs
             self._loss_tracker.update_state(loss, sample_weight=_batch_size(batch))
-            return _metrics_result(self, skipped=self._compile_metrics), step.state()
+            return _metrics_result(self, skipped=(self._compile_metrics,)), step.state()
 
     def _symbolic_build(self, iterator=None, data_batch=None):
         # Keras's JAX trainer builds the model by calling it on a batch; the
@@ -587,7 +588,7 @@ class _SpeechTransformerTorchSteps:
         grads = _torch_gradients(scaled_loss, variables)
         with torch.no_grad():  # an update in place, not a computation to record
             self.optimizer.apply(grads, variables)
-        return _metrics_result(self, skipped=self._compile_metrics)
+        return _metrics_result(self, skipped=(self._compile_metrics,))
 
     def test_step(self, data):
         # speech_transformer.step:30  test(batch)
@@ -633,7 +634,7 @@ class _SpeechTransformerTorchSteps:
         )
         # speech_transformer.step:31  Keras's loss tracker: `loss` in the logs
         self._loss_tracker.update_state(loss, sample_weight=_batch_size(batch))
-        return _metrics_result(self, skipped=self._compile_metrics)
+        return _metrics_result(self, skipped=(self._compile_metrics,))
 
     def _symbolic_build(self, iterator=None, data_batch=None):
         # Keras's torch trainer builds the model by calling it on a symbolic

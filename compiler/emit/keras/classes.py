@@ -18,6 +18,7 @@ from stepc.emit.frameworks import ALL, FRAMEWORKS
 from stepc.emit.keras.compile import CompileWriter
 from stepc.emit.keras.helpers import HELPERS
 from stepc.emit.keras.lines import Method, def_line, indent, laid_out, literal, parameter
+from stepc.emit.keras.state import init_lines as state_init_lines
 from stepc.emit.keras.steps import REGION
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import INDENT, Text, call, layout, sequence
@@ -195,6 +196,9 @@ class _ClassWriter:
                 "    # The step's random draws: reproducible under keras.utils.set_random_seed."
             )
             lines.append("    self.seed_generator = keras.random.SeedGenerator()")
+        python = Names(self.model).python
+        for state in self.model.states:
+            lines += state_init_lines(state, self.plan.spec_name, python, self.used)
         if not self.model.functional:
             lines += [
                 "    # Its sub-models are built, and it has no call() of its own.",
@@ -231,7 +235,8 @@ class _ClassWriter:
         return Method(tuple(indent(lines)))
 
     def _metrics_property(self) -> Method:
-        trackers = sequence("[", [f"self.{d.name}" for d in self.model.metrics], "]")
+        own = [d.name for d in self.model.metrics] + list(self.model.metric_params)
+        trackers = sequence("[", [f"self.{name}" for name in own], "]")
         prefix = "trackers = " if self.model.lists_compiled_metrics else "return "
         lines = [
             "@property",

@@ -8,6 +8,9 @@ uses, in this order, so the output is deterministic.
 
 from __future__ import annotations
 
+from stepc.emit.keras.gradient_edits import HELPERS as EDIT_HELPERS
+from stepc.emit.keras.state import STATE_HELPERS
+
 HELPERS = {
     "for_backend": (
         "def _for_backend(**steps):",
@@ -141,12 +144,13 @@ HELPERS = {
     ),
     "metrics_result": (
         "def _metrics_result(model, skipped):",
-        '    """Every metric\'s result, as get_metrics_result() reports them, but `skipped`:',
-        "    compile()'s metrics, which this step never updates (Keras cannot report a",
-        '    metric never updated)."""',
+        '    """Every metric\'s result, as get_metrics_result() reports them, but those',
+        "    `skipped`: the metrics this step never updates (Keras cannot report one of",
+        "    compile()'s never updated, and one only another step updates is that step's",
+        '    to report)."""',
         "    logs = {}",
         "    for metric in model.metrics:",
-        "        if metric is not skipped:",
+        "        if not any(metric is other for other in skipped):",
         "            result = metric.result()",
         "            logs.update(result if isinstance(result, dict) else {metric.name: result})",
         "    return logs",
@@ -172,6 +176,28 @@ HELPERS = {
         '            "or pass that metric to compile()"',
         "        )",
         "    return results[name]",
+    ),
+    "checked_index": (
+        "def _checked_index(value, axis, index, where):",
+        '    """`value`, once `index` is found within its `axis` on the static shape (JAX',
+        '    and XLA clamp an index past the end); a Python sequence checks its own."""',
+        "    length = None if isinstance(value, (tuple, list)) else value.shape[axis]",
+        "    if length is not None and isinstance(index, int) and not -length <= index < length:",
+        "        raise IndexError(",
+        '            f"{where}: index {index} is out of range for axis {axis} of length {length}"',
+        "        )",
+        "    return value",
+    ),
+    "as_sequence": (
+        "def _as_sequence(outputs, where):",
+        '    """What a for loop iterates: a tuple or list (a model of one output returns',
+        '    a tensor, which Python would iterate along its first axis)."""',
+        "    if not isinstance(outputs, (tuple, list)):",
+        "        raise TypeError(",
+        '            f"{where}: a for loop iterates a tuple or list, but this value is one "',
+        '            f"{type(outputs).__name__}: a model of several outputs returns a list"',
+        "        )",
+        "    return outputs",
     ),
     "require_scalar": (
         "def _require_scalar(value, message):",
@@ -216,4 +242,6 @@ HELPERS = {
         "        optimizer = optimizer.inner_optimizer",
         "    return bool(optimizer.use_ema)",
     ),
+    **EDIT_HELPERS,  # `apply` of edited gradients
+    **STATE_HELPERS,
 }

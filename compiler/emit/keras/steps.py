@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
+from stepc.emit.keras.gradient_edits import mapped
+from stepc.emit.keras.loops import LoopWriter
+from stepc.emit.keras.state import StateWriting
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
     INDENT,
@@ -27,7 +30,6 @@ from stepc.emit.pyexpr import (
     call,
     comment_lines,
     flat,
-    index_text,
     invert,
     layout,
     negate,
@@ -36,15 +38,18 @@ from stepc.emit.pyexpr import (
     sequence,
     string_literal,
 )
-from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
     BATCH_SIZE,
     COMPILED_LOSS_VALUE,
     COMPILED_METRICS,
     FULL_PRECISION,
+    GATHER,
     KERAS_LOSS_TRACKER,
+    REPLICA_MEAN,
+    ApplyEdited,
     ApplyGradients,
     Compute,
+    ForEachBlock,
     GradientRegion,
     ModelPlan,
     RepeatBlock,
@@ -67,10 +72,13 @@ REGION = "region"
 _KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
-class StepWriter:
+class StepWriter(LoopWriter, StateWriting):
     """One step method; a framework's subclass spells its gradients and frame."""
 
     FRAMEWORK = ""  # keras.backend.backend() of the subclass
+    # What replicas share in a state's new value: nothing to do where one step
+    # sees the whole batch (JAX's DataParallel, PyTorch); TensorFlow spells them.
+    REPLICA_CALLS = (GATHER, REPLICA_MEAN)
 
     def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
         self.spec_name = spec_name
@@ -117,6 +125,10 @@ class StepWriter:
         raise NotImplementedError
 
     def take_gradient(self, take: TakeGradient, depth: int) -> None:
+        raise NotImplementedError
+
+    def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
+        """`apply GRADS to MODEL`: the edited gradients as the weight update."""
         raise NotImplementedError
 
     def watch(self, recorder: str, name: str, depth: int) -> None:
@@ -235,14 +247,20 @@ class StepWriter:
             self.apply(item, depth)
         elif isinstance(item, TakeGradient):
             self.take_gradient(item, depth)
+        elif isinstance(item, ApplyEdited):
+            self.apply_edited(item, depth)
         elif isinstance(item, RepeatBlock):
             self._repeat(item, depth)
+        elif isinstance(item, ForEachBlock):
+            self._for_each(item, depth)
 
     def _compute(self, item: Compute, depth: int) -> None:
         statement = item.statement
         keras_loss = item.role == KERAS_LOSS_TRACKER
         self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
-        if isinstance(statement, ir.AssignWeights):
+        if item.state is not None:
+            self.assign_state(item, depth)
+        elif isinstance(statement, ir.AssignWeights):
             self._assign_weights(statement, item.weights_of, depth)
         elif isinstance(statement, ir.Assign):
             self._assign(item, depth)
@@ -256,6 +274,8 @@ class StepWriter:
         value = item.statement.value
         if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
+        elif item.maps:  # an edit of gradients: once per tensor
+            rendered = mapped(self, value, item.maps)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
@@ -301,7 +321,7 @@ class StepWriter:
                 "when the step is traced)"
             )
             self._raise(message, depth + 1)
-        self.emit(depth, f"for _ in range({count}):")
+        self.emit(depth, f"for {self.loop_variable(block)} in range({count}):")
         for item in block.items:
             self._item(item, depth + 1)
 
@@ -328,18 +348,29 @@ class StepWriter:
 
     # ---------------------------------------------------------------- returns
 
-    def _default_return(self) -> str:
+    def _default_return(self):
         """Every metric's result; checked not to be empty where the model has no
         tracker that is always there (its own, or Keras's loss tracker)."""
-        if self.step.skips_compiled_metrics:  # compile()'s metrics: never updated here
+        skipped = self._unreported_metrics()
+        if skipped:  # metrics this step never updates: Keras cannot report them
             self.used.add("metrics_result")
-            return "_metrics_result(self, skipped=self._compile_metrics)"
-        if self.model.metrics or not self.model.own_metrics_only:
+            given = Concat(("skipped=", sequence("(", skipped, ")").doc))
+            return call("_metrics_result", ["self", given]).doc
+        if self.model.metrics or self.model.metric_params or not self.model.own_metrics_only:
             return "self.get_metrics_result()"
         self.used.add("reported")
         method = _METHODS.get(self.step.kind, "predict_step")
         where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
         return f"_reported(self, {string_literal(where)})"
+
+    def _unreported_metrics(self) -> list[str]:
+        """The model's metrics this step leaves out of its default report:
+        compile()'s and its own, where the step never updates them."""
+        skipped = ["self._compile_metrics"] if self.step.skips_compiled_metrics else []
+        if self.step.reported is not None:
+            own = [d.name for d in self.model.metrics] + list(self.model.metric_params)
+            skipped += [f"self.{name}" for name in own if name not in self.step.reported]
+        return skipped
 
     def _returns(self, depth: int) -> None:
         plan = self.step.returns
@@ -374,6 +405,8 @@ class StepWriter:
     # ---------------------------------------------------------------- expressions
 
     def expr(self, node) -> Rendered:
+        if isinstance(node, ir.Call) and node.func.id in self.REPLICA_CALLS:
+            return self.expr(node.args[0])
         if isinstance(node, ir.Name):
             if node.id in self.substitute:  # inside assign: a model's matching weight
                 return atom(self.substitute[node.id])
@@ -385,7 +418,7 @@ class StepWriter:
         if isinstance(node, ir.BinaryOp | ir.Negate | ir.Invert):
             return self._operator(node)
         if isinstance(node, ir.Subscript):
-            return subscript_doc(self.expr(node.value), index_text(node.index, self.expr))
+            return self.subscript(node)  # stepc.emit.keras.loops: its index checked
         if isinstance(node, ir.TupleExpr):
             return sequence("(", [self.expr(i).doc for i in node.items], ")")
         if isinstance(node, ir.ListExpr):

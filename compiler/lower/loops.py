@@ -1,0 +1,89 @@
+"""Stage 3, loops: a `repeat ... as i` or `for ... in ...` block as a plan item,
+and the subscripts whose loop index is checked when the step is traced.
+
+Owns two decisions. A loop's statements are placed as a step's are (each
+minimize in it records what its loss needs and updates in statement order:
+`stepc.lower.step`); this module makes the block's plan item. And each subscript
+of a tensor by an expression reading a loop index gets an `IndexCheck` (which
+axis, which line): JAX and XLA clamp an index past the end of an axis, so the
+generated step checks it against the axis's static length when traced.
+"""
+
+from __future__ import annotations
+
+from stepc.check.loops import LOOP_CALLS
+from stepc.lower.plan import ForEachBlock, IndexCheck, PlanItem, RepeatBlock
+from stepc.parse import ir
+
+
+def loop_block(loop: ir.Repeat | ir.ForEach, items: tuple[PlanItem, ...]) -> PlanItem:
+    """The plan item of a loop whose statements were placed as `items`."""
+    if isinstance(loop, ir.Repeat):
+        return RepeatBlock(loop.count, items, loop)
+    targets = tuple(t.id for t in loop.targets)
+    return ForEachBlock(targets, loop.iterable, items, loop, _checked_sequences(loop.iterable))
+
+
+def _checked_sequences(iterable: ir.Expr) -> tuple[ir.Expr, ...]:
+    """The sequences a for loop iterates that are not literal tuples or lists."""
+    zipped = isinstance(iterable, ir.Call) and iterable.func.id in LOOP_CALLS
+    sequences = iterable.args if zipped else (iterable,)
+    return tuple(s for s in sequences if not isinstance(s, (ir.TupleExpr, ir.ListExpr)))
+
+
+def loop_names(loop) -> set[str]:
+    """The names a loop binds on each pass: its index, or its targets."""
+    if isinstance(loop, ir.Repeat):
+        return {loop.index.id} if loop.index is not None else set()
+    if isinstance(loop, ir.ForEach):
+        return {t.id for t in loop.targets}
+    return set()
+
+
+def index_checks(body) -> tuple[IndexCheck, ...]:
+    """Every subscript of the step whose index reads an index of a repeat around it."""
+    return tuple(_checks_in(body, frozenset()))
+
+
+def _checks_in(body, indices: frozenset[str]):
+    for statement in body:
+        if isinstance(statement, ir.Repeat):
+            yield from _subscript_checks(statement.count, indices)
+            inner = indices | (loop_names(statement) if statement.index else set())
+            yield from _checks_in(statement.body, frozenset(inner))
+        elif isinstance(statement, ir.ForEach):
+            yield from _subscript_checks(statement.iterable, indices)
+            yield from _checks_in(statement.body, indices)
+        elif indices:
+            yield from _subscript_checks(statement, indices)
+
+
+def _subscript_checks(node, indices: frozenset[str]):
+    if not indices:
+        return
+    for found in ir.walk(node):
+        if isinstance(found, ir.Subscript) and not isinstance(found.index, ir.String):
+            yield from _axis_checks(found, indices)
+
+
+def _axis_checks(node: ir.Subscript, indices: frozenset[str]):
+    """The axes of one subscript indexed by an expression reading a loop index.
+
+    Axes are counted as the tensor's: `None` adds one (not of the tensor), and
+    those after a `...` are counted from the end."""
+    items = node.index.items if isinstance(node.index, ir.Indices) else (node.index,)
+    axes = [i for i in items if not _is_none(i)]
+    ellipsis = next((n for n, i in enumerate(axes) if isinstance(i, ir.EllipsisIndex)), None)
+    for position, item in enumerate(axes):
+        if isinstance(item, (ir.Slice, ir.EllipsisIndex)) or not _reads(item, indices):
+            continue
+        axis = position if ellipsis is None or position < ellipsis else position - len(axes)
+        yield IndexCheck(node, axis, item, item.span)
+
+
+def _reads(expr, names: frozenset[str]) -> bool:
+    return any(isinstance(n, ir.Name) and n.id in names for n in ir.walk(expr))
+
+
+def _is_none(expr) -> bool:
+    return isinstance(expr, ir.Name) and expr.id == "None"
