@@ -84,6 +84,7 @@ class Group:
     items: tuple[Doc, ...]
     close: str
     tuple_of_one: bool = False  # `(a,)` keeps its comma when flat
+    trailer: bool = False  # a subscript's `[index]`, broken only as a statement's last
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,11 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
         return _split_text(doc.value, indent, LINE_LENGTH - reserve)
     if isinstance(doc, Chain):
         return _break_chain(prefix, doc, indent, reserve)
+    trailer = _trailing_subscript(doc)
+    if trailer is not None and len(indent + prefix + trailer[0] + "[") <= LINE_LENGTH:
+        # ruff splits the last brackets first, a subscript's too, when the line
+        # up to them fits: `x = f(a, b)[` / `    0` / `]`.
+        return _break_group(indent + prefix + trailer[0], trailer[1], "", indent)
     head, group, tail = _last_group(doc)
     if group is None:
         return [text]
@@ -154,10 +160,18 @@ def assignment(targets: list[str], doc: Doc, indent: str) -> list[str]:
     return lines + layout(") = ", doc, indent)
 
 
+def _trailing_subscript(doc: Doc) -> tuple[str, Group] | None:
+    """`value[index]`'s value as text and its `[index]`, if `doc` ends with one."""
+    if isinstance(doc, Concat) and isinstance(doc.parts[-1], Group) and doc.parts[-1].trailer:
+        return "".join(flat(p) for p in doc.parts[:-1]), doc.parts[-1]
+    return None
+
+
 def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
-    """Split at the last bracket pair that can be broken (a right-hand split)."""
+    """Split at the last bracket pair that can be broken (a right-hand split),
+    a subscript's aside (`layout` tries those first)."""
     if isinstance(doc, Group):
-        return "", doc, ""
+        return ("", doc, "") if not doc.trailer else (flat(doc), None, "")
     if isinstance(doc, Chain):
         doc = Concat((doc.first, *(p for op, d in doc.rest for p in (f" {op} ", d))))
     if isinstance(doc, Concat):
@@ -323,7 +337,7 @@ def call(func: str, args: list[Doc]) -> Rendered:
 
 
 def subscript(value: Rendered, index: str) -> Rendered:
-    return atom(Concat((_wrap(value, ATOM), "[", index, "]")))
+    return atom(Concat((_wrap(value, ATOM), Group("[", (index,), "]", trailer=True))))
 
 
 def index_text(index, render: Callable[[ir.Expr], Rendered]) -> str:
