@@ -166,10 +166,10 @@ def test_comparison_catches_broken_reference(name, variant):
 
 
 def xla_baseline(name: str) -> Run:
-    """What a run under XLA must equal: captioning's plain run (which
-    test_generated_matches_reference proves against the reference; one XLA compile of each
-    step instead of two), textual inversion's reference under XLA (TensorFlow draws other
-    noise from the same seed under XLA)."""
+    """What a run under XLA must equal: captioning's plain run without XLA (the step
+    test_generated_matches_reference proves against the reference, here on 2 captions;
+    one XLA compile of each step instead of two), textual inversion's reference under XLA
+    (TensorFlow draws other noise from the same seed under XLA)."""
     if name == "image_captioning":
         return feature_run(name)
     return run(name, feature_setup(name, "reference", jit_compile=True))
