@@ -2,12 +2,13 @@
 
 What differs on JAX (compiler/emit/jax.py): every optimizer's state threaded through
 fit() (`_StepOptimizers`), BatchNorm statistics and seed state leaving a differentiated
-region, a gradient inside a differentiated region (a gradient penalty), a
-LossScaleOptimizer applied through `stateless_apply`, the step with and without
-`jax.jit` and under `keras.distribution.DataParallel` (two CPU devices), a gradient
-with respect to a value the region computes itself, and a variable the loss does
-not reach left alone (jax.vjp gives it a zero, which momentum and weight decay
-would follow; a tape gives None).
+region, a value written to a variable in a region and read later in it (BatchNorm
+statistics: data, as after a TensorFlow assign), a gradient inside a differentiated
+region (a gradient penalty), a LossScaleOptimizer applied through `stateless_apply`, the
+step with and without `jax.jit` and under `keras.distribution.DataParallel` (two CPU
+devices), a gradient with respect to a value the region computes itself, and a variable
+the loss does not reach left alone (jax.vjp gives it a zero, which momentum and weight
+decay would follow; a tape gives None).
 
 One worker process per backend runs every case (``python -m tests.test_jax_steps
 BACKEND OUT``): the same tiny models and initial weights, the same batches, SGD, and
@@ -284,7 +285,40 @@ def case_watched() -> dict[str, np.ndarray]:
     return _weights("weights", [net])
 
 
+READ_AFTER_WRITE = """
+model ReadAfterWrite:
+    init(net: Model)
+    metric loss_tracker = Mean(name="loss")
+
+    train(x, y):
+        trained = net(x, training=True)
+        inferred = net(x, training=False)
+        loss = mean(square(trained - y)) + mean(square(inferred - y))
+        minimize loss over net using optimizer
+        update loss_tracker(loss)
+"""
+
+
+def case_read_after_write() -> dict[str, np.ndarray]:
+    """BatchNorm statistics written by a training-mode call and read by an
+    inference-mode call in the same region: the read is data (no gradient flows
+    through the moving-average update), as after a TensorFlow assign."""
+    import keras
+
+    inputs = keras.Input((3,))
+    hidden = keras.layers.BatchNormalization(momentum=0.5)(keras.layers.Dense(4)(inputs))
+    net = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    model = _model("read_after_write", "ReadAfterWrite", READ_AFTER_WRITE, net=net)
+    _initialize([net], seed=11)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(12, 3)).astype("float32"), rng.normal(size=(12, 2)).astype("float32")
+    model.fit(x, y, batch_size=4, epochs=EPOCHS, shuffle=False, verbose=0)
+    return _weights("weights", [net])
+
+
 CASES = {
+    "read_after_write": case_read_after_write,
     "gan": case_gan,
     "gan_no_jit": case_gan_no_jit,
     "gan_data_parallel": case_gan_data_parallel,
@@ -295,6 +329,7 @@ CASES = {
     "watched": case_watched,
 }
 TENSORFLOW_CASES = (
+    "read_after_write",
     "gan",
     "vae_batch_norm",
     "wgan_gp",
@@ -435,6 +470,16 @@ def test_a_variable_the_loss_does_not_reach_is_not_moved(results):
 def test_gradient_of_a_value_the_region_computes(results):
     """The probe added to `doubled` gives its gradient: the weights equal TensorFlow's."""
     _assert_same_weights(_case(results["jax"], "watched"), _case(results["tensorflow"], "watched"))
+
+
+def test_a_value_written_in_the_region_is_read_as_data(results):
+    """Without stop_gradient on the region's writes, JAX differentiates through the
+    BatchNorm moving-average update into the first Dense layer (3.8e-5 from TensorFlow
+    in AdaMatch after one step)."""
+    _assert_same_weights(
+        _case(results["jax"], "read_after_write"),
+        _case(results["tensorflow"], "read_after_write"),
+    )
 
 
 if __name__ == "__main__":

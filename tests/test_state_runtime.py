@@ -2,8 +2,9 @@
 
 ``tests/support/state_worker.py`` runs in one process per backend (Keras fixes its
 backend at import) and trains the generated ``Tracker`` of its ``STATE_SPEC``: a counter,
-a float scalar clipped into [0, 0.5], a queue rolled with the batch (newest first) and a
-running mean of the batch loss, beside a Dense(1) network trained with SGD. The tests
+a float scalar clipped into [0, 0.5] (which scales the loss, read after its assign, so
+inside the recording), a queue rolled with the batch (newest first) and a running mean
+of the batch loss, beside a Dense(1) network trained with SGD. The tests
 compare each backend's values with numpy's replay of the same steps: the counter
 exactly, floats within ATOL = 1e-6 (weights also RTOL = 1e-5); and runs against each
 other: XLA / jax.jit against eager, save/load_model and save_weights/load_weights then one
@@ -32,7 +33,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def _run_worker(backend: str, directory: Path, *flags: str) -> dict:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / ".pp"), str(REPO)])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "tests.support.state_worker", str(directory), *flags]
     done = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT
@@ -59,9 +60,9 @@ def numpy_replay(epochs: int = 1) -> dict:
             count += 1
             alpha = min(max(alpha + worker.RATE, 0.0), 0.5)
             error = yb - (xb @ kernel + bias)
-            loss = np.mean(error**2)
-            kernel = kernel + 0.1 * 2 * xb.T @ error / error.size
-            bias = bias + 0.1 * 2 * error.sum(axis=0) / error.size
+            loss = alpha * np.mean(error**2)  # the new alpha: read after its assign
+            kernel = kernel + 0.1 * alpha * 2 * xb.T @ error / error.size
+            bias = bias + 0.1 * alpha * 2 * error.sum(axis=0) / error.size
             queue = np.concatenate([xb, queue])[: worker.QUEUE_SIZE]
             mean_loss = 0.5 * mean_loss + 0.5 * loss
     states = {"step_count": count, "alpha": alpha, "queue": queue, "mean_loss": mean_loss}
@@ -86,9 +87,14 @@ def test_states_after_training_equal_numpys(results):
 def test_reads_after_an_assign_see_the_new_value(results):
     """The step returns `step_count` and `alpha` after assigning them: the last
     batch's logs hold the values after that batch's update."""
-    logs = results["plain"]["logs"]
-    assert logs["step_count"] == [4.0]
-    assert logs["alpha"] == pytest.approx([0.5], abs=ATOL)
+    for run in ("plain", "jit"):
+        logs = results[run]["logs"]
+        assert logs["step_count"] == [4.0]
+        assert logs["alpha"] == pytest.approx([0.5], abs=ATOL)
+
+
+def test_a_new_value_of_the_wrong_shape_is_refused_naming_the_spec_line(results):
+    assert results["wrong_shape"].startswith("tracker.step:16: the new value has shape")
 
 
 def test_compiled_step_equals_eager(results):

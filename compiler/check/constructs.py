@@ -373,6 +373,11 @@ class ConstructChecks(ExprChecker):
                 return Type.UNKNOWN
             if symbol is not None and symbol.type is Type.MODEL:
                 return self._gradient_model(wrt, value, reach)
+            if symbol is not None and symbol.kind is Kind.STATE:
+                self.refuse_training_state(
+                    wrt, "take the gradient with respect to a model or a tensor"
+                )
+                return Type.TENSOR
             if local is None and symbol is None:
                 self._unknown_name(wrt)
                 return Type.TENSOR

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from stepc.check.data import DataChecks
 from stepc.check.exprs import Local, Value, article
 from stepc.check.values import merge, reported
-from stepc.diagnostics import error
+from stepc.diagnostics import error, warning
 from stepc.parse import ir
 from stepc.tables.builtins import Type
 
@@ -282,7 +282,7 @@ class LoopChecks(DataChecks):
             if self._already_defined(target):
                 continue
             key = self.graph.define(value.models, value.reads)
-            self.locals[target.id] = Local(value, target.span, False, used=True, key=key)
+            self.locals[target.id] = Local(value, target.span, False, used=False, key=key)
             self.loop_names[target.id] = (target.span, count)
             defined.append(target.id)
         return defined
@@ -302,10 +302,14 @@ class LoopChecks(DataChecks):
         return True
 
     def _forget_loop_names(self, names: list[str]) -> None:
-        """After the loop, its variables are gone (the names its body assigned stay)."""
+        """After the loop, its variables are gone (the names its body assigned stay);
+        one its body never read is a warning."""
         for name in names:
-            self.locals.pop(name, None)
+            local = self.locals.pop(name, None)
             self.loop_names.pop(name, None)
+            if local is not None and not local.used:
+                hint = "name it `_`, which names no value"
+                self.out.append(warning(f"loop variable `{name}` is never used", local.span, hint))
 
     def check_not_loop_name(self, target: ir.Name) -> bool:
         """An assignment's target is not a variable of a loop around it."""
@@ -320,6 +324,17 @@ class LoopChecks(DataChecks):
             )
         )
         return False
+
+
+def loop_variables(statements) -> set[str]:
+    """The names the loops among `statements` bind: indices and for targets."""
+    names: set[str] = set()
+    for statement in statements:
+        if isinstance(statement, ir.Repeat) and statement.index is not None:
+            names.add(statement.index.id)
+        elif isinstance(statement, ir.ForEach):
+            names |= {t.id for t in statement.targets}
+    return names
 
 
 def _common(items: tuple[Value, ...]) -> Value:

@@ -36,7 +36,7 @@ from stepc.check.params import (
     type_problems,
 )
 from stepc.check.shared import data_line_problems, merge_step_findings, shared_block_problems
-from stepc.check.state import init_numbers, state_symbol
+from stepc.check.state import declaration_names, init_numbers, state_symbol
 from stepc.check.steps import StepChecker, Usage
 from stepc.check.symbols import Kind, Symbol, base_symbols
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
@@ -169,6 +169,7 @@ class _ModelChecker:
             self._declare_optimizer(decl)
         for decl in self.model.states:
             self._declare(state_symbol(decl, init_numbers(self.model), self.out), decl.name)
+            self.usage.names.update(declaration_names(decl))
         self._check_metric_names()
         self._declare_recovered()
         self._check_steps()

@@ -22,6 +22,9 @@ _REFUSED = {
     ir.Return: ("return", "return in each step: the train and the test step report apart"),
 }
 
+# `assign STATE = ...`: each step updates its state itself (a test step may not).
+_STATE_REFUSED = ("assign state", "assign state in the train or the test step itself")
+
 
 def shared_block_problems(model: ir.Model) -> list[Diagnostic]:
     """The block's own problems (none without a block)."""
@@ -32,8 +35,11 @@ def shared_block_problems(model: ir.Model) -> list[Diagnostic]:
     block = model.shared
     if block is None:
         return found
+    states = {decl.name.id for decl in model.states}
     for statement in ir.statements(block.body):
         refused = _REFUSED.get(type(statement))
+        if isinstance(statement, ir.AssignWeights) and statement.target.id in states:
+            refused = _STATE_REFUSED
         if refused is not None:
             what, hint = refused
             message = f"a shared block cannot {what}: it runs in the test step too"

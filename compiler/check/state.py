@@ -35,6 +35,8 @@ def init_numbers(model: ir.Model) -> dict[str, str]:
 def state_symbol(decl: ir.StateDecl, numbers: dict[str, str], out: list[Diagnostic]) -> Symbol:
     """The symbol of a state, after checking its declaration (errors into `out`)."""
     dtype = decl.dtype.id
+    if dtype in STATE_DTYPES:
+        _check_initial_dtype(decl, numbers, out)
     if dtype not in STATE_DTYPES:
         out.append(
             error(
@@ -74,7 +76,10 @@ def _check_initial(decl: ir.StateDecl, numbers: dict[str, str], out: list[Diagno
         if problem is not None:
             out.append(error(problem, node.span, _INITIAL_HINT))
             return
-    if STATE_DTYPES.get(decl.dtype.id) != "float32" and _is_float(decl.value, numbers, {}):
+
+
+def _check_initial_dtype(decl: ir.StateDecl, numbers: dict[str, str], out) -> None:
+    if STATE_DTYPES[decl.dtype.id] != "float32" and _is_float(decl.value, numbers, {}):
         out.append(
             error(
                 f"state `{decl.name.id}` is {decl.dtype.id}, but its initial value is a float",
@@ -82,6 +87,12 @@ def _check_initial(decl: ir.StateDecl, numbers: dict[str, str], out: list[Diagno
                 "write a whole number (or declare the state `float`)",
             )
         )
+
+
+def declaration_names(decl: ir.StateDecl) -> set[str]:
+    """The names a declaration reads (its dims and initial value): used, then."""
+    nodes = [n for expr in (*decl.dims, decl.value) for n in ir.walk(expr)]
+    return {n.id for n in nodes if isinstance(n, ir.Name)}
 
 
 def _initial_problem(node, numbers: dict[str, str]) -> str | None:
@@ -113,7 +124,19 @@ def _is_float(expr: ir.Expr, numbers: dict[str, str], states: dict[str, Symbol])
 
 
 class StateChecks:
-    """The checks of `assign STATE = EXPR` in a step (mixed into the StepChecker)."""
+    """The checks of `assign STATE = EXPR` in a step (mixed into the StepChecker),
+    and the refusal to train a state."""
+
+    def refuse_training_state(self, name: ir.Name, instead: str) -> None:
+        """`minimize ... over STATE` or `gradient(y, STATE)`: a state is never trained."""
+        self.usage.names.add(name.id)
+        self.out.append(
+            error(
+                f"`{name.id}` is a state, which is never trained",
+                name.span,
+                f"{instead}; a state changes only by `assign {name.id} = ...`",
+            )
+        )
 
     def is_state(self, name: ir.Name) -> bool:
         symbol = self.symbols.get(name.id)

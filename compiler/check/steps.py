@@ -16,7 +16,7 @@ from stepc.check.depends import DependencyGraph
 from stepc.check.exprs import Local, Usage, Value, article, chain, reported, returns_tuple
 from stepc.check.gradient_edits import ApplyChecks
 from stepc.check.hints import suggest
-from stepc.check.loops import LoopChecks
+from stepc.check.loops import LoopChecks, loop_variables
 from stepc.check.loss_report import LOSS_TRACKER
 from stepc.check.reports import ReportChecks
 from stepc.check.state import StateChecks
@@ -301,6 +301,9 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
         self.usage.names.add(target.id)
         if self._is_model(target.id):
             return True
+        if self.is_state(target):
+            self.refuse_training_state(target, "minimize over a model the loss depends on")
+            return False
         symbol = self.symbols.get(target.id)
         if symbol is not None and symbol.type is Type.UNKNOWN:
             return False  # its declaration's error was reported
@@ -434,6 +437,7 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
         "undefined name" follows from the missing line."""
         statements = list(ir.statements(self.step.body))
         assigned = {t.id for s in statements if isinstance(s, ir.Assign) for t in s.targets}
+        assigned |= loop_variables(statements)
         read = [n.id for s in self.step.body for n in ir.walk(s) if isinstance(n, ir.Name)]
         for name in dict.fromkeys(read):
             if name not in assigned and name not in self.symbols and name not in OPS:

@@ -19,7 +19,7 @@ arguments. Gradients are applied inside the step's scope (`_apply_on_jax`).
 from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
-from stepc.emit.keras.gradient_edits import apply_lines
+from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
@@ -88,6 +88,12 @@ class JaxStepWriter(StepWriter):
         if isinstance(node, ir.Call) and node.func.id in (SCALE, UNSCALE):
             return self.expr(node.args[0])
         return super().expr(node)
+
+    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
+        if name == "global_norm":  # the table's target is TensorFlow's, as on torch
+            self.used.add("global_norm")
+            return call("_global_norm", args)
+        return super()._op(name, args, keywords)
 
     def watch(self, recorder: str, name: str, depth: int) -> None:
         # A value the region computes: its gradient is that of a zero added to it.
@@ -214,7 +220,9 @@ class JaxStepWriter(StepWriter):
         self.comment(depth, statement.span)
         targets = [t.id for t in statement.targets]
         grads = self._grads[take.recorder]
-        if take.of_model:  # zeros where the value does not reach, as on TensorFlow
+        if take.unscale_by:  # applied after an edit: None (not reached) stays None
+            rendered = unscaled(self, grads, take).doc
+        elif take.of_model:  # zeros where the value does not reach, as on TensorFlow
             self.used.add("zero_if_unconnected")
             variables = self._variables[take.recorder]
             rendered = call("_zero_if_unconnected", [grads, variables]).doc
@@ -242,9 +250,9 @@ class JaxStepWriter(StepWriter):
 
     def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
         self.used.update(("for_apply", "apply"))
-        grads = apply_lines(self, apply, "_for_apply", depth)
+        grads, variables = apply_lines(self, apply, "_for_apply", variables_of(apply.model), depth)
         optimizer = self.names.python(apply.optimizer)
-        rendered = call("_apply_on_jax", [optimizer, grads, variables_of(apply.model)])
+        rendered = call("_apply_on_jax", [optimizer, grads, variables])
         self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _clip_parts(self, apply: ApplyGradients, grads: str, optimizer: str, depth: int) -> None:

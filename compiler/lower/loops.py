@@ -11,17 +11,44 @@ generated step checks it against the axis's static length when traced.
 
 from __future__ import annotations
 
-from stepc.check.loops import LOOP_CALLS
+import dataclasses
+
+from stepc.check.loops import ENUMERATE, LOOP_CALLS
 from stepc.lower.plan import ForEachBlock, IndexCheck, PlanItem, RepeatBlock
+from stepc.lower.scaling import Facts
 from stepc.parse import ir
 
 
-def loop_block(loop: ir.Repeat | ir.ForEach, items: tuple[PlanItem, ...]) -> PlanItem:
+def loop_block(loop: ir.Repeat | ir.ForEach, items: tuple[PlanItem, ...], facts) -> PlanItem:
     """The plan item of a loop whose statements were placed as `items`."""
     if isinstance(loop, ir.Repeat):
         return RepeatBlock(loop.count, items, loop)
     targets = tuple(t.id for t in loop.targets)
-    return ForEachBlock(targets, loop.iterable, items, loop, _checked_sequences(loop.iterable))
+    iterable = _at_true_value(loop.iterable, facts)
+    return ForEachBlock(targets, iterable, items, loop, _checked_sequences(loop.iterable))
+
+
+def note_loop_variables(loop, facts: Facts, depends) -> None:
+    """What the lowering knows of a loop's variables before placing its body: an
+    index is a Python int (a constant to the batch-size weighting); a for loop's
+    variables hold true (not replica-scaled) values, computed from its iterable."""
+    if isinstance(loop, ir.Repeat) and loop.index is not None:
+        facts.assign((loop.index,), ir.Number("0", True, loop.index.span), False)
+    elif isinstance(loop, ir.ForEach):
+        facts.assign(loop.targets, loop.iterable, False)
+        depends.assign(loop.targets, loop.iterable)
+
+
+def _at_true_value(iterable: ir.Expr, facts: Facts) -> ir.Expr:
+    """Each item of a literal tuple or list at its true value (a loss object's is
+    one replica's share under distribution), as the loop variables are taken."""
+    if isinstance(iterable, (ir.TupleExpr, ir.ListExpr)):
+        items = tuple(_at_true_value(item, facts) for item in iterable.items)
+        return dataclasses.replace(iterable, items=items)
+    if isinstance(iterable, ir.Call) and iterable.func.id in LOOP_CALLS:
+        args = tuple(_at_true_value(arg, facts) for arg in iterable.args)
+        return dataclasses.replace(iterable, args=args)
+    return facts.unscaled(iterable)
 
 
 def _checked_sequences(iterable: ir.Expr) -> tuple[ir.Expr, ...]:
@@ -41,7 +68,8 @@ def loop_names(loop) -> set[str]:
 
 
 def index_checks(body) -> tuple[IndexCheck, ...]:
-    """Every subscript of the step whose index reads an index of a repeat around it."""
+    """Every subscript of the step whose index reads an index of a loop around it
+    (a repeat's, or an enumerate's position)."""
     return tuple(_checks_in(body, frozenset()))
 
 
@@ -53,9 +81,16 @@ def _checks_in(body, indices: frozenset[str]):
             yield from _checks_in(statement.body, frozenset(inner))
         elif isinstance(statement, ir.ForEach):
             yield from _subscript_checks(statement.iterable, indices)
-            yield from _checks_in(statement.body, indices)
+            yield from _checks_in(statement.body, indices | _position(statement))
         elif indices:
             yield from _subscript_checks(statement, indices)
+
+
+def _position(loop: ir.ForEach) -> frozenset[str]:
+    """`for k, item in enumerate(...)`: `k`, an index as a repeat's is."""
+    iterable = loop.iterable
+    enumerated = isinstance(iterable, ir.Call) and iterable.func.id == ENUMERATE
+    return frozenset({loop.targets[0].id}) if enumerated and len(loop.targets) == 2 else frozenset()
 
 
 def _subscript_checks(node, indices: frozenset[str]):

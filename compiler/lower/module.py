@@ -34,7 +34,7 @@ from stepc.lower.plan import (
 from stepc.lower.state import initial_calls, state_variables
 from stepc.lower.step import StepLowering
 from stepc.parse import ir
-from stepc.tables.builtins import COMPILED_LOSS, COMPILED_METRICS, KERAS_OPTIMIZER, OPS
+from stepc.tables.builtins import COMPILED_LOSS, COMPILED_METRICS, KERAS_OPTIMIZER, MODEL_TYPES, OPS
 
 
 def lower(checked: CheckedSpec, source: str) -> tuple[ModulePlan, list[Diagnostic]]:
@@ -82,6 +82,7 @@ def _lower_model(checked: CheckedModel, out: list[Diagnostic]) -> ModelPlan:
         lists_compiled_metrics=lists_compiled,
         compiled_metrics_once_built=any(step.skips_compiled_metrics for step in steps),
         optimizer_targets=_optimizer_targets(model),
+        builds_keras_optimizer=_builds_keras_optimizer(model),
         jit_compile=model.jit_compile,
         compile_span=model.compile_span,
         steps=steps,
@@ -211,6 +212,16 @@ def _reads_compile_numbers(decl: ir.ObjectDecl, model: ir.Model) -> bool:
     return any(isinstance(v, ir.Name) and v.id in compile_names for v in values)
 
 
+def _builds_keras_optimizer(model: ir.Model) -> bool:
+    """Whether compile() must build Keras's optimizer on the variables it updates:
+    when they are not every trainable variable (the model itself, or each of its
+    sub-models and layers), its first `apply` builds it on some and load_model on
+    all, which then cannot load the saved state."""
+    targets = dict(_optimizer_targets(model)).get(KERAS_OPTIMIZER)
+    trainable = {p.name.id for p in model.init or () if p.type_name.id in MODEL_TYPES}
+    return targets is not None and "self" not in targets and set(targets) != trainable
+
+
 def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """Which models each optimizer updates, so a loaded model can rebuild its state."""
     found: dict[str, tuple[str, ...]] = {}
@@ -219,4 +230,7 @@ def _optimizer_targets(model: ir.Model) -> tuple[tuple[str, tuple[str, ...]], ..
             if isinstance(statement, ir.Minimize):
                 name = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
                 found.setdefault(name, tuple(t.id for t in statement.targets))
+            elif isinstance(statement, ir.ApplyEdited):
+                name = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
+                found.setdefault(name, (statement.model.id,))
     return tuple(found.items())

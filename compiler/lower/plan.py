@@ -183,6 +183,9 @@ class TakeGradient:
     of_model: bool
     tuple_result: bool  # gradient(y, (a, b)): unpacked into several names
     statement: ir.Assign
+    # An `apply` uses it: the value was scaled by this optimizer (a LossScaleOptimizer's
+    # scale), which the gradient divides out again (stepc.lower.gradient_edits).
+    unscale_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -344,6 +347,8 @@ class ModelPlan:
     compiled_metrics_once_built: bool = False
     # The `Metric` parameters (of init or compile): the model's metrics too.
     metric_params: tuple[str, ...] = ()
+    # Keras's optimizer updates only some trainable variables: compile() builds it there.
+    builds_keras_optimizer: bool = False
     states: tuple[StateVariable, ...] = ()  # `state` items, in declaration order
 
 

@@ -121,7 +121,9 @@ class _Casting:
             return dataclasses.replace(statement, loss=self.expr(statement.loss, False))
         if isinstance(statement, ir.Return):
             return dataclasses.replace(statement, items=tuple(map(self._item, statement.items)))
-        return statement  # AssignWeights: weights, not outputs
+        if isinstance(statement, ir.AssignWeights):  # a state's new value from a model
+            return dataclasses.replace(statement, value=self.expr(statement.value, False))
+        return statement
 
     def _item(self, item: ir.ReturnItem) -> ir.ReturnItem:
         value = self.expr(item.value, True) if item.value is not None else None

@@ -57,12 +57,21 @@ class BatchValues:
     """Which names of a step hold values computed from its batch (the data, or
     a model's outputs), in statement order: what a replica holds only its share of."""
 
-    def __init__(self, step: ir.Step, models: set[str]):
+    def __init__(self, step: ir.Step, models: set[str], lowering):
         self.models = models | {"self"}
         self.names = {p.name.id for p in step.data}
+        self.scalars: set[str] = set()  # values known to be scalars, as assigned
         for statement in ir.statements(step.body):
-            if isinstance(statement, ir.Assign) and self.reads_batch(statement.value):
-                self.names.update(t.id for t in statement.targets)
+            if isinstance(statement, ir.Assign):
+                self._assigned(statement, lowering)
+
+    def _assigned(self, statement: ir.Assign, lowering) -> None:
+        targets = {t.id for t in statement.targets}
+        if self.reads_batch(statement.value):
+            self.names |= targets
+        self.scalars -= targets
+        if len(targets) == 1 and _known_scalar(statement.value, lowering, self.scalars):
+            self.scalars |= targets
 
     def reads_batch(self, expr: ir.Expr) -> bool:
         for node in ir.walk(expr):
@@ -76,46 +85,49 @@ class BatchValues:
 def state_update(statement: ir.AssignWeights, value: ir.Expr, lowering) -> Compute:
     """`assign STATE = value`: the value with what replicas share marked."""
     symbol = lowering.symbols[statement.target.id]
-    shared = _shared_across_replicas(value, lowering.batch_values, lowering.facts)
-    check = symbol.state.rank > 0 or not _known_scalar(value, lowering)
+    shared = _shared_across_replicas(value, lowering.batch_values, lowering)
+    check = symbol.state.rank > 0
+    check = check or not _known_scalar(value, lowering, lowering.batch_values.scalars)
     update = StateUpdate(symbol.name, shared, statement.span, check_shape=check)
     return Compute(statement, weights_of=(), state=update)
 
 
-def _shared_across_replicas(expr, batch: BatchValues, facts):
-    """`expr` with each batch tensor gathered and each batch scalar averaged."""
+def _shared_across_replicas(expr, batch: BatchValues, lowering):
+    """`expr` with each batch tensor gathered (so a reduction of it reduces the whole
+    batch, exactly) and each batch-dependent scalar value averaged (a loss: the whole
+    batch's mean, for equal shares)."""
     if not batch.reads_batch(expr):
         return expr
-    if _is_scalar(expr, facts):
-        return pseudo_call(REPLICA_MEAN, expr)
     if isinstance(expr, ir.Name):
-        return pseudo_call(GATHER, expr)
-    return _rebuilt(expr, lambda e: _shared_across_replicas(e, batch, facts))
+        scalar = _known_scalar(expr, lowering, batch.scalars)
+        return pseudo_call(REPLICA_MEAN if scalar else GATHER, expr)
+    return _rebuilt(expr, lambda e: _shared_across_replicas(e, batch, lowering))
 
 
-def _is_scalar(expr, facts) -> bool:
-    """A reduction over every axis, or what the loss facts know is a scalar."""
+def _whole_reduction(expr) -> bool:
+    """`mean(t)`, `sum(t)`, ...: a reduction over every axis."""
     if isinstance(expr, ir.Call) and expr.func.id in OPS and len(expr.args) == 1:
         whole = OPS[expr.func.id].result is Result.REDUCE
-        if whole and not any(k.name == "axis" for k in expr.keywords):
-            return True
-    return facts.is_scalar(expr)
+        return whole and not any(k.name == "axis" for k in expr.keywords)
+    return False
 
 
-def _known_scalar(expr, lowering) -> bool:
+def _known_scalar(expr, lowering, scalars: set[str]) -> bool:
     """A scalar for certain: the loss facts say so, or it combines scalar states,
     numbers and scalar values with arithmetic and elementwise operations."""
-    if lowering.facts.is_scalar(expr) or isinstance(expr, ir.Number):
+    if lowering.facts.is_scalar(expr) or isinstance(expr, ir.Number) or _whole_reduction(expr):
         return True
     if isinstance(expr, ir.Name):
+        if expr.id in scalars:
+            return True
         symbol = lowering.symbols.get(expr.id)
         state = symbol is not None and symbol.kind is Kind.STATE and symbol.state.rank == 0
-        return state or (symbol is not None and symbol.type is Type.NUMBER)
+        return state or (symbol is not None and symbol.type in (Type.NUMBER, Type.BOOL))
     if isinstance(expr, ir.BinaryOp | ir.Negate):
-        return all(_known_scalar(e, lowering) for e in ir.children(expr))
+        return all(_known_scalar(e, lowering, scalars) for e in ir.children(expr))
     elementwise = isinstance(expr, ir.Call) and expr.func.id in OPS
     elementwise = elementwise and OPS[expr.func.id].result is Result.SAME
-    return elementwise and all(_known_scalar(e, lowering) for e in ir.children(expr))
+    return elementwise and all(_known_scalar(e, lowering, scalars) for e in ir.children(expr))
 
 
 def _rebuilt(expr, inner):

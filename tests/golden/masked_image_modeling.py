@@ -109,6 +109,25 @@ class _StatelessStep:
         return value + probes[name]
 
 
+class _WritesCutScope(keras.StatelessScope):
+    """A region's scope in which a value written to a variable carries no
+    gradient: a later read in the region (a layer's BatchNorm statistics,
+    updated in training mode, read by the next call) is data, as it is after a
+    TensorFlow or PyTorch assign. Without it jax.vjp would differentiate through
+    the moving-average update. `written` is what the region wrote, the only
+    values to write back (a nested region's write-back of an unchanged
+    variable would cut the outer region's gradient)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = set()
+
+    def add_update(self, update):
+        variable, value = update
+        self.written.add(id(variable))
+        super().add_update((variable, jax.lax.stop_gradient(value)))
+
+
 def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
     """Run `region(*tensors)`, which returns (values, leaves), once (jax.vjp) and
     give the gradient of each value with respect to its sources: Keras variables,
@@ -131,19 +150,24 @@ def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
         mapping += [(v, v.value) for v in others]
         step.probes.append(probes)
         try:
-            with keras.StatelessScope(mapping, collect_losses=True) as scope:
+            with _WritesCutScope(mapping, collect_losses=True) as scope:
                 values, leaves = region(*inputs)
         finally:
             step.probes.pop()
-        return tuple(values), (leaves, [scope.get_current_value(v) for v in others])
+        written = {
+            i: scope.get_current_value(v)
+            for i, v in enumerate(others)
+            if id(v) in scope.written
+        }
+        return tuple(values), (leaves, written)
 
     primals, tensors = [v.value for v in variables], tuple(tensors)
     probes = _probes_on_jax(forward, primals, tensors, watched)
     values, backward, (leaves, written) = jax.vjp(
         forward, primals, tensors, probes, has_aux=True
     )
-    for variable, value in zip(others, written, strict=True):
-        variable.assign(value)
+    for index, value in written.items():
+        others[index].assign(value)
     reached = _reached_on_jax(forward, (primals, tensors, probes), len(values))
     grads = []
     for index, group in enumerate(sources):
@@ -757,6 +781,17 @@ class MaskedAutoencoder(_MaskedAutoencoderSteps, keras.Model):
         # Its sub-models are built, and it has no call() of its own.
         self.built = True
 
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        # Build each optimizer on the variables it updates (its state then loads).
+        variables = (
+            self.patch_encoder.trainable_variables
+            + self.encoder.trainable_variables
+            + self.decoder.trainable_variables
+        )
+        if variables:
+            self.optimizer.build(variables)
+
     def predict_step(self, *args):  # (data); on JAX (state, data)
         # masked_image_modeling.step:14  no predict(...) block
         raise ValueError(
@@ -798,6 +833,9 @@ class MaskedAutoencoder(_MaskedAutoencoderSteps, keras.Model):
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
         return cls(**config)
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def save_own_variables(self, store):
         # Keras saves no SeedGenerator's state; with it, a restored model (load_model,

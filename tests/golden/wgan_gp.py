@@ -110,6 +110,25 @@ class _StatelessStep:
         return value + probes[name]
 
 
+class _WritesCutScope(keras.StatelessScope):
+    """A region's scope in which a value written to a variable carries no
+    gradient: a later read in the region (a layer's BatchNorm statistics,
+    updated in training mode, read by the next call) is data, as it is after a
+    TensorFlow or PyTorch assign. Without it jax.vjp would differentiate through
+    the moving-average update. `written` is what the region wrote, the only
+    values to write back (a nested region's write-back of an unchanged
+    variable would cut the outer region's gradient)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = set()
+
+    def add_update(self, update):
+        variable, value = update
+        self.written.add(id(variable))
+        super().add_update((variable, jax.lax.stop_gradient(value)))
+
+
 def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
     """Run `region(*tensors)`, which returns (values, leaves), once (jax.vjp) and
     give the gradient of each value with respect to its sources: Keras variables,
@@ -132,19 +151,24 @@ def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
         mapping += [(v, v.value) for v in others]
         step.probes.append(probes)
         try:
-            with keras.StatelessScope(mapping, collect_losses=True) as scope:
+            with _WritesCutScope(mapping, collect_losses=True) as scope:
                 values, leaves = region(*inputs)
         finally:
             step.probes.pop()
-        return tuple(values), (leaves, [scope.get_current_value(v) for v in others])
+        written = {
+            i: scope.get_current_value(v)
+            for i, v in enumerate(others)
+            if id(v) in scope.written
+        }
+        return tuple(values), (leaves, written)
 
     primals, tensors = [v.value for v in variables], tuple(tensors)
     probes = _probes_on_jax(forward, primals, tensors, watched)
     values, backward, (leaves, written) = jax.vjp(
         forward, primals, tensors, probes, has_aux=True
     )
-    for variable, value in zip(others, written, strict=True):
-        variable.assign(value)
+    for index, value in written.items():
+        others[index].assign(value)
     reached = _reached_on_jax(forward, (primals, tensors, probes), len(values))
     grads = []
     for index, group in enumerate(sources):

@@ -38,7 +38,8 @@ model Tracker:
         assign step_count = step_count + 1
         assign alpha = clip(alpha + rate, 0.0, 0.5)
         pred = net(x, training=True)
-        loss = mean(square(y - pred))
+        # read inside the recording, after its assign: the gradient is scaled by the new alpha
+        loss = alpha * mean(square(y - pred))
         minimize loss over net
         # the newest batch first: a value with the batch axis (gathered under a strategy)
         assign queue = concatenate([x, queue], axis=0)[:queue_size]
@@ -48,13 +49,14 @@ model Tracker:
 """
 
 
-def compiled_module(directory: Path):
-    """The generated module of STATE_SPEC, imported from `directory`."""
+def compiled_module(directory: Path, text: str = STATE_SPEC):
+    """The generated module of `text`, imported from `directory`."""
     from stepc.pipeline import compile_source
 
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tracker.py"
-    path.write_text(compile_source(STATE_SPEC, "tracker.step"), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("tracker_generated", path)
+    path.write_text(compile_source(text, "tracker.step"), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"tracker_{directory.name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -204,6 +206,21 @@ def keras_backend() -> str:
     return keras.backend.backend()
 
 
+def wrong_shape_message(directory: Path) -> str:
+    """The error a step raises when traced with a new queue of the batch's shape
+    (4 rows, not QUEUE_SIZE): the trace-time check names the spec line."""
+    text = STATE_SPEC.replace(
+        "assign queue = concatenate([x, queue], axis=0)[:queue_size]", "assign queue = x"
+    )
+    module = compiled_module(directory / "wrong", text)
+    x, y = data()
+    try:
+        new_model(module).fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    except ValueError as error:
+        return str(error)
+    return ""
+
+
 def main(argv: list[str]) -> None:
     directory = Path(argv[0])
     directory.mkdir(parents=True, exist_ok=True)
@@ -222,6 +239,7 @@ def main(argv: list[str]) -> None:
         "saved": saved_runs(module, directory),
         "backup": backup_run(module, directory),
         "minimize": minimize_run(module),
+        "wrong_shape": wrong_shape_message(directory),
     }
     print(RESULT_PREFIX + json.dumps(results), flush=True)
 

@@ -121,8 +121,8 @@ class _ClassWriter:
         compile_writer = CompileWriter(self.plan, self.model, self.used)
         if self.model.compile is not None:
             methods.append(self._with_framework_lines(compile_writer.compile()))
-        elif self.model.jit_compile is not None:
-            methods.append(compile_writer.keras_compile_with_jit())
+        elif compile_writer.wraps_keras_compile():
+            methods.append(compile_writer.keras_compile())
         if self.model.own_metrics_only:
             methods.append(self._metrics_property())
         elif self.model.compiled_metrics_once_built:
@@ -132,6 +132,8 @@ class _ClassWriter:
             methods += [self._get_config(), self._from_config()]
         if self.model.compile is not None:
             methods += [compile_writer.get_compile_config(), compile_writer.compile_from_config()]
+        elif compile_writer.wraps_keras_compile():
+            methods.append(compile_writer.keras_compile_from_config())
         if self.model.uses_random or self.model.seeded_layers:
             methods += [self._save_own_variables(), self._load_own_variables()]
         line = self.model.span.line

@@ -115,9 +115,13 @@ class CompileWriter:
         lines = ["    # Build each optimizer on the variables it updates (its state then loads)."]
         for optimizer, targets in self.model.optimizer_targets:
             parts = [variables_of(t) for t in targets]
-            variables = Chain(parts[0], tuple(("+", part) for part in parts[1:]))
-            lines += laid_out("if ", Concat((variables, ":")))
-            lines += laid_out("", call(f"self.{optimizer}.build", [variables]).doc, 2)
+            if len(parts) > 1:  # named once, so the test and the build read alike
+                lines += laid_out(
+                    "variables = ", Chain(parts[0], tuple(("+", p) for p in parts[1:]))
+                )
+                parts = ["variables"]
+            lines += laid_out("if ", Concat((parts[0], ":")))
+            lines += laid_out("", call(f"self.{optimizer}.build", [parts[0]]).doc, 2)
         return lines if self.model.optimizer_targets else []
 
     def _own_parameter(self, name: str, type_name: str) -> list[str]:
@@ -184,13 +188,31 @@ class CompileWriter:
             f"    self.{name} = _for_dtype_policy(self, {name})",
         ]
 
-    def keras_compile_with_jit(self) -> Method:
+    def wraps_keras_compile(self) -> bool:
+        """Whether a spec without `compile(...)` still needs a compile() of its own:
+        for its `jit_compile = ...` default, or to build Keras's optimizer on the
+        variables it updates when that is not every trainable variable (else the
+        first `apply` builds it on some, and load_model on all: its state would not
+        load)."""
+        return self.model.jit_compile is not None or self.model.builds_keras_optimizer
+
+    def keras_compile(self) -> Method:
         """Keras's own compile() (no `compile(...)` in the spec), with the spec's
-        `jit_compile = ...` as its default."""
+        `jit_compile = ...` as its default, building Keras's optimizer."""
         lines = [
             "def compile(self, *args, **kwargs):",
             *self.jit_default(),
             "    super().compile(*args, **kwargs)",
+            *self._build_optimizers(),
+        ]
+        return Method(tuple(indent(lines)))
+
+    def keras_compile_from_config(self) -> Method:
+        """Keras's compile_from_config skips a model whose compile() is overridden;
+        this one calls it with the arguments Keras recorded."""
+        lines = [
+            "def compile_from_config(self, config):",
+            "    self.compile(**keras.saving.deserialize_keras_object(config))",
         ]
         return Method(tuple(indent(lines)))
 

@@ -177,8 +177,8 @@ HELPERS = {
         "        )",
         "    return results[name]",
     ),
-    "checked_index": (
-        "def _checked_index(value, axis, index, where):",
+    "check_index": (
+        "def _check_index(value, axis, index, where):",
         '    """`value`, once `index` is found within its `axis` on the static shape (JAX',
         '    and XLA clamp an index past the end); a Python sequence checks its own."""',
         "    length = None if isinstance(value, (tuple, list)) else value.shape[axis]",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
-from stepc.emit.keras.gradient_edits import mapped
+from stepc.emit.keras.gradient_edits import mapped_lines
 from stepc.emit.keras.loops import LoopWriter
 from stepc.emit.keras.state import StateWriting
 from stepc.emit.names import Names
@@ -258,6 +258,7 @@ class StepWriter(LoopWriter, StateWriting):
         statement = item.statement
         keras_loss = item.role == KERAS_LOSS_TRACKER
         self.comment(depth, statement.span, _KERAS_LOSS_NOTE if keras_loss else "")
+        self.index_checks(statement, depth)  # stepc.emit.keras.loops
         if item.state is not None:
             self.assign_state(item, depth)
         elif isinstance(statement, ir.AssignWeights):
@@ -272,10 +273,11 @@ class StepWriter(LoopWriter, StateWriting):
     def _assign(self, item: Compute, depth: int) -> None:
         targets = [t.id for t in item.statement.targets]
         value = item.statement.value
+        if item.maps:  # an edit of gradients: once per tensor
+            mapped_lines(self, targets[0], value, item.maps, depth)
+            return
         if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
-        elif item.maps:  # an edit of gradients: once per tensor
-            rendered = mapped(self, value, item.maps)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
@@ -310,7 +312,7 @@ class StepWriter(LoopWriter, StateWriting):
         if not block.items:  # nothing left to run (a block that only updated weights)
             return
         count = flat(self.expr(block.count).doc)
-        self.comment(depth, block.statement.span, f"repeat {_spec_text(block.count)}")
+        self.comment(depth, block.statement.span, self.repeat_text(block))
         if isinstance(block.count, ir.Name):
             # Unrolled when traced: the bounds of a literal count, checked then.
             bounds = f"1 <= {count} <= {MAX_REPEAT}"
