@@ -46,7 +46,7 @@ def _batch_size(x):
     return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
 
-def _checked_index(value, axis, index, where):
+def _check_index(value, axis, index, where):
     """`value`, once `index` is found within its `axis` on the static shape (JAX
     and XLA clamp an index past the end); a Python sequence checks its own."""
     length = None if isinstance(value, (tuple, list)) else value.shape[axis]
@@ -118,6 +118,25 @@ class _StatelessStep:
         return value + probes[name]
 
 
+class _WritesCutScope(keras.StatelessScope):
+    """A region's scope in which a value written to a variable carries no
+    gradient: a later read in the region (a layer's BatchNorm statistics,
+    updated in training mode, read by the next call) is data, as it is after a
+    TensorFlow or PyTorch assign. Without it jax.vjp would differentiate through
+    the moving-average update. `written` is what the region wrote, the only
+    values to write back (a nested region's write-back of an unchanged
+    variable would cut the outer region's gradient)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = set()
+
+    def add_update(self, update):
+        variable, value = update
+        self.written.add(id(variable))
+        super().add_update((variable, jax.lax.stop_gradient(value)))
+
+
 def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
     """Run `region(*tensors)`, which returns (values, leaves), once (jax.vjp) and
     give the gradient of each value with respect to its sources: Keras variables,
@@ -140,19 +159,24 @@ def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
         mapping += [(v, v.value) for v in others]
         step.probes.append(probes)
         try:
-            with keras.StatelessScope(mapping, collect_losses=True) as scope:
+            with _WritesCutScope(mapping, collect_losses=True) as scope:
                 values, leaves = region(*inputs)
         finally:
             step.probes.pop()
-        return tuple(values), (leaves, [scope.get_current_value(v) for v in others])
+        written = {
+            i: scope.get_current_value(v)
+            for i, v in enumerate(others)
+            if id(v) in scope.written
+        }
+        return tuple(values), (leaves, written)
 
     primals, tensors = [v.value for v in variables], tuple(tensors)
     probes = _probes_on_jax(forward, primals, tensors, watched)
     values, backward, (leaves, written) = jax.vjp(
         forward, primals, tensors, probes, has_aux=True
     )
-    for variable, value in zip(others, written, strict=True):
-        variable.assign(value)
+    for index, value in written.items():
+        others[index].assign(value)
     reached = _reached_on_jax(forward, (primals, tensors, probes), len(values))
     grads = []
     for index, group in enumerate(sources):
@@ -301,7 +325,7 @@ class _ImageCaptioningModelTensorFlowSteps:
         batch_loss = 0.0
         # image_captioning.step:23
         batch_acc = 0.0
-        # image_captioning.step:24  repeat num_captions
+        # image_captioning.step:24  repeat num_captions as i
         if not 1 <= self.num_captions <= 1000:  # checked once, when the step is traced
             raise ValueError(
                 "image_captioning.step:24: repeat num_captions needs 1 <= num_captions "
@@ -309,9 +333,8 @@ class _ImageCaptioningModelTensorFlowSteps:
             )
         for i in range(self.num_captions):
             # image_captioning.step:25
-            caption = _checked_index(captions, 1, i, "image_captioning.step:25")[
-                :, i, :
-            ]
+            _check_index(captions, 1, i, "image_captioning.step:25")
+            caption = captions[:, i, :]
             # image_captioning.step:26
             tokens_in = caption[:, :-1]
             # image_captioning.step:27
@@ -395,7 +418,7 @@ class _ImageCaptioningModelTensorFlowSteps:
         batch_loss = 0.0
         # image_captioning.step:23
         batch_acc = 0.0
-        # image_captioning.step:24  repeat num_captions
+        # image_captioning.step:24  repeat num_captions as i
         if not 1 <= self.num_captions <= 1000:  # checked once, when the step is traced
             raise ValueError(
                 "image_captioning.step:24: repeat num_captions needs 1 <= num_captions "
@@ -403,9 +426,8 @@ class _ImageCaptioningModelTensorFlowSteps:
             )
         for i in range(self.num_captions):
             # image_captioning.step:25
-            caption = _checked_index(captions, 1, i, "image_captioning.step:25")[
-                :, i, :
-            ]
+            _check_index(captions, 1, i, "image_captioning.step:25")
+            caption = captions[:, i, :]
             # image_captioning.step:26
             tokens_in = caption[:, :-1]
             # image_captioning.step:27
@@ -475,7 +497,7 @@ class _ImageCaptioningModelJaxSteps:
             batch_loss = 0.0
             # image_captioning.step:23
             batch_acc = 0.0
-            # image_captioning.step:24  repeat num_captions
+            # image_captioning.step:24  repeat num_captions as i
             # checked once, when the step is traced
             if not 1 <= self.num_captions <= 1000:
                 raise ValueError(
@@ -485,9 +507,8 @@ class _ImageCaptioningModelJaxSteps:
                 )
             for i in range(self.num_captions):
                 # image_captioning.step:25
-                caption = _checked_index(captions, 1, i, "image_captioning.step:25")[
-                    :, i, :
-                ]
+                _check_index(captions, 1, i, "image_captioning.step:25")
+                caption = captions[:, i, :]
                 # image_captioning.step:26
                 tokens_in = caption[:, :-1]
                 # image_captioning.step:27
@@ -591,7 +612,7 @@ class _ImageCaptioningModelJaxSteps:
             batch_loss = 0.0
             # image_captioning.step:23
             batch_acc = 0.0
-            # image_captioning.step:24  repeat num_captions
+            # image_captioning.step:24  repeat num_captions as i
             # checked once, when the step is traced
             if not 1 <= self.num_captions <= 1000:
                 raise ValueError(
@@ -601,9 +622,8 @@ class _ImageCaptioningModelJaxSteps:
                 )
             for i in range(self.num_captions):
                 # image_captioning.step:25
-                caption = _checked_index(captions, 1, i, "image_captioning.step:25")[
-                    :, i, :
-                ]
+                _check_index(captions, 1, i, "image_captioning.step:25")
+                caption = captions[:, i, :]
                 # image_captioning.step:26
                 tokens_in = caption[:, :-1]
                 # image_captioning.step:27
@@ -681,7 +701,7 @@ class _ImageCaptioningModelTorchSteps:
         batch_loss = 0.0
         # image_captioning.step:23
         batch_acc = 0.0
-        # image_captioning.step:24  repeat num_captions
+        # image_captioning.step:24  repeat num_captions as i
         if not 1 <= self.num_captions <= 1000:  # checked once, when the step is traced
             raise ValueError(
                 "image_captioning.step:24: repeat num_captions needs 1 <= num_captions "
@@ -689,9 +709,8 @@ class _ImageCaptioningModelTorchSteps:
             )
         for i in range(self.num_captions):
             # image_captioning.step:25
-            caption = _checked_index(captions, 1, i, "image_captioning.step:25")[
-                :, i, :
-            ]
+            _check_index(captions, 1, i, "image_captioning.step:25")
+            caption = captions[:, i, :]
             # image_captioning.step:26
             tokens_in = caption[:, :-1]
             # image_captioning.step:27
@@ -769,7 +788,7 @@ class _ImageCaptioningModelTorchSteps:
         batch_loss = 0.0
         # image_captioning.step:23
         batch_acc = 0.0
-        # image_captioning.step:24  repeat num_captions
+        # image_captioning.step:24  repeat num_captions as i
         if not 1 <= self.num_captions <= 1000:  # checked once, when the step is traced
             raise ValueError(
                 "image_captioning.step:24: repeat num_captions needs 1 <= num_captions "
@@ -777,9 +796,8 @@ class _ImageCaptioningModelTorchSteps:
             )
         for i in range(self.num_captions):
             # image_captioning.step:25
-            caption = _checked_index(captions, 1, i, "image_captioning.step:25")[
-                :, i, :
-            ]
+            _check_index(captions, 1, i, "image_captioning.step:25")
+            caption = captions[:, i, :]
             # image_captioning.step:26
             tokens_in = caption[:, :-1]
             # image_captioning.step:27
@@ -855,10 +873,9 @@ class ImageCaptioningModel(_ImageCaptioningModelSteps, keras.Model):
         kwargs.update(optimizer=optimizer)
         super().compile(**kwargs)
         # Build each optimizer on the variables it updates (its state then loads).
-        if self.encoder.trainable_variables + self.decoder.trainable_variables:
-            self.optimizer.build(
-                self.encoder.trainable_variables + self.decoder.trainable_variables
-            )
+        variables = self.encoder.trainable_variables + self.decoder.trainable_variables
+        if variables:
+            self.optimizer.build(variables)
 
     @property
     def metrics(self):

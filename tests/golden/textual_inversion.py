@@ -50,15 +50,6 @@ def _full_precision(outputs):
     return keras.tree.map_structure(cast, outputs)
 
 
-def _zero_if_unconnected(grads, variables):
-    """A zero gradient for each variable the value does not reach (None from the
-    tape), as unconnected_gradients=ZERO gives, which fails on Keras variables."""
-    return [
-        ops.zeros_like(v) if g is None else g
-        for g, v in zip(grads, variables, strict=True)
-    ]
-
-
 def _structure_of(value):
     """A batch, or a part of one, in words for an error message."""
     if isinstance(value, dict):
@@ -78,20 +69,47 @@ def _expect_dict(part, keys, message):
         raise ValueError(f"{message}, but it is {_structure_of(part)}")
 
 
-def _for_apply(grads, optimizer):
-    """Edited gradients as optimizer.apply() takes them: times a LossScaleOptimizer's
-    scale, which apply() divides out (skipping a step that is not finite)."""
+def _unscaled(grads, optimizer):
+    """Gradients of a loss a LossScaleOptimizer scaled, with its scale (a power of
+    two: exact) divided out; as they are under any other optimizer."""
     scale = optimizer.scale_loss(ops.ones((), dtype="float32"))
-    return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+    return [None if g is None else g / ops.cast(scale, g.dtype) for g in grads]
 
 
-def _for_apply_across_replicas(grads, optimizer):
-    """Edited whole-batch gradients as optimizer.apply() takes them: times a
+def _for_apply(grads, variables, optimizer):
+    """Edited gradients and their variables as optimizer.apply() takes them: times a
     LossScaleOptimizer's scale, which apply() divides out (skipping a step that is
-    not finite), and divided among the replicas, whose shares apply() sums."""
+    not finite); a None (a variable the loss does not reach) left out with its
+    variable, which the update leaves alone."""
+    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))
+    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+    return [g * ops.cast(scale, g.dtype) for g, _ in pairs], [v for _, v in pairs]
+
+
+def _true_gradients(grads, optimizer):
+    """The whole batch's gradients of a loss the optimizer scaled: the replicas'
+    shares summed and a LossScaleOptimizer's scale (a power of two: exact) divided
+    out. None (a variable the loss does not reach) stays None."""
+    present = [i for i, g in enumerate(grads) if g is not None]
+    kept = [grads[i] for i in present]
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1 and kept:
+        kept = tf.distribute.get_replica_context().all_reduce("sum", kept)
+    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))
+    grads = list(grads)
+    for i, g in zip(present, kept, strict=True):
+        grads[i] = g / ops.cast(scale, g.dtype)
+    return grads
+
+
+def _for_apply_across_replicas(grads, variables, optimizer):
+    """Edited whole-batch gradients and their variables as optimizer.apply() takes
+    them: times a LossScaleOptimizer's scale, which apply() divides out (skipping a
+    step that is not finite), and divided among the replicas, whose shares apply()
+    sums; a None (a variable the loss does not reach) left out with its variable."""
     scale = optimizer.scale_loss(ops.ones((), dtype="float32"))
     scale = scale / tf.distribute.get_strategy().num_replicas_in_sync
-    return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+    return [g * ops.cast(scale, g.dtype) for g, _ in pairs], [v for _, v in pairs]
 
 
 def _scale_for_distribution(loss):
@@ -100,13 +118,6 @@ def _scale_for_distribution(loss):
     if replicas > 1:
         loss = loss * ops.cast(1.0 / replicas, loss.dtype)
     return loss
-
-
-def _sum_over_replicas(grads):
-    """Gradients of one replica's share of a value, summed into the whole batch's."""
-    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
-    return grads
 
 
 class _StatelessStep:
@@ -154,6 +165,25 @@ class _StatelessStep:
         return value + probes[name]
 
 
+class _WritesCutScope(keras.StatelessScope):
+    """A region's scope in which a value written to a variable carries no
+    gradient: a later read in the region (a layer's BatchNorm statistics,
+    updated in training mode, read by the next call) is data, as it is after a
+    TensorFlow or PyTorch assign. Without it jax.vjp would differentiate through
+    the moving-average update. `written` is what the region wrote, the only
+    values to write back (a nested region's write-back of an unchanged
+    variable would cut the outer region's gradient)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = set()
+
+    def add_update(self, update):
+        variable, value = update
+        self.written.add(id(variable))
+        super().add_update((variable, jax.lax.stop_gradient(value)))
+
+
 def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
     """Run `region(*tensors)`, which returns (values, leaves), once (jax.vjp) and
     give the gradient of each value with respect to its sources: Keras variables,
@@ -176,19 +206,24 @@ def _differentiate_on_jax(step, region, sources, tensors=(), watched=()):
         mapping += [(v, v.value) for v in others]
         step.probes.append(probes)
         try:
-            with keras.StatelessScope(mapping, collect_losses=True) as scope:
+            with _WritesCutScope(mapping, collect_losses=True) as scope:
                 values, leaves = region(*inputs)
         finally:
             step.probes.pop()
-        return tuple(values), (leaves, [scope.get_current_value(v) for v in others])
+        written = {
+            i: scope.get_current_value(v)
+            for i, v in enumerate(others)
+            if id(v) in scope.written
+        }
+        return tuple(values), (leaves, written)
 
     primals, tensors = [v.value for v in variables], tuple(tensors)
     probes = _probes_on_jax(forward, primals, tensors, watched)
     values, backward, (leaves, written) = jax.vjp(
         forward, primals, tensors, probes, has_aux=True
     )
-    for variable, value in zip(others, written, strict=True):
-        variable.assign(value)
+    for index, value in written.items():
+        others[index].assign(value)
     reached = _reached_on_jax(forward, (primals, tensors, probes), len(values))
     grads = []
     for index, group in enumerate(sources):
@@ -378,23 +413,21 @@ class _TextualInversionTensorFlowSteps:
             )
             # textual_inversion.step:42
             loss = ops.mean(ops.square(noise - noise_pred))
-            value_for_grads = _scale_for_distribution(loss)
+            # Scaled for a LossScaleOptimizer (mixed precision); else as is.
+            value_for_grads = self.optimizer.scale_loss(_scale_for_distribution(loss))
         # textual_inversion.step:44
-        grads = _sum_over_replicas(
-            _zero_if_unconnected(
-                tape.gradient(
-                    value_for_grads, self.token_embedding.trainable_variables
-                ),
-                self.token_embedding.trainable_variables,
-            )
+        grads = _true_gradients(
+            tape.gradient(value_for_grads, self.token_embedding.trainable_variables),
+            self.optimizer,
         )
         # textual_inversion.step:45
         row_mask = ops.one_hot(self.placeholder_id, self.vocab_size)[:, None]
-        # textual_inversion.step:46  apply ... to token_embedding
-        grads_2 = _for_apply_across_replicas(
-            [g * row_mask for g in grads], self.optimizer
+        # textual_inversion.step:46  apply the edit to token_embedding
+        edited_grads = [None if g is None else g * row_mask for g in grads]
+        grads_2, variables = _for_apply_across_replicas(
+            edited_grads, self.token_embedding.trainable_variables, self.optimizer
         )
-        self.optimizer.apply(grads_2, self.token_embedding.trainable_variables)
+        self.optimizer.apply(grads_2, variables)
         # textual_inversion.step:47
         return {"loss": loss}
 
@@ -477,21 +510,23 @@ class _TextualInversionJaxSteps:
                 )
                 # textual_inversion.step:42
                 loss = ops.mean(ops.square(noise - noise_pred))
-                value_for_grads = loss
+                # Scaled for a LossScaleOptimizer (mixed precision); else as is.
+                value_for_grads = self.optimizer.scale_loss(loss)
                 return [value_for_grads], (loss,)
 
             [grads_2], (loss,) = _differentiate_on_jax(
                 step, value_for_grads_region, [variables]
             )
             # textual_inversion.step:44
-            grads = _zero_if_unconnected(grads_2, variables)
+            grads = _unscaled(grads_2, self.optimizer)
             # textual_inversion.step:45
             row_mask = ops.one_hot(self.placeholder_id, self.vocab_size)[:, None]
-            # textual_inversion.step:46  apply ... to token_embedding
-            grads_3 = _for_apply([g * row_mask for g in grads], self.optimizer)
-            _apply_on_jax(
-                self.optimizer, grads_3, self.token_embedding.trainable_variables
+            # textual_inversion.step:46  apply the edit to token_embedding
+            edited_grads = [None if g is None else g * row_mask for g in grads]
+            grads_3, variables_2 = _for_apply(
+                edited_grads, self.token_embedding.trainable_variables, self.optimizer
             )
+            _apply_on_jax(self.optimizer, grads_3, variables_2)
             # textual_inversion.step:47
             return {"loss": loss}, step.state()
 
@@ -569,18 +604,22 @@ class _TextualInversionTorchSteps:
         )
         # textual_inversion.step:42
         loss = ops.mean(ops.square(noise - noise_pred))
-        value_for_grads = loss
+        # Scaled for a LossScaleOptimizer (mixed precision); else as is.
+        value_for_grads = self.optimizer.scale_loss(loss)
         # textual_inversion.step:44
-        grads = _zero_if_unconnected(
+        grads = _unscaled(
             _torch_gradients(value_for_grads, self.token_embedding.trainable_variables),
-            self.token_embedding.trainable_variables,
+            self.optimizer,
         )
         # textual_inversion.step:45
         row_mask = ops.one_hot(self.placeholder_id, self.vocab_size)[:, None]
-        # textual_inversion.step:46  apply ... to token_embedding
-        grads_2 = _for_apply([g * row_mask for g in grads], self.optimizer)
+        # textual_inversion.step:46  apply the edit to token_embedding
+        edited_grads = [None if g is None else g * row_mask for g in grads]
+        grads_2, variables = _for_apply(
+            edited_grads, self.token_embedding.trainable_variables, self.optimizer
+        )
         with torch.no_grad():  # an update in place, not a computation to record
-            self.optimizer.apply(grads_2, self.token_embedding.trainable_variables)
+            self.optimizer.apply(grads_2, variables)
         # textual_inversion.step:47
         return {"loss": loss}
 
@@ -633,6 +672,9 @@ class TextualInversion(_TextualInversionSteps, keras.Model):
         # the compiled loss and the compiled metrics.
         kwargs.update(optimizer=optimizer)
         super().compile(**kwargs)
+        # Build each optimizer on the variables it updates (its state then loads).
+        if self.token_embedding.trainable_variables:
+            self.optimizer.build(self.token_embedding.trainable_variables)
 
     @property
     def metrics(self):
