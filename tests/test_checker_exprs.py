@@ -409,6 +409,33 @@ def test_a_long_product_ending_in_a_name_is_parenthesized_as_ruff_does(tmp_path)
     ]
 
 
+def test_a_long_subscripted_call_breaks_where_ruff_does() -> None:
+    """`name = f(...)[0]` too long for a line: ruff breaks the subscript's brackets
+    when the line up to `[` fits, else the call's (keeping `)[0]`), and likewise for
+    `[0][1]` (found by a torch gradient penalty at depth 2)."""
+    call = pyexpr.call(
+        "_torch_gradients", ["value_for_slopes", "[interpolates]", "create_graph=True"]
+    )
+    longer = pyexpr.call(
+        "_torch_gradients", ["value_for_slopes", "[interpolates]", "create_graph=True, x=1"]
+    )
+    statements = [
+        pyexpr.subscript(call, "0"),
+        pyexpr.subscript(longer, "0"),
+        pyexpr.subscript(pyexpr.subscript(call, "0"), "1"),
+    ]
+    lines = ["def f():", "    if a:"]
+    for rendered in statements:
+        lines += pyexpr.layout("slopes = ", rendered.doc, pyexpr.INDENT * 2)
+    laid_out = "\n".join(lines) + "\n"
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    run = subprocess.run(
+        [ruff, "format", "--isolated", "-"], input=laid_out, capture_output=True, text=True
+    )
+    assert run.stdout == laid_out
+    assert lines[2].endswith(")[") and lines[7].endswith(")[0]") and lines[-1].endswith("][1]")
+
+
 def test_an_unpacking_may_discard_an_output_with_an_underscore() -> None:
     # keras.io's MAE ignores the patch encoder's fifth output; `_` names no value.
     loss = ("loss = mean(square(self(a)))", "minimize loss over self", "return loss=loss")

@@ -26,6 +26,7 @@ from stepc.emit.pyexpr import (
     LINE_LENGTH,
     Chain,
     Concat,
+    Group,
     Rendered,
     assignment,
     call,
@@ -107,7 +108,11 @@ class JaxStepWriter(StepWriter):
         self._blank_line()
         what = "value differentiated" if region.watched else "loss"
         self.comment(depth, region.span, f"the recorded computation of the {what}, a function")
-        self.emit(depth, f"def {function}({', '.join(self._parameters(region))}):")
+        # Laid out as ruff does: the parameters (defaults from a loop) may not fit.
+        parameters = Group("(", tuple(self._parameters(region)), ")")
+        signature = layout(f"def {function}", parameters, INDENT * depth, reserve=1)
+        signature[-1] += ":"
+        self.lines += signature
         for item in region.body:
             self._item(item, depth + 1)
         for loss in region.losses:

@@ -84,6 +84,9 @@ class Group:
     items: tuple[Doc, ...]
     close: str
     tuple_of_one: bool = False  # `(a,)` keeps its comma when flat
+    # A subscript's brackets: ruff breaks them only when the line up to `[` fits,
+    # else it breaks a bracket pair before them (`f(\n    a\n)[0]`).
+    trailer: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
     head, group, tail = _last_group(doc)
     if group is None:
         return [text]
+    head, group, tail = _passing_over_trailers(indent + prefix, doc, (head, group, tail))
     if prefix.endswith(" = ") and len(indent + prefix + head + group.open) > LINE_LENGTH:
         # `name = f(` alone is too long: ruff parenthesizes the right-hand side.
         return [indent + prefix + "(", *layout("", doc, indent + INDENT), indent + ")"]
@@ -168,6 +172,31 @@ def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
                 after = "".join(flat(p) for p in doc.parts[index + 1 :])
                 return before + head, group, tail + after
     return flat(doc), None, ""
+
+
+def _passing_over_trailers(start: str, doc: Doc, split: tuple) -> tuple:
+    """The split ruff makes: the last bracket pair, unless it is a subscript whose
+    `[` would end a line too long; then the pair before it (when there is one)."""
+    head, group, tail = split
+    while group is not None and group.trailer and len(start + head + group.open) > LINE_LENGTH:
+        doc = _frozen_last_group(doc)
+        head, group, tail = _last_group(doc)
+    return (head, group, tail) if group is not None else split
+
+
+def _frozen_last_group(doc: Doc) -> Doc:
+    """`doc` with the group `_last_group` would split made plain text."""
+    if isinstance(doc, Group):
+        return flat(doc)
+    if isinstance(doc, Chain):
+        doc = Concat((doc.first, *(p for op, d in doc.rest for p in (f" {op} ", d))))
+    if isinstance(doc, Concat):
+        for index in range(len(doc.parts) - 1, -1, -1):
+            if _last_group(doc.parts[index])[1] is not None:
+                parts = list(doc.parts)
+                parts[index] = _frozen_last_group(parts[index])
+                return Concat(tuple(parts))
+    return doc
 
 
 def _break_group(head: str, group: Group, tail: str, indent: str) -> list[str]:
@@ -323,7 +352,7 @@ def call(func: str, args: list[Doc]) -> Rendered:
 
 
 def subscript(value: Rendered, index: str) -> Rendered:
-    return atom(Concat((_wrap(value, ATOM), "[", index, "]")))
+    return atom(Concat((_wrap(value, ATOM), Group("[", (index,), "]", trailer=True))))
 
 
 def index_text(index, render: Callable[[ir.Expr], Rendered]) -> str:
