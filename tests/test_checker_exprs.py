@@ -409,27 +409,31 @@ def test_a_long_product_ending_in_a_name_is_parenthesized_as_ruff_does(tmp_path)
     ]
 
 
-def test_a_long_subscript_of_a_call_breaks_as_ruff_does() -> None:
-    """`f(...)[i]` too long for a line: ruff breaks the subscript's brackets (the last
-    pair) when `f(...)[` fits, else it splits the call and keeps `)[i]` (NNCLR's queue
-    roll, with and without its all-gather)."""
-    queue = pyexpr.atom("self.feature_queue.value")
-
-    def rolled(first: str) -> pyexpr.Rendered:
-        value = pyexpr.call("ops.concatenate", [f"[{first}, {queue.doc}]", "axis=0"])
-        return pyexpr.subscript(value, ": self.queue_size")
-
-    lines = ["def f():", "    if a:", "        if b:", "            if c:"]
-    for first in ("projections_1", "_all_gather(projections_1)"):
-        lines += pyexpr.layout("", rolled(first).doc, pyexpr.INDENT * 4)
+def test_a_long_subscripted_call_breaks_where_ruff_does() -> None:
+    """`name = f(...)[0]` too long for a line: ruff breaks the subscript's brackets
+    when the line up to `[` fits, else the call's (keeping `)[0]`), and likewise for
+    `[0][1]` (found by a torch gradient penalty at depth 2)."""
+    call = pyexpr.call(
+        "_torch_gradients", ["value_for_slopes", "[interpolates]", "create_graph=True"]
+    )
+    longer = pyexpr.call(
+        "_torch_gradients", ["value_for_slopes", "[interpolates]", "create_graph=True, x=1"]
+    )
+    statements = [
+        pyexpr.subscript(call, "0"),
+        pyexpr.subscript(longer, "0"),
+        pyexpr.subscript(pyexpr.subscript(call, "0"), "1"),
+    ]
+    lines = ["def f():", "    if a:"]
+    for rendered in statements:
+        lines += pyexpr.layout("slopes = ", rendered.doc, pyexpr.INDENT * 2)
     laid_out = "\n".join(lines) + "\n"
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     run = subprocess.run(
         [ruff, "format", "--isolated", "-"], input=laid_out, capture_output=True, text=True
     )
     assert run.stdout == laid_out
-    assert lines[4].endswith("axis=0)[") and lines[6].strip() == "]"
-    assert lines[7].endswith("ops.concatenate(") and lines[9].strip() == ")[: self.queue_size]"
+    assert lines[2].endswith(")[") and lines[7].endswith(")[0]") and lines[-1].endswith("][1]")
 
 
 def test_an_unpacking_may_discard_an_output_with_an_underscore() -> None:

@@ -48,25 +48,33 @@ class GradientMapping:
         """`grads * mask`: one result per gradient; None when neither side is gradients."""
         if Type.GRADIENTS not in (left.type, right.type):
             return None
-        if BINARY[node.op].kind is not Kind.ARITHMETIC:
+        kind = BINARY[node.op].kind
+        if kind is Kind.MATMUL:
             message = f"`{node.op}` does not map over a model's gradients"
             self.out.append(error(message, node.span, _EDIT_HINT))
             return replace(merge(Type.GRADIENTS, [left, right]), gradients_of="")
         operands = [(node.left, left), (node.right, right)]
+        if kind is not Kind.ARITHMETIC:  # `grads > 0.0`: a mask per gradient, for where()
+            return replace(self._mapped(node.span, operands), boolean=True)
+        for expr, value in operands:  # `grads * mask`: a number or a tensor, not a bool mask
+            if value.type is not Type.GRADIENTS:
+                self._check_numeric(expr, value, node.op)
         return self._mapped(node.span, operands)
 
     def _mapped_negate(self, node: ir.Negate, value: Value) -> Value | None:
+        """`-grads`: the gradients of the same model, negated; None for other values."""
         return value if value.type is Type.GRADIENTS else None
 
     def _mapped_call(self, node: ir.Call, op: Op, values: list[Value]) -> Value | None:
-        """`clip(grads, -1.0, 1.0)`: an elementwise operation of each gradient."""
+        """`clip(grads, -1.0, 1.0)`: an elementwise operation of each gradient (its
+        other arguments were checked against their parameters' kinds)."""
         if not any(v.type is Type.GRADIENTS for v in values):
             return None
         exprs = [*node.args, *(k.value for k in node.keywords)]
         return self._mapped(node.span, list(zip(exprs, values, strict=True)))
 
     def _mapped(self, span: ir.Span, operands: list[tuple[ir.Expr, Value]]) -> Value:
-        """The gradients of one model, edited: every other operand is a tensor or a number."""
+        """The gradients of one model, edited (gradients of two are refused)."""
         models = dict.fromkeys(v.gradients_of for _, v in operands if v.type is Type.GRADIENTS)
         models.pop("", None)  # an error already reported
         if len(models) > 1:
@@ -79,9 +87,6 @@ class GradientMapping:
                     "and apply each to its model",
                 )
             )
-        for expr, value in operands:
-            if value.type is not Type.GRADIENTS and value.type is not Type.UNKNOWN:
-                self._check_numeric(expr, value, "an edit of gradients")
         result = merge(Type.GRADIENTS, [v for _, v in operands])
         return replace(result, gradients_of=next(iter(models), "") if len(models) == 1 else "")
 
@@ -108,7 +113,15 @@ class ApplyChecks:
         model = statement.model.id
         if value.type is Type.UNKNOWN:
             return  # its error was reported
-        if value.type is not Type.GRADIENTS:
+        if value.type is Type.GRADIENTS and value.boolean:
+            self.out.append(
+                error(
+                    "apply takes a model's gradients, not a mask of them",
+                    statement.gradients.span,
+                    "choose with the mask: `where(mask, grads, 0.0)`",
+                )
+            )
+        elif value.type is not Type.GRADIENTS:
             self.out.append(
                 error(
                     f"apply takes a model's gradients, not {article(value.type.value)}",

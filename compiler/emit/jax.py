@@ -19,13 +19,14 @@ arguments. Gradients are applied inside the step's scope (`_apply_on_jax`).
 from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
-from stepc.emit.keras.gradient_edits import apply_lines
+from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
     LINE_LENGTH,
     Chain,
     Concat,
+    Group,
     Rendered,
     assignment,
     call,
@@ -88,6 +89,12 @@ class JaxStepWriter(StepWriter):
             return self.expr(node.args[0])
         return super().expr(node)
 
+    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
+        if name == "global_norm":  # the table's target is TensorFlow's, as on torch
+            self.used.add("global_norm")
+            return call("_global_norm", args)
+        return super()._op(name, args, keywords)
+
     def watch(self, recorder: str, name: str, depth: int) -> None:
         # A value the region computes: its gradient is that of a zero added to it.
         rendered = call(f"{self.scope}.watched", [string_literal(name), name])
@@ -101,7 +108,11 @@ class JaxStepWriter(StepWriter):
         self._blank_line()
         what = "value differentiated" if region.watched else "loss"
         self.comment(depth, region.span, f"the recorded computation of the {what}, a function")
-        self.emit(depth, f"def {function}({', '.join(self._parameters(region))}):")
+        # Laid out as ruff does: the parameters (defaults from a loop) may not fit.
+        parameters = Group("(", tuple(self._parameters(region)), ")")
+        signature = layout(f"def {function}", parameters, INDENT * depth, reserve=1)
+        signature[-1] += ":"
+        self.lines += signature
         for item in region.body:
             self._item(item, depth + 1)
         for loss in region.losses:
@@ -209,7 +220,9 @@ class JaxStepWriter(StepWriter):
         self.comment(depth, statement.span)
         targets = [t.id for t in statement.targets]
         grads = self._grads[take.recorder]
-        if take.of_model:  # zeros where the value does not reach, as on TensorFlow
+        if take.unscale_by:  # applied after an edit: None (not reached) stays None
+            rendered = unscaled(self, grads, take).doc
+        elif take.of_model:  # zeros where the value does not reach, as on TensorFlow
             self.used.add("zero_if_unconnected")
             variables = self._variables[take.recorder]
             rendered = call("_zero_if_unconnected", [grads, variables]).doc
@@ -237,9 +250,9 @@ class JaxStepWriter(StepWriter):
 
     def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
         self.used.update(("for_apply", "apply"))
-        grads = apply_lines(self, apply, "_for_apply", depth)
+        grads, variables = apply_lines(self, apply, "_for_apply", variables_of(apply.model), depth)
         optimizer = self.names.python(apply.optimizer)
-        rendered = call("_apply_on_jax", [optimizer, grads, variables_of(apply.model)])
+        rendered = call("_apply_on_jax", [optimizer, grads, variables])
         self.lines += layout("", rendered.doc, INDENT * depth)
 
     def _clip_parts(self, apply: ApplyGradients, grads: str, optimizer: str, depth: int) -> None:

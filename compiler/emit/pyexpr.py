@@ -84,7 +84,9 @@ class Group:
     items: tuple[Doc, ...]
     close: str
     tuple_of_one: bool = False  # `(a,)` keeps its comma when flat
-    trailer: bool = False  # a subscript's brackets: broken only if the line before fits
+    # A subscript's brackets: ruff breaks them only when the line up to `[` fits,
+    # else it breaks a bracket pair before them (`f(\n    a\n)[0]`).
+    trailer: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,10 @@ def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
         return _split_text(doc.value, indent, LINE_LENGTH - reserve)
     if isinstance(doc, Chain):
         return _break_chain(prefix, doc, indent, reserve)
-    head, group, tail = _last_group(doc, LINE_LENGTH - len(indent + prefix))
+    head, group, tail = _last_group(doc)
     if group is None:
         return [text]
+    head, group, tail = _passing_over_trailers(indent + prefix, doc, (head, group, tail))
     if prefix.endswith(" = ") and len(indent + prefix + head + group.open) > LINE_LENGTH:
         # `name = f(` alone is too long: ruff parenthesizes the right-hand side.
         return [indent + prefix + "(", *layout("", doc, indent + INDENT), indent + ")"]
@@ -155,25 +158,45 @@ def assignment(targets: list[str], doc: Doc, indent: str) -> list[str]:
     return lines + layout(") = ", doc, indent)
 
 
-def _last_group(doc: Doc, room: int = LINE_LENGTH) -> tuple[str, Group | None, str]:
-    """Split at the last bracket pair that can be broken (a right-hand split); a
-    subscript's only when what precedes it fits in `room`, else ruff omits that
-    trailer and splits an earlier pair."""
+def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
+    """Split at the last bracket pair that can be broken (a right-hand split)."""
     if isinstance(doc, Group):
         return "", doc, ""
     if isinstance(doc, Chain):
         doc = Concat((doc.first, *(p for op, d in doc.rest for p in (f" {op} ", d))))
     if isinstance(doc, Concat):
         for index in range(len(doc.parts) - 1, -1, -1):
-            before = "".join(flat(p) for p in doc.parts[:index])
-            head, group, tail = _last_group(doc.parts[index], room - len(before))
-            if group is None or not group.items:
-                continue
-            if group.trailer and len(before + head + group.open) > room:
-                continue
-            after = "".join(flat(p) for p in doc.parts[index + 1 :])
-            return before + head, group, tail + after
+            head, group, tail = _last_group(doc.parts[index])
+            if group is not None and group.items:
+                before = "".join(flat(p) for p in doc.parts[:index])
+                after = "".join(flat(p) for p in doc.parts[index + 1 :])
+                return before + head, group, tail + after
     return flat(doc), None, ""
+
+
+def _passing_over_trailers(start: str, doc: Doc, split: tuple) -> tuple:
+    """The split ruff makes: the last bracket pair, unless it is a subscript whose
+    `[` would end a line too long; then the pair before it (when there is one)."""
+    head, group, tail = split
+    while group is not None and group.trailer and len(start + head + group.open) > LINE_LENGTH:
+        doc = _frozen_last_group(doc)
+        head, group, tail = _last_group(doc)
+    return (head, group, tail) if group is not None else split
+
+
+def _frozen_last_group(doc: Doc) -> Doc:
+    """`doc` with the group `_last_group` would split made plain text."""
+    if isinstance(doc, Group):
+        return flat(doc)
+    if isinstance(doc, Chain):
+        doc = Concat((doc.first, *(p for op, d in doc.rest for p in (f" {op} ", d))))
+    if isinstance(doc, Concat):
+        for index in range(len(doc.parts) - 1, -1, -1):
+            if _last_group(doc.parts[index])[1] is not None:
+                parts = list(doc.parts)
+                parts[index] = _frozen_last_group(parts[index])
+                return Concat(tuple(parts))
+    return doc
 
 
 def _break_group(head: str, group: Group, tail: str, indent: str) -> list[str]:
@@ -329,8 +352,6 @@ def call(func: str, args: list[Doc]) -> Rendered:
 
 
 def subscript(value: Rendered, index: str) -> Rendered:
-    # The brackets are a group: a line too long breaks inside the subscript, the last
-    # bracket pair, as ruff does (`f(a, b)[` then the index), before the call's.
     return atom(Concat((_wrap(value, ATOM), Group("[", (index,), "]", trailer=True))))
 
 

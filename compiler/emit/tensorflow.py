@@ -75,7 +75,13 @@ class TensorFlowStepWriter(StepWriter):
         statement = take.statement
         self.comment(depth, statement.span)
         targets = [t.id for t in statement.targets]
-        if take.of_model:
+        if take.unscale_by:  # applied after an edit: None (not reached) stays None
+            self.used.add("true_gradients")
+            variables = variables_of(take.sources[0])
+            gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
+            optimizer = self.names.python(take.unscale_by)
+            rendered = call("_true_gradients", [gradient.doc, optimizer])
+        elif take.of_model:
             self.used.update(("sum_replicas", "zero_if_unconnected"))
             variables = variables_of(take.sources[0])
             gradient = call(f"{take.recorder}.gradient", [take.value_name, variables])
@@ -113,11 +119,10 @@ class TensorFlowStepWriter(StepWriter):
 
     def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
         self.used.add("for_apply_replicas")
-        grads = apply_lines(self, apply, "_for_apply_across_replicas", depth)
-        self.emit(
-            depth,
-            f"{self.names.python(apply.optimizer)}.apply({grads}, {variables_of(apply.model)})",
+        grads, variables = apply_lines(
+            self, apply, "_for_apply_across_replicas", variables_of(apply.model), depth
         )
+        self.emit(depth, f"{self.names.python(apply.optimizer)}.apply({grads}, {variables})")
 
     def _apply_clipped_parts(self, apply: ApplyGradients, variables, grads, depth) -> None:
         """Several targets, some clipped: one list of gradients per target."""
@@ -141,14 +146,31 @@ class TensorFlowStepWriter(StepWriter):
 
 
 HELPERS = {
+    "true_gradients": (
+        "def _true_gradients(grads, optimizer):",
+        '    """The whole batch\'s gradients of a loss the optimizer scaled: the replicas\'',
+        "    shares summed and a LossScaleOptimizer's scale (a power of two: exact) divided",
+        '    out. None (a variable the loss does not reach) stays None."""',
+        "    present = [i for i, g in enumerate(grads) if g is not None]",
+        "    kept = [grads[i] for i in present]",
+        "    if tf.distribute.get_strategy().num_replicas_in_sync > 1 and kept:",
+        '        kept = tf.distribute.get_replica_context().all_reduce("sum", kept)',
+        '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
+        "    grads = list(grads)",
+        "    for i, g in zip(present, kept, strict=True):",
+        "        grads[i] = g / ops.cast(scale, g.dtype)",
+        "    return grads",
+    ),
     "for_apply_replicas": (
-        "def _for_apply_across_replicas(grads, optimizer):",
-        '    """Edited whole-batch gradients as optimizer.apply() takes them: times a',
-        "    LossScaleOptimizer's scale, which apply() divides out (skipping a step that is",
-        '    not finite), and divided among the replicas, whose shares apply() sums."""',
+        "def _for_apply_across_replicas(grads, variables, optimizer):",
+        '    """Edited whole-batch gradients and their variables as optimizer.apply() takes',
+        "    them: times a LossScaleOptimizer's scale, which apply() divides out (skipping a",
+        "    step that is not finite), and divided among the replicas, whose shares apply()",
+        '    sums; a None (a variable the loss does not reach) left out with its variable."""',
         '    scale = optimizer.scale_loss(ops.ones((), dtype="float32"))',
         "    scale = scale / tf.distribute.get_strategy().num_replicas_in_sync",
-        "    return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]",
+        "    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]",
+        "    return [g * ops.cast(scale, g.dtype) for g, _ in pairs], [v for _, v in pairs]",
     ),
     "scale": (
         "def _scale_for_distribution(loss):",

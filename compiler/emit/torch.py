@@ -17,7 +17,7 @@ trainer does not rescale for distribution). Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
-from stepc.emit.keras.gradient_edits import apply_lines
+from stepc.emit.keras.gradient_edits import apply_lines, unscaled
 from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, Rendered, assignment, call, layout, sequence
 from stepc.emit.pyexpr import subscript as subscript_doc
@@ -128,7 +128,12 @@ class TorchStepWriter(StepWriter):
         statement = take.statement
         self.comment(depth, statement.span)
         targets = [t.id for t in statement.targets]
-        if take.of_model:  # zeros where the value does not reach, as on TensorFlow
+        if take.unscale_by:  # applied after an edit: None (not reached) stays None
+            variables = variables_of(take.sources[0])
+            rendered = unscaled(
+                self, self._gradients(take.recorder, take.value_name, variables), take
+            )
+        elif take.of_model:  # zeros where the value does not reach, as on TensorFlow
             self.used.add("zero_if_unconnected")
             variables = variables_of(take.sources[0])
             taken = self._gradients(take.recorder, take.value_name, variables)
@@ -157,10 +162,10 @@ class TorchStepWriter(StepWriter):
 
     def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
         self.used.add("for_apply")
-        grads = apply_lines(self, apply, "_for_apply", depth)
+        grads, variables = apply_lines(self, apply, "_for_apply", variables_of(apply.model), depth)
         self.emit(depth, _NO_GRAD)
         optimizer = self.names.python(apply.optimizer)
-        self.emit(depth + 1, f"{optimizer}.apply({grads}, {variables_of(apply.model)})")
+        self.emit(depth + 1, f"{optimizer}.apply({grads}, {variables})")
 
     def _take_simultaneous(self, region: GradientRegion, depth: int) -> None:
         """At the region's first apply, every minimize's gradient: an update in

@@ -62,6 +62,24 @@ def mapped_names(expr: ir.Expr, gradients: dict[str, str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def loss_scaled_gradients(body, gradients: dict[str, str]) -> dict[str, str]:
+    """Each `g = gradient(loss, m)` an `apply` uses (through its edits), to the
+    apply's optimizer: its loss is scaled by that optimizer (a LossScaleOptimizer's
+    scale, against underflow in float16) and the gradient unscaled before the edit."""
+    roots: dict[str, set[str]] = {}
+    found: dict[str, str] = {}
+    for statement in ir.statements(body):
+        if isinstance(statement, ir.ApplyEdited):
+            optimizer = statement.optimizer.id if statement.optimizer else KERAS_OPTIMIZER
+            for name in mapped_names(statement.gradients, gradients):
+                found.update(dict.fromkeys(roots.get(name, ()), optimizer))
+        elif isinstance(statement, ir.Assign) and len(statement.targets) == 1:
+            target = statement.targets[0].id
+            read = mapped_names(statement.value, gradients)
+            roots[target] = set().union(*(roots.get(n, set()) for n in read)) if read else {target}
+    return {name: optimizer for name, optimizer in found.items() if name in gradients}
+
+
 def mapped_compute(statement: ir.Assign, value: ir.Expr, gradients: dict[str, str]) -> Compute:
     """An assignment, rewritten to `value`; an edit of gradients names what it maps over."""
     rewritten = dataclasses.replace(statement, value=value)
@@ -74,3 +92,30 @@ def apply_edited(statement: ir.ApplyEdited, gradients: dict[str, str]) -> ApplyE
     if isinstance(statement.gradients, ir.Name):
         maps = ()  # applied as they are
     return ApplyEdited(statement.model.id, optimizer, statement.gradients, maps, statement)
+
+
+def without_unused_edits(body, models: set[str]) -> tuple:
+    """A derived test step's statements (its applies removed) without the model
+    gradients and edits nothing reads any more: evaluate() takes no gradient only
+    an update used."""
+    gradients = gradient_values(body, models)
+    while True:
+        read = {n.id for s in ir.statements(body) for n in ir.walk(s) if isinstance(n, ir.Name)}
+        unused = {name for name in gradients if name not in read}
+        pruned = _without_assignments(body, unused)
+        if pruned == tuple(body):
+            return pruned
+        body = pruned
+
+
+def _without_assignments(body, names: set[str]) -> tuple:
+    kept = []
+    for statement in body:
+        if isinstance(statement, ir.LOOPS):
+            inner = _without_assignments(statement.body, names)
+            statement = dataclasses.replace(statement, body=inner) if inner else None
+        elif isinstance(statement, ir.Assign) and {t.id for t in statement.targets} <= names:
+            statement = None
+        if statement is not None:
+            kept.append(statement)
+    return tuple(kept)

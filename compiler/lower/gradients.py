@@ -171,7 +171,9 @@ class GradientPlacement:
         # Placed as a block of its own: a minimize in the recorded range (a gradient
         # of a loss computed before that update) gets its region inside this one.
         body = list(self._place(list(block.parts[:-1])))
-        value = self._gradient_value(call.args[0], statement)
+        # Applied after an edit: scaled by the apply's optimizer (stepc.lower.gradient_edits).
+        optimizer = self.loss_scaled.get(statement.targets[0].id, "") if of_model else ""
+        value = self._gradient_value(call.args[0], statement, optimizer)
         watched = () if of_model else sources
         # A source the recording itself assigns is watched once it has its value.
         late = [n for n in watched if _watch_after_assignment(body, recorder, n)]
@@ -182,23 +184,25 @@ class GradientPlacement:
             (recorder,), body, (value,), statement.span, watched, gradients=(gradient,)
         )
         tuple_result = isinstance(call.args[1], (ir.TupleExpr, ir.ListExpr))
-        take = TakeGradient(recorder, value.name, sources, of_model, tuple_result, statement)
+        take = TakeGradient(
+            recorder, value.name, sources, of_model, tuple_result, statement, optimizer
+        )
         self.facts.assign(statement.targets, statement.value, False)
         self._note_depends(statement.targets, statement.value)
         return [region, take]
 
-    def _gradient_value(self, expr: ir.Expr, statement: ir.Assign) -> LossForGradient:
+    def _gradient_value(self, expr: ir.Expr, statement: ir.Assign, optimizer="") -> LossForGradient:
         """The value differentiated: this replica's share of it under distribution,
         so a gradient with respect to its examples is the one-device gradient."""
         value, scaled = self.facts.normalize(expr)
         if not scaled:
             value = self.facts.scale(value)
         unknown = not self.facts.is_scalar(expr)  # a rank the lowering cannot tell
-        if isinstance(value, ir.Name):
+        if isinstance(value, ir.Name) and not optimizer:
             return LossForGradient(value.id, value, "", statement.span, unknown)
         base = statement.targets[0].id if len(statement.targets) == 1 else "gradient"
         name = self.fresh(f"value_for_{base}")
-        return LossForGradient(name, value, "", statement.span, unknown)
+        return LossForGradient(name, value, optimizer, statement.span, unknown)
 
     # ------------------------------------------------------------ dependencies
 

@@ -183,6 +183,9 @@ class TakeGradient:
     of_model: bool
     tuple_result: bool  # gradient(y, (a, b)): unpacked into several names
     statement: ir.Assign
+    # An `apply` uses it: the value was scaled by this optimizer (a LossScaleOptimizer's
+    # scale), which the gradient divides out again (stepc.lower.gradient_edits).
+    unscale_by: str = ""
 
 
 @dataclass(frozen=True)

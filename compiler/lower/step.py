@@ -19,7 +19,13 @@ from stepc.diagnostics import Diagnostic, error
 from stepc.lower.compiled_loss import explicit_loss_report, name_compiled_losses
 from stepc.lower.data import data_plan
 from stepc.lower.dataflow import Block, Dataflow, Dependencies
-from stepc.lower.gradient_edits import apply_edited, gradient_values, mapped_compute
+from stepc.lower.gradient_edits import (
+    apply_edited,
+    gradient_values,
+    loss_scaled_gradients,
+    mapped_compute,
+    without_unused_edits,
+)
 from stepc.lower.gradients import GradientPlacement
 from stepc.lower.loops import index_checks, loop_block, loop_names, note_loop_variables
 from stepc.lower.plan import (
@@ -66,13 +72,14 @@ class StepLowering(GradientPlacement):
         body = explicit_loss_report(name_compiled_losses(step.body, self.fresh), self.fresh)
         if derived:  # the train step's report of the loss is made explicit first
             step = dataclasses.replace(step, kind=ir.StepKind.TEST)
-            body = without_updates(body)
+            body = without_unused_edits(without_updates(body), self.models)
         frozen = {n for n, s in self.symbols.items() if s.detail == FROZEN_MODEL}
         training = step.kind is ir.StepKind.TRAIN
         body = with_training_mode(body, training, self.models, frozen)
         step = dataclasses.replace(step, body=body)
         self.step = step
         self.gradient_values = gradient_values(step.body, self.models)  # edited gradients
+        self.loss_scaled = loss_scaled_gradients(step.body, self.gradient_values)
         self._batch_size_local = _batch_size_local(list(step.body), step.data[0].name.id)
         # Where each statement is in the step's own body (a repeat's, its block's).
         self._position = {

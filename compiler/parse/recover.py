@@ -30,12 +30,12 @@ _WORD = re.compile(r"\d[\w.]*|[A-Za-z_]\w*")  # a number is one word: `1e5` name
 _KEYWORDS = frozenset(
     ("model", "init", "compile", "metric", "loss", "optimizer", "jit_compile")
     + ("train", "test", "predict")
-    + ("minimize", "over", "using", "update", "return", "repeat", "assign")
+    + ("minimize", "over", "using", "update", "return", "repeat", "assign", "apply")
     + ("for", "in", "as")
 )
 _STEP_KINDS = ("train", "test", "predict", "shared")  # block headers at step level
 _ITEM_KEYWORDS = ("init", "compile", "metric", "loss", "optimizer", "jit_compile")
-_STATEMENT_KEYWORDS = ("minimize", "update", "return", "repeat", "assign")
+_STATEMENT_KEYWORDS = ("minimize", "update", "return", "repeat", "assign", "apply")
 _IDENTIFIER_START = re.compile(r"[A-Za-z_]")
 
 

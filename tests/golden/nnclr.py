@@ -82,7 +82,8 @@ def _state_initializer(value, where):
 
 def _of_state_shape(state, value, where):
     """`value`, checked (on its static shape: no op) to fit `state`'s shape."""
-    shape = tuple(value.shape) if hasattr(value, "shape") else ()  # a number
+    # A Python number is a scalar. (No getattr: the module calls no reflection.)
+    shape = tuple(value.shape) if hasattr(value, "shape") else ()
     fits = len(shape) == len(state.shape) and all(
         a is None or a == b for a, b in zip(shape, state.shape, strict=True)
     )

@@ -191,6 +191,17 @@ def _model(module: str, builder: str) -> Callable:
     return make
 
 
+def _support(module: str, name: str) -> Callable:
+    """A function of the tests' support modules (a batch maker), imported when called."""
+
+    def call(*args):
+        import importlib
+
+        return getattr(importlib.import_module(f"tests.support.{module}"), name)(*args)
+
+    return call
+
+
 def _keras(module: str, name: str, *args, **kwargs) -> Callable:
     """A maker of ``keras.<module>.<name>(*args, **kwargs)``: a layer or a loss."""
 
@@ -223,6 +234,8 @@ def _compile(*optimizers: str, **extra) -> Callable[[], dict]:
 _VIS = "specs_vision_speech"
 _SSL = "specs_self_supervised"
 _STATE = "specs_state"
+_GEN = "specs_generative"
+_LOOPS = "specs_loops"
 _MSE_MAE = {"loss": "mse", "metrics": ["mae"]}
 
 RUNS: dict[str, SpecRun] = {
@@ -354,6 +367,58 @@ RUNS: dict[str, SpecRun] = {
         _compile(**_MSE_MAE),
         _images(8, 8, 3, scale=255.0),
         PARTIAL_SIZES,
+    ),
+    "ddim": SpecRun(
+        "DiffusionModel",
+        _with(
+            network=_model(_GEN, "build_network"),
+            ema_network=_model(_GEN, "build_ema_network"),
+            kid=_model(_GEN, "KernelInceptionDistance"),
+            diffusion_steps=3,
+            ema=0.9,
+        ),
+        _compile(),
+        _images(4, 4, 1),
+    ),
+    "stylegan": SpecRun(
+        "StyleGAN",
+        _with(
+            generator=_model(_GEN, "build_generator"),
+            discriminator=_model(_GEN, "build_discriminator"),
+            latent_dim=4,
+            fade_steps=4,
+            drift_weight=0.1,
+        ),
+        _compile("d_optimizer", "g_optimizer"),
+        _images(4, 4, 1),
+        evaluated=False,  # the published step is train_step only
+    ),
+    "image_captioning": SpecRun(
+        "ImageCaptioningModel",
+        _with(
+            cnn_model=_model(_LOOPS, "build_cnn"),
+            encoder=_model(_LOOPS, "build_caption_encoder"),
+            decoder=_model(_LOOPS, "build_caption_decoder"),
+            num_captions=5,
+        ),
+        _compile(),
+        _support(_LOOPS, "captioning_batch"),
+        PARTIAL_SIZES,
+    ),
+    "textual_inversion": SpecRun(
+        "TextualInversion",
+        _with(
+            token_embedding=_model(_LOOPS, "build_token_embedding"),
+            text_encoder=_model(_LOOPS, "build_text_encoder"),
+            noise_predictor=_model(_LOOPS, "build_noise_predictor"),
+            placeholder_id=9,
+            vocab_size=10,
+            train_timesteps=50,
+            time_dim=4,
+        ),
+        _compile(),
+        _support(_LOOPS, "inversion_data"),
+        evaluated=False,  # the published step has no test step
     ),
 }
 

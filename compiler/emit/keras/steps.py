@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
-from stepc.emit.keras.gradient_edits import mapped
+from stepc.emit.keras.gradient_edits import mapped_lines
 from stepc.emit.keras.loops import LoopWriter
 from stepc.emit.keras.state import StateWriting
 from stepc.emit.names import Names
@@ -273,10 +273,11 @@ class StepWriter(LoopWriter, StateWriting):
     def _assign(self, item: Compute, depth: int) -> None:
         targets = [t.id for t in item.statement.targets]
         value = item.statement.value
+        if item.maps:  # an edit of gradients: once per tensor
+            mapped_lines(self, targets[0], value, item.maps, depth)
+            return
         if item.role == COMPILED_LOSS_VALUE:
             rendered = self._compiled_loss(value)
-        elif item.maps:  # an edit of gradients: once per tensor
-            rendered = mapped(self, value, item.maps)
         else:
             rendered = self.expr(value)
         self.lines += assignment(targets, rendered.doc, INDENT * depth)
@@ -338,7 +339,8 @@ class StepWriter(LoopWriter, StateWriting):
                 f"{_listing(models)} to have the same weights, in the same order"
             )
             self._raise(message, depth + 1)
-        source = call("zip", lists).doc if len(lists) > 1 else lists[0]
+        # strict: the lengths are checked above; zip says so to the linter (B905).
+        source = call("zip", [*lists, "strict=True"]).doc if len(lists) > 1 else lists[0]
         loop = f"for {', '.join(weights.values())} in "
         self.lines += layout(loop, Concat((source, ":")), INDENT * depth)
         self.substitute = weights
