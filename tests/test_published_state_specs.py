@@ -245,7 +245,9 @@ def test_comparison_catches_broken_reference(name, variant):
 # 3. fit() features -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SPECS)
+# AdaMatch only: its counter and warm-up are the state XLA must carry; a state queue
+# under XLA is in tests/test_state_runtime.py (each XLA run here costs a minute of CI).
+@pytest.mark.parametrize("name", ["adamatch"])
 def test_xla_matches_reference_under_xla(name):
     """compile(jit_compile=True): generated vs reference, both under XLA, as in
     test_generated_matches_reference (state included)."""
