@@ -21,10 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -43,7 +39,6 @@ from tests.support.fit import Run
 from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
 from tests.support.specs_generative import (
     DDIM_PARAMS,
-    RESULT_PREFIX,
     SPECS,
     STYLEGAN_PARAMS,
     KernelInceptionDistance,
@@ -55,6 +50,7 @@ from tests.support.specs_generative import (
     spec_class,
     state,
 )
+from tests.support.workers import case_run, mirrored_subprocess_results
 
 XLA = {"jit_compile": True}
 STEPS_PER_EPOCH = 3  # 20 images in batches of 8
@@ -300,24 +296,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
 def mirrored_results() -> dict:
     """The cases of ``support/specs_generative.py mirrored``, run in a subprocess (logical
     devices must be configured before TensorFlow starts)."""
-    script = Path(__file__).parent / "support" / "specs_generative.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "mirrored"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=script.parent.parent,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
-
-
-def worker_run(results: dict, case: str) -> Run:
-    data = results[case]
-    if "error" in data:
-        pytest.fail(f"{case}: {data['error']}: {data['message']}\n{data['traceback']}")
-    return Run.from_json(data)
+    return mirrored_subprocess_results("specs_generative")
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -328,8 +307,8 @@ def test_mirrored_matches_single_device(name, mirrored_results):
     every weight, state variable and seed state within rtol=1e-5/atol=1e-6, History,
     evaluate() and every batch's logs within rtol=1e-5 of the single-device run (the
     references pass it too: measured once, not rerun here, for the CI budget)."""
-    single = worker_run(mirrored_results, f"{name}/generated/single")
-    mirrored = worker_run(mirrored_results, f"{name}/generated/mirrored")
+    single = case_run(mirrored_results, f"{name}/generated/single")
+    mirrored = case_run(mirrored_results, f"{name}/generated/mirrored")
     assert_runs_close(mirrored, single, "mirrored vs single")
     batches = zip(mirrored.extra["batch_logs"], single.extra["batch_logs"], strict=True)
     for got, want in batches:

@@ -21,9 +21,6 @@ the unrolled loop).
 from __future__ import annotations
 
 import functools
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -44,6 +41,7 @@ from tests.support.compare import (
 from tests.support.fit import Run
 from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
 from tests.support.specs_loops import FEATURE_PARAMS, SPECS, Setup, run
+from tests.support.workers import case_run, mirrored_subprocess_results
 
 # Mixed precision: the sub-models compute in float16 on both sides, in the same order.
 MIXED_RTOL, MIXED_ATOL = 1e-3, 1e-4
@@ -251,24 +249,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
 def mirrored_results() -> dict:
     """The cases of ``support/specs_loops.py mirrored``, run in a subprocess (logical
     devices must be configured before TensorFlow starts)."""
-    script = Path(__file__).parent / "support" / "specs_loops.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "mirrored"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=script.parent.parent,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(loops.RESULT_PREFIX)]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][len(loops.RESULT_PREFIX) :])
-
-
-def worker_run(results: dict, case: str) -> Run:
-    data = results[case]
-    if "error" in data:
-        pytest.fail(f"{case}: {data['error']}: {data['message']}\n{data['traceback']}")
-    return Run.from_json(data)
+    return mirrored_subprocess_results("specs_loops")
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -279,8 +260,8 @@ def test_mirrored_matches_single_device(name, mirrored_results):
     not at all would be off by 2): every weight and the seed state within
     rtol=1e-5/atol=1e-6, History, evaluate() and every batch's logs within rtol=1e-5 of
     its single-device run."""
-    single = worker_run(mirrored_results, f"{name}/single")
-    mirrored = worker_run(mirrored_results, f"{name}/mirrored")
+    single = case_run(mirrored_results, f"{name}/single")
+    mirrored = case_run(mirrored_results, f"{name}/mirrored")
     assert_runs_close(mirrored, single, "mirrored vs single")
     batches = zip(mirrored.extra["batch_logs"], single.extra["batch_logs"], strict=True)
     for got, want in batches:

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -47,7 +44,6 @@ from tests.support.compare import (
 from tests.support.fit import Run
 from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
 from tests.support.specs_self_supervised import (
-    RESULT_PREFIX,
     SPECS,
     Setup,
     build_model,
@@ -59,6 +55,7 @@ from tests.support.specs_self_supervised import (
     spec_class,
     state,
 )
+from tests.support.workers import case_run, mirrored_subprocess_results
 
 XLA = {"jit_compile": True}
 # Constructor and compile() arguments other than the defaults, per spec: each parameter
@@ -316,24 +313,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
 def mirrored_results() -> dict:
     """The cases of ``support/specs_self_supervised.py mirrored``, run in a subprocess (logical
     devices must be configured before TensorFlow starts)."""
-    script = Path(__file__).parent / "support" / "specs_self_supervised.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "mirrored"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=script.parent.parent,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
-
-
-def worker_run(results: dict, case: str) -> Run:
-    data = results[case]
-    if "error" in data:
-        pytest.fail(f"{case}: {data['error']}: {data['message']}\n{data['traceback']}")
-    return Run.from_json(data)
+    return mirrored_subprocess_results("specs_self_supervised")
 
 
 KERAS_BUILDS_ON_X = pytest.mark.xfail(
@@ -362,8 +342,8 @@ def test_mirrored_matches_single_device(name, kind, mirrored_results):
     would be off by 2): every weight and seed state within rtol=1e-5/atol=1e-6, History,
     evaluate() and every batch's logs within rtol=1e-5 of the single-device run. The
     references pass too, which shows the comparison is a fair one."""
-    single = worker_run(mirrored_results, f"{name}/{kind}/single")
-    mirrored = worker_run(mirrored_results, f"{name}/{kind}/mirrored")
+    single = case_run(mirrored_results, f"{name}/{kind}/single")
+    mirrored = case_run(mirrored_results, f"{name}/{kind}/mirrored")
     assert_runs_close(mirrored, single, "mirrored vs single")
     batches = zip(mirrored.extra["batch_logs"], single.extra["batch_logs"], strict=True)
     for got, want in batches:

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -44,7 +41,6 @@ from tests.support.fit import Run
 from tests.support.fit_tools import InterruptAt, Interrupted, mixed_float16
 from tests.support.specs_state import (
     QUEUE_SIZE,
-    RESULT_PREFIX,
     SPECS,
     TOTAL_STEPS,
     WIDTH,
@@ -58,6 +54,7 @@ from tests.support.specs_state import (
     state,
     state_variables,
 )
+from tests.support.workers import case_run, mirrored_subprocess_results
 
 XLA = {"jit_compile": True}
 # Constructor arguments other than the defaults: each must reach the step when given.
@@ -356,24 +353,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_run(name, tmp_path):
 def mirrored_results() -> dict:
     """The cases of ``support/specs_state.py mirrored``, run in a subprocess (logical
     devices must be configured before TensorFlow starts)."""
-    script = Path(__file__).parent / "support" / "specs_state.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "mirrored"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=script.parent.parent,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
-
-
-def worker_run(results: dict, case: str) -> Run:
-    data = results[case]
-    if "error" in data:
-        pytest.fail(f"{case}: {data['error']}: {data['message']}\n{data['traceback']}")
-    return Run.from_json(data)
+    return mirrored_subprocess_results("specs_state")
 
 
 def assert_mirrored_close(mirrored: Run, expected: Run) -> None:
@@ -391,8 +371,8 @@ def test_mirrored_adamatch_matches_single_device(kind, mirrored_results):
     once per replica) and the seed state, History, evaluate() and every batch's logs as
     the single-device run's (rtol=1e-5/atol=1e-6). The reference passes too: the
     comparison is a fair one."""
-    single = worker_run(mirrored_results, f"adamatch/{kind}/single")
-    assert_mirrored_close(worker_run(mirrored_results, f"adamatch/{kind}/mirrored"), single)
+    single = case_run(mirrored_results, f"adamatch/{kind}/single")
+    assert_mirrored_close(case_run(mirrored_results, f"adamatch/{kind}/mirrored"), single)
     assert int(single.weights[len(initial_state("adamatch"))]) == TOTAL_STEPS
 
 
@@ -403,8 +383,8 @@ def test_mirrored_nnclr_rolls_the_queue_with_the_whole_batch(mirrored_results):
     evaluate() and every batch's logs (rtol=1e-5/atol=1e-6); and the queue is not the
     single-device one (twice the rows entered per step), so a per-replica roll would
     show."""
-    generated = worker_run(mirrored_results, "nnclr/generated/mirrored")
-    reference = worker_run(mirrored_results, "nnclr/reference/mirrored")
+    generated = case_run(mirrored_results, "nnclr/generated/mirrored")
+    reference = case_run(mirrored_results, "nnclr/reference/mirrored")
     assert_mirrored_close(generated, reference)
-    single = worker_run(mirrored_results, "nnclr/generated/single")
+    single = case_run(mirrored_results, "nnclr/generated/single")
     assert max_abs_diff(generated.weights[-1:], single.weights[-1:]) > 1e-3

@@ -14,8 +14,15 @@
 - ``specs_later``: runs of WGAN-GP, VAE and adversarial training.
 - ``specs_self_supervised``: runs of SimCLR, metric learning and SCAN.
 - ``specs_vision_speech``: runs of Speech Transformer, Zero-DCE, masked image modelling.
+- ``specs_state``: runs of AdaMatch and NNCLR; ``specs_loops``: of image captioning and
+  textual inversion; ``specs_generative``: of DDIM (with a KID stand-in) and StyleGAN's
+  fade-in.
+- ``state_worker``, ``loops_worker``, ``gradient_edits`` (with ``gradient_edits_worker``),
+  ``metric_params_worker``: one backend's runs of the #14 constructs' runtime tests.
 - ``distribution_worker``: the subprocess running the distribution cases.
-- ``workers``: starts and awaits those subprocesses (from ``conftest.py``).
+- ``workers``: starts and awaits those subprocesses (from ``conftest.py``), and runs a
+  published-spec group's ``mirrored`` subprocess (``mirrored_main``,
+  ``mirrored_subprocess_results``, ``case_run``).
 - ``generators``: random well-formed specs, near-miss errors, typed expressions and
   layout changes for the property tests and ``scripts/fuzz.py``.
 - ``backend_runs``: every shipped spec trained on one Keras backend (cross-backend tests).

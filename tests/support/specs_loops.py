@@ -29,7 +29,6 @@ and prints ``RESULT <json>``.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from tests.references.image_captioning import ImageCaptioningReference
 from tests.references.textual_inversion import TextualInversionReference
 from tests.support.fit import Run, loss_scaled, recorded_fit, replicate_batches, strategy_scope
 from tests.support.models import SEED, fresh_model, initial_weights, load_spec
+from tests.support.workers import mirrored_main
 
 SPECS = ("image_captioning", "textual_inversion")
 CLASS_NAMES = {"image_captioning": "ImageCaptioningModel", "textual_inversion": "TextualInversion"}
@@ -355,14 +355,8 @@ def mirrored_results() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """``mirrored``: print the results of ``mirrored_results`` as one JSON line."""
-    from tests.support.distribution_worker import configure_logical_cpus
-
-    if argv[1:] != ["mirrored"]:
-        raise SystemExit("usage: specs_loops.py mirrored")
-    configure_logical_cpus(2)
-    sys.stdout.write(RESULT_PREFIX + json.dumps(mirrored_results()) + "\n")
-    return 0
+    """``mirrored``: the results of ``mirrored_results``, as one JSON line."""
+    return mirrored_main(argv, mirrored_results)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ anchor and one positive per class):
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from tests.references.scan import SCANReference
 from tests.references.simclr import SimCLRReference
 from tests.support.fit import Run, loss_scaled, recorded_fit, replicate_batches, strategy_scope
 from tests.support.models import SEED, fresh_model, initial_weights, load_spec
+from tests.support.workers import mirrored_main
 
 SPECS = ("simclr", "metric_learning", "scan")
 CLASS_NAMES = {"simclr": "ContrastiveModel", "metric_learning": "EmbeddingModel", "scan": "SCAN"}
@@ -383,14 +383,8 @@ def mirrored_results() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """``mirrored``: print the results of ``mirrored_results`` as one JSON line."""
-    from tests.support.distribution_worker import configure_logical_cpus
-
-    if argv[1:] != ["mirrored"]:
-        raise SystemExit("usage: specs_self_supervised.py mirrored")
-    configure_logical_cpus(2)
-    sys.stdout.write(RESULT_PREFIX + json.dumps(mirrored_results()) + "\n")
-    return 0
+    """``mirrored``: the results of ``mirrored_results``, as one JSON line."""
+    return mirrored_main(argv, mirrored_results)
 
 
 if __name__ == "__main__":

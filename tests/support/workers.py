@@ -121,3 +121,44 @@ def start_workers(modes: set[str], directory: Path) -> dict[str, WorkerGroup]:
         ]
         groups["multiworker"] = WorkerGroup("multiworker", envs, directory)
     return groups
+
+
+# The `mirrored` subprocess of a published-spec group's support module --------------------
+
+
+def mirrored_main(argv: list[str], results) -> int:
+    """A support module's ``python tests/support/<module>.py mirrored``: 2 logical CPUs
+    (before TensorFlow starts), then ``results()`` printed as one ``RESULT`` JSON line."""
+    from tests.support.distribution_worker import configure_logical_cpus
+
+    if argv[1:] != ["mirrored"]:
+        raise SystemExit(f"usage: {Path(argv[0]).name} mirrored")
+    configure_logical_cpus(2)
+    sys.stdout.write(RESULT_PREFIX + json.dumps(results()) + "\n")
+    return 0
+
+
+def mirrored_subprocess_results(module: str) -> dict:
+    """The results of ``tests/support/<module>.py mirrored``, run in a subprocess."""
+    script = Path(__file__).with_name(f"{module}.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "mirrored"],
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT,
+        cwd=script.parent.parent,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+
+
+def case_run(results: dict, case: str):
+    """One case of a subprocess's results as a ``Run`` (a case that raised fails the
+    test with its traceback)."""
+    from tests.support.fit import Run
+
+    data = results[case]
+    if "error" in data:
+        pytest.fail(f"{case}: {data['error']}: {data['message']}\n{data['traceback']}")
+    return Run.from_json(data)
