@@ -126,8 +126,8 @@ def test_each_step_without_return_reports_the_metrics_it_updates():
     module = stepc.compile_source(GENERATED, "t.step")
     # the train step updates only the tracker, the test step only the KID (on each
     # of the three backends)
-    assert module.count("return _metrics_result(self, skipped=(self.kid,))") == 3
-    assert module.count("return _metrics_result(self, skipped=(self.noise_tracker,))") == 3
+    assert module.count("skipped=(self.kid,)") == 3
+    assert module.count("skipped=(self.noise_tracker,)") == 3
     assert "return self.get_metrics_result()" not in module
 
 

@@ -228,6 +228,37 @@ def test_returning_a_compiled_metric_compile_did_not_get_fails_naming_the_line()
         fit_logs(model)
 
 
+UNUPDATED_TRACKER = """
+model Unupdated(Functional):
+    metric kld = KLDivergence()
+    train(x, y):
+        y_pred = self(x)
+        loss = mean(square(y - y_pred))
+        minimize loss over self
+        update kld(y, y_pred)
+    test(x, y):
+        update compiled_metrics(y, self(x))
+"""
+
+
+def test_a_step_left_with_nothing_to_report_fails_naming_the_step():
+    """A test step that updates only compile()'s metrics, compiled without any: its
+    own tracker is the train step's to report, so its report would be empty, which
+    fit() on TensorFlow cannot carry (`OptionalFromValue` fails with no hint; the
+    property test found it). It fails naming the step instead; with metrics= it
+    reports them, not the tracker."""
+    module = compile_spec(UNUPDATED_TRACKER, "unupdated")
+    model = module.Unupdated(*graph(7))
+    model.compile(optimizer=sgd(), loss="mse")
+    with pytest.raises(
+        ValueError, match=r"Unupdated\.test_step \(unupdated\.step:9\): the step reports nothing"
+    ):
+        model.evaluate(X, Y, verbose=0)
+    model = module.Unupdated(*graph(7))
+    model.compile(optimizer=sgd(), loss="mse", metrics=["mae"])
+    assert set(evaluated(model)) == {"mae"}
+
+
 # ---------------------------------------------------------------- shared statements
 
 SHARED = """

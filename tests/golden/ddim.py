@@ -40,16 +40,23 @@ def _full_precision(outputs):
     return keras.tree.map_structure(cast, outputs)
 
 
-def _metrics_result(model, skipped):
+def _metrics_result(model, skipped, step):
     """Every metric's result, as get_metrics_result() reports them, but those
     `skipped`: the metrics this step never updates (Keras cannot report one of
     compile()'s never updated, and one only another step updates is that step's
-    to report)."""
+    to report). fit() on TensorFlow cannot carry an empty report: say so, naming
+    the step."""
     logs = {}
     for metric in model.metrics:
         if not any(metric is other for other in skipped):
             result = metric.result()
             logs.update(result if isinstance(result, dict) else {metric.name: result})
+    if not logs:
+        raise ValueError(
+            f"{step}: the step reports nothing: it updates none of the model's own "
+            "metrics and compile() was given no metrics; pass metrics= to compile(), "
+            "or end the step with `return name=value`"
+        )
     return logs
 
 
@@ -367,7 +374,9 @@ class _DiffusionModelTensorFlowSteps:
             ema_network_weight.assign(
                 self.ema * ema_network_weight + (1.0 - self.ema) * network_weight
             )
-        return _metrics_result(self, skipped=(self.kid,))
+        return _metrics_result(
+            self, skipped=(self.kid,), step="DiffusionModel.train_step (ddim.step:37)"
+        )
 
     def test_step(self, data):
         # ddim.step:49  test(images)
@@ -546,7 +555,11 @@ class _DiffusionModelJaxSteps:
                 ema_network_weight.assign(
                     self.ema * ema_network_weight + (1.0 - self.ema) * network_weight
                 )
-            return _metrics_result(self, skipped=(self.kid,)), step.state()
+            return _metrics_result(
+                self,
+                skipped=(self.kid,),
+                step="DiffusionModel.train_step (ddim.step:37)",
+            ), step.state()
 
     def test_step(self, state, data):
         # Every variable below reads and writes its value in fit()'s state.
@@ -734,7 +747,9 @@ class _DiffusionModelTorchSteps:
             ema_network_weight.assign(
                 self.ema * ema_network_weight + (1.0 - self.ema) * network_weight
             )
-        return _metrics_result(self, skipped=(self.kid,))
+        return _metrics_result(
+            self, skipped=(self.kid,), step="DiffusionModel.train_step (ddim.step:37)"
+        )
 
     def test_step(self, data):
         # ddim.step:49  test(images)

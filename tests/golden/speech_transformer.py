@@ -53,16 +53,23 @@ def _expect_dict(part, keys, message):
         raise ValueError(f"{message}, but it is {_structure_of(part)}")
 
 
-def _metrics_result(model, skipped):
+def _metrics_result(model, skipped, step):
     """Every metric's result, as get_metrics_result() reports them, but those
     `skipped`: the metrics this step never updates (Keras cannot report one of
     compile()'s never updated, and one only another step updates is that step's
-    to report)."""
+    to report). fit() on TensorFlow cannot carry an empty report: say so, naming
+    the step."""
     logs = {}
     for metric in model.metrics:
         if not any(metric is other for other in skipped):
             result = metric.result()
             logs.update(result if isinstance(result, dict) else {metric.name: result})
+    if not logs:
+        raise ValueError(
+            f"{step}: the step reports nothing: it updates none of the model's own "
+            "metrics and compile() was given no metrics; pass metrics= to compile(), "
+            "or end the step with `return name=value`"
+        )
     return logs
 
 
@@ -366,7 +373,11 @@ class _SpeechTransformerTensorFlowSteps:
             )
         grads = tape.gradient(scaled_loss, variables)
         self.optimizer.apply(grads, variables)
-        return _metrics_result(self, skipped=(self._compile_metrics,))
+        return _metrics_result(
+            self,
+            skipped=(self._compile_metrics,),
+            step="SpeechTransformer.train_step (speech_transformer.step:27)",
+        )
 
     def test_step(self, data):
         # speech_transformer.step:30  test(batch)
@@ -414,7 +425,11 @@ class _SpeechTransformerTensorFlowSteps:
         self._loss_tracker.update_state(
             _unscale_for_distribution(loss), sample_weight=_batch_size(batch)
         )
-        return _metrics_result(self, skipped=(self._compile_metrics,))
+        return _metrics_result(
+            self,
+            skipped=(self._compile_metrics,),
+            step="SpeechTransformer.test_step (speech_transformer.step:30)",
+        )
 
 
 class _SpeechTransformerJaxSteps:
@@ -487,7 +502,11 @@ class _SpeechTransformerJaxSteps:
             self._loss_tracker.update_state(loss, sample_weight=_batch_size(batch))
             # speech_transformer.step:28  minimize loss over transformer
             _apply_on_jax(self.optimizer, grads, variables)
-            return _metrics_result(self, skipped=(self._compile_metrics,)), step.state()
+            return _metrics_result(
+                self,
+                skipped=(self._compile_metrics,),
+                step="SpeechTransformer.train_step (speech_transformer.step:27)",
+            ), step.state()
 
     def test_step(self, state, data):
         # Every variable below reads and writes its value in fit()'s state.
@@ -539,7 +558,11 @@ class _SpeechTransformerJaxSteps:
             )
             # speech_transformer.step:31  Keras's loss tracker: `loss` in the logs
             self._loss_tracker.update_state(loss, sample_weight=_batch_size(batch))
-            return _metrics_result(self, skipped=(self._compile_metrics,)), step.state()
+            return _metrics_result(
+                self,
+                skipped=(self._compile_metrics,),
+                step="SpeechTransformer.test_step (speech_transformer.step:30)",
+            ), step.state()
 
     def _symbolic_build(self, iterator=None, data_batch=None):
         # Keras's JAX trainer builds the model by calling it on a batch; the
@@ -612,7 +635,11 @@ class _SpeechTransformerTorchSteps:
         grads = _torch_gradients(scaled_loss, variables)
         with torch.no_grad():  # an update in place, not a computation to record
             self.optimizer.apply(grads, variables)
-        return _metrics_result(self, skipped=(self._compile_metrics,))
+        return _metrics_result(
+            self,
+            skipped=(self._compile_metrics,),
+            step="SpeechTransformer.train_step (speech_transformer.step:27)",
+        )
 
     def test_step(self, data):
         # speech_transformer.step:30  test(batch)
@@ -658,7 +685,11 @@ class _SpeechTransformerTorchSteps:
         )
         # speech_transformer.step:31  Keras's loss tracker: `loss` in the logs
         self._loss_tracker.update_state(loss, sample_weight=_batch_size(batch))
-        return _metrics_result(self, skipped=(self._compile_metrics,))
+        return _metrics_result(
+            self,
+            skipped=(self._compile_metrics,),
+            step="SpeechTransformer.test_step (speech_transformer.step:30)",
+        )
 
     def _symbolic_build(self, iterator=None, data_batch=None):
         # Keras's torch trainer builds the model by calling it on a symbolic

@@ -354,16 +354,16 @@ class StepWriter(LoopWriter, StateWriting):
     def _default_return(self):
         """Every metric's result; checked not to be empty where the model has no
         tracker that is always there (its own, or Keras's loss tracker)."""
+        method = _METHODS.get(self.step.kind, "predict_step")
+        where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
         skipped = self._unreported_metrics()
         if skipped:  # metrics this step never updates: Keras cannot report them
             self.used.add("metrics_result")
             given = Concat(("skipped=", sequence("(", skipped, ")").doc))
-            return call("_metrics_result", ["self", given]).doc
+            return call("_metrics_result", ["self", given, f"step={string_literal(where)}"]).doc
         if self.model.metrics or self.model.metric_params or not self.model.own_metrics_only:
             return "self.get_metrics_result()"
         self.used.add("reported")
-        method = _METHODS.get(self.step.kind, "predict_step")
-        where = f"{self.model.name}.{method} ({self.spec_name}:{self.step.data.span.line})"
         return f"_reported(self, {string_literal(where)})"
 
     def _unreported_metrics(self) -> list[str]:
