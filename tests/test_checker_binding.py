@@ -150,7 +150,8 @@ def test_model_inputs_are_given_by_position() -> None:
 
 
 def test_global_norm_takes_its_list_by_position() -> None:
-    """tf.linalg.global_norm names its parameter `t_list`: `gradients=` would fail."""
+    """`global_norm` takes its list by position, as tf.linalg.global_norm (parameter
+    `t_list`) did: `gradients=` is refused."""
     text = functional(
         "loss = mean(self(x))",
         "g = gradient(loss, self)",

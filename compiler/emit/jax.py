@@ -89,12 +89,6 @@ class JaxStepWriter(StepWriter):
             return self.expr(node.args[0])
         return super().expr(node)
 
-    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
-        if name == "global_norm":  # the table's target is TensorFlow's, as on torch
-            self.used.add("global_norm")
-            return call("_global_norm", args)
-        return super()._op(name, args, keywords)
-
     def watch(self, recorder: str, name: str, depth: int) -> None:
         # A value the region computes: its gradient is that of a zero added to it.
         rendered = call(f"{self.scope}.watched", [string_literal(name), name])

@@ -71,12 +71,6 @@ class TorchStepWriter(StepWriter):
         bounds = (item.start, item.stop, item.step)
         return call("slice", [self.expr(b).doc if b else "None" for b in bounds]).doc
 
-    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
-        if name == "global_norm":  # the table's target is TensorFlow's
-            self.used.add("global_norm")
-            return call("_global_norm", args)
-        return super()._op(name, args, keywords)
-
     def watch(self, recorder: str, name: str, depth: int) -> None:
         self.emit(depth, f"{name}.requires_grad_()  # a gradient is taken with respect to it")
 

@@ -85,14 +85,15 @@ STEPC_OPS: dict[str, Op] = {
             Op(name, f"_{name}", ("model",), 1, result=Result.SHAPE, helper=name)
             for name in MODEL_SHAPES
         ),
-        # The norm of a list of gradients taken together.
-        # By position: TensorFlow names its parameter `t_list`.
+        # The norm of a list of gradients taken together (tf.linalg.global_norm's,
+        # in keras.ops: the same on every backend). By position, as it always was.
         Op(
             "global_norm",
-            "tf.linalg.global_norm",
+            "_global_norm",
             ("gradients",),
             1,
             result=Result.REDUCE,
+            helper="global_norm",
             by_position=1,
         ),
     ]
