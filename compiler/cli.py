@@ -1,4 +1,4 @@
-"""The `stepc` command line: `stepc compile` and `stepc check`.
+"""The `stepc` command line: `stepc compile` and `stepc check`, and the tools.
 
 Owns arguments, exit codes (0 compiled, 1 a spec error, an output problem or
 a stale module, 2 a usage error, 130 interrupted, 141 its output pipe closed),
@@ -8,13 +8,17 @@ file system or terminal makes stepc print a traceback: output-side problems
 (`writer.OutputError`, two specs with one module) are diagnostics like a
 spec's, a closed pipe ends the run quietly, and a character the terminal cannot
 encode is escaped. With `--format json` stdout is exactly one JSON document.
-It never imports TensorFlow.
+It never imports TensorFlow. The tools' commands (`fmt`, `lsp`, `graph`,
+`explain`, `init`) are defined here but run by `run(args)` of their module in
+`stepc.tools`, imported only when that command runs: `stepc compile` never pays
+for pygls or IPython.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -71,7 +75,37 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (compile_, check):
         sub.add_argument("--format", choices=("text", "json"), default="text")
         sub.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    _tool_parsers(commands)
     return parser
+
+
+# The commands whose work is in `stepc.tools.<command>`, run by its `run(args)`.
+TOOL_COMMANDS = ("fmt", "lsp", "graph", "explain", "init")
+
+
+def _tool_parsers(commands) -> None:
+    fmt = commands.add_parser("fmt", help="format specs in place (the one canonical layout)")
+    fmt.add_argument("specs", nargs="*", metavar="SPEC", help="`-` formats stdin to stdout")
+    fmt.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff if a spec is not formatted",
+    )
+    lsp = commands.add_parser("lsp", help="run the language server (LSP over stdio)")
+    lsp.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
+    graph = commands.add_parser("graph", help="draw each step: passes, losses, updates, recordings")
+    graph.add_argument("spec", metavar="SPEC")
+    graph.add_argument("--model", help="only this model's steps")
+    graph.add_argument("--step", choices=("train", "test", "predict"), help="only this step")
+    graph.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
+    graph.add_argument("-o", "--out", metavar="FILE", help="write here instead of stdout")
+    explain = commands.add_parser("explain", help="print the compiler's decisions, with spec lines")
+    explain.add_argument("spec", metavar="SPEC")
+    explain.add_argument("--model", help="only this model")
+    init = commands.add_parser("init", help="write a starter spec and [tool.stepc] config")
+    init.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    for sub in (fmt, graph, explain):
+        sub.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if args.command in TOOL_COMMANDS:
+        return importlib.import_module(f"stepc.tools.{args.command}").run(args)
     report = Report(args.format, _use_colour(args.color))
     specs = _unique(args.specs)
     clashes = _clashes(specs, Path(args.out)) if args.command == "compile" else []
