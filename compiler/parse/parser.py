@@ -17,6 +17,7 @@ from lark.indenter import DedentError, Indenter
 from stepc.diagnostics import Diagnostic, error
 from stepc.parse import ir
 from stepc.parse.ir_builder import ToIR
+from stepc.parse.lexing import DeferredContextualLexer
 from stepc.parse.recover import (
     PLACEHOLDER,
     Statement,
@@ -87,6 +88,9 @@ def _parser() -> Lark:
         # (spans come from tokens), which halves the time of a parse.
         transformer=ToIR(),
         maybe_placeholders=True,
+        # The same tokens as Lark's contextual lexer, without compiling a regular
+        # expression for every parser state a small spec reaches (stepc.parse.lexing).
+        _plugins={"ContextualLexer": DeferredContextualLexer},
         # The LALR tables, pickled in the temporary directory under a hash of the
         # grammar and these options (Lark checks it, and rebuilds on a mismatch or an
         # unreadable file): building them is most of a cold `stepc compile`.
