@@ -12,7 +12,6 @@ characters (`shown_path`); JSON keeps the real path.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Iterable
@@ -82,6 +81,8 @@ def closest(name: str, pool: set[str]) -> str | None:
     """difflib.get_close_matches(name, pool, n=1, cutoff=CUTOFF), with bounded work."""
     if not name or len(name) > MAX_NAME or len(pool) > MAX_CANDIDATES:
         return None
+    import difflib  # here, not at the top: only a spec with an error asks for a name
+
     matcher = difflib.SequenceMatcher()
     matcher.set_seq2(name)  # as get_close_matches does: the name is the second sequence
     best: tuple[float, str] | None = None

@@ -15,7 +15,6 @@ problem and says in words what it is and what to do.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import os
 import stat
@@ -143,6 +142,8 @@ def _diff(path: Path, current: bytes | None, text: str) -> str | None:
     if before == text:
         return None
     shown = shown_path(str(path))
+    import difflib  # here, not at the top: only a stale module is shown as a diff
+
     diff = difflib.unified_diff(
         before.splitlines(keepends=True),
         text.splitlines(keepends=True),

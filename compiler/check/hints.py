@@ -11,7 +11,6 @@ extra, wrong or two swapped) or nearly all of the name (ratio at least
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from stepc.diagnostics import closest
@@ -35,6 +34,8 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 def _close(name: str, candidate: str) -> bool:
     if _one_typo(name, candidate):
         return True
+    import difflib  # here, not at the top: only a spec with an error asks for a hint
+
     return difflib.SequenceMatcher(None, candidate, name).ratio() >= CLOSE
 
 

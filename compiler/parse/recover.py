@@ -17,7 +17,6 @@ Lines and columns never move: the statement's other lines become blank.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
@@ -169,9 +168,15 @@ def _loop_header(kind: str, names: tuple[str, ...]) -> str:
     return f"repeat {count}:"  # its count is still checked, and so used
 
 
+def _close_matches(word: str, choices, **limits) -> list[str]:
+    import difflib  # here, not at the top: only a statement with a syntax error is rewritten
+
+    return difflib.get_close_matches(word, choices, **limits)
+
+
 def _model_header(names: tuple[str, ...]) -> str | None:
     kind, names = _keyword(names, "", ("model",))
-    if not kind and not (names and difflib.get_close_matches(names[0], ["model"], cutoff=0.6)):
+    if not kind and not (names and _close_matches(names[0], ["model"], cutoff=0.6)):
         return None
     words = [n for n in (names if kind else names[1:])]
     if len(words) == 1 and words[0].endswith("Functional") and words[0] != "Functional":
@@ -183,7 +188,7 @@ def _model_header(names: tuple[str, ...]) -> str | None:
 def _step_header(names: tuple[str, ...]) -> str:
     kind, names = _keyword(names, "", _STEP_KINDS)
     if not kind:
-        close = difflib.get_close_matches(names[0], _STEP_KINDS, n=1) if names else []
+        close = _close_matches(names[0], _STEP_KINDS, n=1) if names else []
         kind, names = (close[0] if close else "train"), names[1:]
     data = [n for n in names if n not in _KEYWORDS][:3] or ["x"]
     return f"{kind}({', '.join(data)}):"
