@@ -83,3 +83,58 @@ def test_a_command_imports_only_what_it_needs(command, tmp_path):
     unwanted = {name for name in imported if name.split(".")[0] in NOT_ON_THE_COMPILE_PATH}
     unwanted |= {name for name in imported if name.startswith("stepc.tools")}
     assert not unwanted
+
+
+@pytest.fixture
+def cache_at(monkeypatch):
+    """Point stepc's cache at a directory, with the in-memory parser and templates
+    dropped before and after, so each run builds them through the cache."""
+    from stepc import cache
+    from stepc.emit import render
+
+    def forget():
+        for cached in (cache.cache_dir, parser._parser, render._environment):
+            cached.cache_clear()
+
+    def point(directory: Path) -> None:
+        monkeypatch.setenv("STEPC_CACHE_DIR", str(directory))
+        forget()
+
+    yield point
+    monkeypatch.undo()
+    forget()
+
+
+def _gan_module() -> str:
+    import stepc
+
+    return stepc.compile_source((ROOT / "specs" / "gan.step").read_text(), "gan.step")
+
+
+def test_the_parser_and_templates_are_cached_in_stepc_cache_dir(cache_at, tmp_path):
+    cache_at(tmp_path / "cache")
+    first = _gan_module()
+    names = sorted(path.name.split("-")[0] for path in (tmp_path / "cache").iterdir())
+    assert names == ["grammar", "jinja", "jinja"]
+    cache_at(tmp_path / "cache")
+    assert _gan_module() == first  # read back from the files
+
+
+def test_an_unusable_cache_dir_only_costs_time(cache_at, tmp_path):
+    from stepc.cache import cache_dir
+
+    cache_at(tmp_path / "cache")
+    expected = _gan_module()
+    (tmp_path / "a file").write_text("")
+    cache_at(tmp_path / "a file" / "cache")  # cannot be made: a file is in the way
+    assert cache_dir() is None
+    assert _gan_module() == expected
+
+
+def test_damaged_cache_files_are_rebuilt(cache_at, tmp_path):
+    cache_at(tmp_path / "cache")
+    expected = _gan_module()
+    for path in (tmp_path / "cache").iterdir():
+        path.write_bytes(b"\x00not what was written")
+    cache_at(tmp_path / "cache")
+    assert _gan_module() == expected

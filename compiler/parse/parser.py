@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 
+import lark
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import DedentError, Indenter
+from stepc.cache import cache_file
 from stepc.diagnostics import Diagnostic, error
 from stepc.parse import ir
 from stepc.parse.ir_builder import ToIR
@@ -91,10 +93,10 @@ def _parser() -> Lark:
         # The same tokens as Lark's contextual lexer, without compiling a regular
         # expression for every parser state a small spec reaches (stepc.parse.lexing).
         _plugins={"ContextualLexer": DeferredContextualLexer},
-        # The LALR tables, pickled in the temporary directory under a hash of the
-        # grammar and these options (Lark checks it, and rebuilds on a mismatch or an
-        # unreadable file): building them is most of a cold `stepc compile`.
-        cache=True,
+        # The LALR tables, pickled in stepc's cache directory (stepc.cache; Lark checks
+        # the file's digest, and rebuilds on a mismatch or an unreadable file):
+        # building them is most of a first `stepc compile`.
+        cache=cache_file("grammar", grammar_text(), lark.__version__) or False,
     )
 
 
