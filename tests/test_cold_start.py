@@ -138,3 +138,13 @@ def test_damaged_cache_files_are_rebuilt(cache_at, tmp_path):
         path.write_bytes(b"\x00not what was written")
     cache_at(tmp_path / "cache")
     assert _gan_module() == expected
+
+
+def test_the_lazy_operation_table_is_the_whole_table():
+    from stepc.tables.builtins import OPS, STEPC_OPS
+    from stepc.tables.ops_table import keras_ops
+
+    whole = {**keras_ops(), **STEPC_OPS}
+    assert list(OPS) == list(whole)
+    assert {name: OPS[name] for name in OPS} == whole
+    assert "not_an_op" not in OPS and OPS.get("not_an_op") is None

@@ -15,7 +15,7 @@ import re
 from enum import Enum
 
 from stepc.tables.ops_table import NOT_DIFFERENTIABLE as KERAS_NOT_DIFFERENTIABLE
-from stepc.tables.ops_table import keras_ops
+from stepc.tables.ops_table import OpTable
 from stepc.tables.ops_types import ARG_HINTS as ARG_HINTS  # re-exported: the checks read them here
 from stepc.tables.ops_types import PARAM_KINDS as PARAM_KINDS
 from stepc.tables.ops_types import Arg, Op, Result
@@ -99,7 +99,7 @@ STEPC_OPS: dict[str, Op] = {
     ]
 }
 
-OPS: dict[str, Op] = {**keras_ops(), **STEPC_OPS}
+OPS: OpTable = OpTable(STEPC_OPS)
 
 # The operations no gradient flows through: a value computed by one depends on nothing.
 NOT_DIFFERENTIABLE = KERAS_NOT_DIFFERENTIABLE

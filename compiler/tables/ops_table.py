@@ -15,6 +15,7 @@ they smooth labels).
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator, Mapping
 from functools import cache
 
 from stepc.tables.ops_signatures import SIGNATURES
@@ -179,14 +180,52 @@ def make_op(qualified: str, text: str) -> Op:
 
 
 @cache
+def _qualified_names() -> dict[str, str]:
+    """Each bare name's qualified name: the first module of `MODULES` that has it."""
+    names: dict[str, str] = {}
+    by_module: dict[str, list[str]] = {module: [] for module in MODULES}
+    for qualified in sorted(SIGNATURES):
+        module, _, _ = qualified.rpartition(".")
+        if module in by_module and qualified not in EXCLUDED:
+            by_module[module].append(qualified)
+    for qualified in (q for module in MODULES for q in by_module[module]):
+        names.setdefault(qualified.rpartition(".")[2], qualified)
+    return names
+
+
+@cache
 def keras_ops() -> dict[str, Op]:
     """One entry per bare name, the first module of `MODULES` that has it."""
-    table: dict[str, Op] = {}
-    for module in MODULES:
-        for qualified, text in sorted(SIGNATURES.items()):
-            if qualified.rpartition(".")[0] == module and qualified not in EXCLUDED:
-                table.setdefault(qualified.rpartition(".")[2], make_op(qualified, text))
-    return table
+    return {name: make_op(q, SIGNATURES[q]) for name, q in _qualified_names().items()}
+
+
+class OpTable(Mapping[str, Op]):
+    """`keras_ops()` and stepc's own operations (which win), by bare name; a Keras
+    entry is built from its signature the first time it is looked up. Every run
+    looks up a few dozen names; building all 364 entries was ~10 ms of each start."""
+
+    def __init__(self, own: dict[str, Op]):
+        self._own = own
+        keras = _qualified_names()
+        self._names = [*keras, *(name for name in own if name not in keras)]
+        self._built: dict[str, Op] = {}
+
+    def __getitem__(self, name: str) -> Op:
+        if name in self._own:
+            return self._own[name]
+        if name not in self._built:
+            qualified = _qualified_names()[name]  # a KeyError for a name not in the table
+            self._built[name] = make_op(qualified, SIGNATURES[qualified])
+        return self._built[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._own or name in _qualified_names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def qualified_name(op: Op) -> str:
