@@ -19,8 +19,9 @@ arguments. Gradients are applied inside the step's scope (`_apply_on_jax`).
 from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
+from stepc.emit.keras.exprs import keyword
 from stepc.emit.keras.gradient_edits import apply_lines, unscaled
-from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.keras.steps import StepWriter, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
     LINE_LENGTH,
@@ -264,7 +265,7 @@ class JaxStepWriter(StepWriter):
         self.used.add("clip")
         written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
         self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
+        threshold = keyword(clip.kind, self.expr(clip.threshold).doc)
         rendered = call("_clipped_on_jax", [grads, optimizer, threshold])
         self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 

@@ -9,8 +9,9 @@ clipping sums the replicas' gradients first. Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
+from stepc.emit.keras.exprs import keyword
 from stepc.emit.keras.gradient_edits import apply_lines
-from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.keras.steps import StepWriter, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
 from stepc.lower.plan import (
     GATHER,
@@ -140,7 +141,7 @@ class TensorFlowStepWriter(StepWriter):
         self.used.add("clip")
         written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
         self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
+        threshold = keyword(clip.kind, self.expr(clip.threshold).doc)
         rendered = call("_clipped", [grads, optimizer, threshold])
         self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 

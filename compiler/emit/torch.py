@@ -17,8 +17,9 @@ trainer does not rescale for distribution). Its helpers are `HELPERS`.
 
 from __future__ import annotations
 
+from stepc.emit.keras.exprs import keyword
 from stepc.emit.keras.gradient_edits import apply_lines, unscaled
-from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.keras.steps import StepWriter, _minimize_text, _spec_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, Rendered, assignment, call, layout, sequence
 from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
@@ -216,7 +217,7 @@ class TorchStepWriter(StepWriter):
         self.used.add("clip")
         written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
         self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
+        threshold = keyword(clip.kind, self.expr(clip.threshold).doc)
         rendered = call("_clipped_on_torch", [grads, optimizer, threshold])
         self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 
