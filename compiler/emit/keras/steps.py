@@ -17,7 +17,7 @@ from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
 from stepc.emit.keras.exprs import ExpressionWriter, keyword
 from stepc.emit.keras.gradient_edits import mapped_lines
-from stepc.emit.keras.loops import LoopWriter
+from stepc.emit.keras.loops import LoopWriter, checks_by_subscript
 from stepc.emit.keras.state import StateWriting
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
@@ -87,6 +87,8 @@ class StepWriter(LoopWriter, StateWriting, ExpressionWriter):
         self.training = step.kind is ir.StepKind.TRAIN
         self.lines: list[str] = []
         self.substitute: dict[str, str] = {}  # spec name -> Python, inside an assign
+        self.index_checks_by_subscript = checks_by_subscript(step)
+        self.checked_before: set[ir.Subscript] = set()
 
     def run(self) -> list[str]:
         self.lines.append(INDENT + self.signature())
