@@ -76,6 +76,8 @@ class StepWriter(LoopWriter, StateWriting, ExpressionWriter):
     # What replicas share in a state's new value: nothing to do where one step
     # sees the whole batch (JAX's DataParallel, PyTorch); TensorFlow spells them.
     REPLICA_CALLS = (GATHER, REPLICA_MEAN)
+    # The framework's module helper that clips a list of gradients (its "clip" HELPERS entry).
+    CLIP_HELPER = ""
 
     def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
         self.spec_name = spec_name
@@ -403,6 +405,15 @@ class StepWriter(LoopWriter, StateWriting, ExpressionWriter):
         where = string_literal(f"{self.spec_name}:{span.line}")
         found = call("_compiled_metric_result", ["self", string_literal(name), where])
         return _entry(string_literal(name), found.doc)
+
+    def clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
+        """`grads = <CLIP_HELPER>(grads, optimizer, clip_norm=...)` under the clip's spec text."""
+        self.used.add("clip")
+        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
+        self.comment(depth, clip.span, written)
+        threshold = keyword(clip.kind, self.expr(clip.threshold).doc)
+        rendered = call(self.CLIP_HELPER, [grads, optimizer, threshold])
+        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 
     # ---------------------------------------------------------------- expressions
 
