@@ -11,6 +11,7 @@ The rule for stepc's context-dependent keywords is the TextMate grammar's (see
 from __future__ import annotations
 
 import importlib
+import re
 import tomllib
 from pathlib import Path
 
@@ -68,6 +69,15 @@ def test_pygments_tokens_are_stepcs(name: str) -> None:
     expected = categories_by_character(spec_lexemes(text))
     problems = disagreements(text, expected, _pygments_categories(text))
     assert not problems, "\n".join(problems)
+
+
+def test_the_step_blocks_of_the_language_guide_lex_without_errors() -> None:
+    text = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```step\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert blocks
+    for block in blocks:
+        tokens = StepLexer().get_tokens(block)
+        assert not [value for token, value in tokens if token in Error], block
 
 
 def test_pygments_keywords_are_the_grammars() -> None:

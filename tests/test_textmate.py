@@ -1,7 +1,8 @@
-"""The VS Code extension's TextMate grammar, tokenized by the real engine (vscode-textmate
-on vscode-oniguruma, from npm, run by ``editors/vscode/test/tokenize.mjs``): on every
-shipped spec and on ``CONTEXT_SPEC`` its keywords, strings, numbers and comments are
-exactly stepc's own, character by character (``tests.support.lexemes``).
+"""The VS Code extension (``editors/vscode/``). Its TextMate grammar, tokenized by the real
+engine (vscode-textmate on vscode-oniguruma, from npm, run by
+``editors/vscode/test/tokenize.mjs``): on every shipped spec and on ``CONTEXT_SPEC`` its
+keywords, strings, numbers and comments are exactly stepc's own, character by character
+(``tests.support.lexemes``).
 
 The rule the grammar follows for stepc's context-dependent keywords, and these tests
 hold it to: a word is a keyword where stepc's lexer reads one. The grammar tells by the
@@ -10,6 +11,10 @@ shape of the line: an item keyword at a line's start followed by its item's synt
 `as`, `in` and `to` inside their statement; nothing inside brackets. (Its one known
 miss, which no test spec holds: a step assigning a value named `jit_compile` from a
 bare name, `jit_compile = x`, reads as the item.)
+
+And the extension itself: its manifest's language, grammar and setting, and what
+``extension.js`` does when activated (``test/activate.cjs`` runs it against stand-ins for
+the ``vscode`` API and the LanguageClient): it starts `<stepc.server.path> lsp` over stdio.
 
 The node packages come from ``npm ci --prefix editors/vscode``; without node or them the
 tests skip, except under CI (``CI`` set), where they fail.
@@ -53,9 +58,9 @@ SCOPE_CATEGORIES = (
 _KEYWORD_GROUP = re.compile(r"\((?:\?:)?([a-z_]+(?:\|[a-z_]+)*)\)|\\b([a-z_]+)\\b")
 
 
-def _node_or_skip() -> str:
+def _node_or_skip(packages: bool = True) -> str:
     node = shutil.which("node")
-    installed = (EXTENSION / "node_modules" / "vscode-textmate").is_dir()
+    installed = not packages or (EXTENSION / "node_modules" / "vscode-textmate").is_dir()
     if node and installed:
         return node
     missing = "node" if not node else "editors/vscode/node_modules (npm ci --prefix editors/vscode)"
@@ -144,3 +149,52 @@ def test_textmate_keywords_are_the_grammars() -> None:
             for group, bounded in _KEYWORD_GROUP.findall(regex):
                 words.update((group or bounded).split("|"))
     assert words == keyword_words()
+
+
+def _json(name: str) -> dict:
+    return json.loads((EXTENSION / name).read_text(encoding="utf-8"))
+
+
+def test_the_manifest_contributes_the_language_grammar_and_setting() -> None:
+    manifest = _json("package.json")
+    contributes = manifest["contributes"]
+    (language,) = contributes["languages"]
+    (grammar,) = contributes["grammars"]
+    assert language["id"] == grammar["language"] == "step"
+    assert language["extensions"] == [".step"]
+    assert _json(language["configuration"])["comments"] == {"lineComment": "#"}
+    assert _json(grammar["path"])["scopeName"] == grammar["scopeName"] == "source.step"
+    setting = contributes["configuration"]["properties"]["stepc.server.path"]
+    assert setting["default"] == "stepc"
+    assert (EXTENSION / manifest["main"]).is_file()
+    assert "onLanguage:step" in manifest["activationEvents"]
+
+
+def _activation_events(*server_path: str) -> list[dict]:
+    node = _node_or_skip(packages=False)
+    script = EXTENSION / "test" / "activate.cjs"
+    run = subprocess.run([node, str(script), *server_path], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_activating_starts_stepc_lsp_over_stdio_for_step_files() -> None:
+    """The default server is `stepc lsp` (the LanguageClient adds `--stdio`, which `stepc
+    lsp` takes); a changed setting restarts it with the new path; a server that cannot
+    start is an error message naming the setting, not an exception."""
+    events = _activation_events()
+    clients = [event for event in events if event["event"] == "client"]
+    assert [c["serverOptions"]["command"] for c in clients] == ["stepc", *["/elsewhere/stepc"] * 2]
+    assert all(c["serverOptions"]["args"] == ["lsp"] for c in clients)
+    assert all(c["serverOptions"]["transport"] == 0 for c in clients)  # TransportKind.stdio
+    assert clients[0]["clientOptions"]["documentSelector"] == [{"language": "step"}]
+    assert [e["event"] for e in events if e["event"] != "client"] == [
+        *["start", "stop"] * 2,
+        "error",
+    ]
+    assert "stepc.server.path" in events[-1]["message"]
+
+
+def test_the_server_path_setting_names_the_command() -> None:
+    events = _activation_events("/project/.venv/bin/stepc")
+    assert events[0]["serverOptions"]["command"] == "/project/.venv/bin/stepc"

@@ -15,10 +15,11 @@ function serverOptions() {
 }
 
 async function start() {
-  client = new LanguageClient("stepc", "stepc language server", serverOptions(), {
+  const starting = new LanguageClient("stepc", "stepc language server", serverOptions(), {
     documentSelector: [{ language: "step" }],
   });
-  await client.start();
+  await starting.start();
+  client = starting; // only a client that started is stopped later
 }
 
 async function activate(context) {
