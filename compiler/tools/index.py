@@ -18,11 +18,13 @@ when none comes before it.
 
 from __future__ import annotations
 
+import gc
 import keyword
 import re
 from dataclasses import dataclass
 
 from stepc.check.models import CheckedModel, check, check_attribute_name, check_identifier
+from stepc.check.symbols import Kind
 from stepc.diagnostics import Diagnostic
 from stepc.parse import ir
 from stepc.parse.parser import keywords, parse
@@ -44,6 +46,7 @@ __all__ = [
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What a rename may change: the spec's own names (not operations, classes, built-ins).
 _RENAMEABLE = (SYMBOL, LOCAL, LOOP, "model")
+_BUILT_IN = (Kind.SELF, Kind.CONSTANT, Kind.COMPILED_METRICS, Kind.KERAS_OPTIMIZER)
 
 
 class RenameRefused(Exception):
@@ -95,9 +98,10 @@ class SpecIndex:
                 return symbol.span
         if found.defines:
             return found.span
-        definitions = [o.span for o in self.by_target[found.target] if o.defines]
-        before = [span for span in definitions if _before(span, found.span)]
-        return before[-1] if before else (definitions[0] if definitions else None)
+        definitions = [o for o in self.by_target[found.target] if o.defines]
+        use = (found.span.line, found.span.column)
+        before = [o.span for o in definitions if o.seen_from <= use]
+        return before[-1] if before else (definitions[0].span if definitions else None)
 
     def references(self, line: int, column: int, include_declaration: bool = True) -> list[ir.Span]:
         found = self.at(line, column)
@@ -112,13 +116,21 @@ class SpecIndex:
         if found is None:
             raise RenameRefused("there is no name here to rename")
         target = found.target
-        if target.kind not in _RENAMEABLE or target.name in ("self", *CONSTANTS):
+        if target.kind not in _RENAMEABLE or self._built_in(target):
             raise RenameRefused(f"`{target.name}` is {_what(target)}: it cannot be renamed")
         _check_new_name(new_name)
         if new_name != target.name:
             self._check_clash(target, new_name)
             self._check_accepted(target, found.span, new_name)
         return [o.span for o in self.by_target[target]]
+
+    def _built_in(self, target: Target) -> bool:
+        """A name Keras or stepc gives meaning: `self`, constants, `compiled_metrics`,
+        Keras's own `optimizer` and the other arguments of Keras's `compile()`."""
+        if target.kind != SYMBOL:
+            return False
+        symbol = self.models[target.model].symbols.get(target.name)
+        return symbol is None or symbol.kind in _BUILT_IN
 
     def _check_clash(self, target: Target, new_name: str) -> None:
         """The new name must mean nothing else where the renamed one is seen."""
@@ -175,10 +187,6 @@ class SpecIndex:
         return completions(self, line, column)
 
 
-def _before(a: ir.Span, b: ir.Span) -> bool:
-    return (a.line, a.column) < (b.line, b.column)
-
-
 def _what(target: Target) -> str:
     return {
         "operation": "an operation",
@@ -203,12 +211,23 @@ def index_source(text: str, path: str = "<spec>") -> SpecIndex:
     text = spec_text(text) if isinstance(text, str) else ""
     if content_problems(text):
         return SpecIndex(text, ())
+    # As in stepc.pipeline.analyze: many small objects, no long-lived cycles, so the
+    # cyclic collector would only re-scan them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return SpecIndex(text, _checked_models(text, path))
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _checked_models(text: str, path: str) -> tuple[CheckedModel, ...]:
     try:
         spec, _ = parse(text, path)
-        models = check(spec)[0].models if spec is not None else ()
+        return check(spec)[0].models if spec is not None else ()
     except RecursionError:  # an expression too deep for the compiler: no names
-        models = ()
-    return SpecIndex(text, models)
+        return ()
 
 
 def code_actions(text: str, diagnostics: list[Diagnostic]) -> list[Fix]:

@@ -49,9 +49,13 @@ class Target:
 
 @dataclass(frozen=True)
 class Occurrence:
+    """One name written in the spec. A definition is seen from `seen_from` on (the end
+    of its assignment, whose value reads the earlier definitions; its own end otherwise)."""
+
     span: ir.Span
     target: Target
     defines: bool = False
+    seen_from: tuple[int, int] = (0, 0)
 
 
 class _Collector:
@@ -64,10 +68,11 @@ class _Collector:
         self.out = out
         self.seen: set[ir.Span] = set()
 
-    def add(self, name: ir.Name, target: Target, defines: bool = False) -> None:
+    def add(self, name: ir.Name, target: Target, defines: bool = False, end=None) -> None:
         if name.span not in self.seen:
             self.seen.add(name.span)
-            self.out.append(Occurrence(name.span, target, defines))
+            end = end or name.span
+            self.out.append(Occurrence(name.span, target, defines, (end.end_line, end.end_column)))
 
     def symbol(self, name: str) -> Target:
         return Target(SYMBOL, name, self.index)
@@ -142,21 +147,21 @@ class _Collector:
         several = len(statement.targets) > 1
         for target in statement.targets:
             if not (several and target.id == DISCARD):
-                self.add(target, self.resolve(target.id, scope, loops), True)
+                self.add(target, self.resolve(target.id, scope, loops), True, statement.span)
 
     def _Minimize(self, statement: ir.Minimize, scope, loops) -> None:
         self.expression(statement.loss, scope, loops)
         for target in statement.targets:
-            self.name(target, scope, loops)
+            self.model_name(target)
         for clip in statement.clips:
             self.expression(clip.threshold, scope, loops)
         for option in statement.bad_options:
             self.expression(option.value, scope, loops)
         if statement.optimizer is not None:
-            self.name(statement.optimizer, scope, loops)
+            self.model_name(statement.optimizer)
 
     def _Update(self, statement: ir.Update, scope, loops) -> None:
-        self.name(statement.metric, scope, loops)
+        self.model_name(statement.metric)  # a metric, or Keras's loss tracker
         for expr in (*statement.args, *(k.value for k in statement.keywords)):
             self.expression(expr, scope, loops)
 
@@ -185,14 +190,14 @@ class _Collector:
         self.body(statement.body, scope, inner)
 
     def _AssignWeights(self, statement: ir.AssignWeights, scope, loops) -> None:
-        self.name(statement.target, scope, loops)
+        self.model_name(statement.target)  # a model or a state
         self.expression(statement.value, scope, loops)
 
     def _ApplyEdited(self, statement: ir.ApplyEdited, scope, loops) -> None:
         self.expression(statement.gradients, scope, loops)
-        self.name(statement.model, scope, loops)
+        self.model_name(statement.model)
         if statement.optimizer is not None:
-            self.name(statement.optimizer, scope, loops)
+            self.model_name(statement.optimizer)
 
     # ---------------------------------------------------------------- names
 
@@ -209,6 +214,11 @@ class _Collector:
             target = Target(OPERATION, func.id)
         if target is not None:
             self.add(func, target)
+
+    def model_name(self, name: ir.Name) -> None:
+        """A name only the model declares (a target, an optimizer, a metric to update)."""
+        if name.id in self.symbols:
+            self.add(name, self.symbol(name.id))
 
     def name(self, name: ir.Name, scope, loops) -> None:
         target = self.resolve(name.id, scope, loops)
