@@ -148,10 +148,9 @@ def test_a_state_is_a_model_name() -> None:
 
 
 def test_a_step_value_is_only_its_steps() -> None:
-    text = GAN.replace(
-        "    train(real_images):",
-        "    test(real_images):\n        batch_size = 1\n        update d_loss_tracker(batch_size)\n    train(real_images):",
-    )
+    test_step = "    test(real_images):\n        batch_size = 1\n"
+    test_step += "        update d_loss_tracker(batch_size)\n"
+    text = GAN.replace("    train(real_images):", test_step + "    train(real_images):")
     index = index_source(text)
     in_test = index.references(*cursor(text, "batch_size", 0))
     in_train = index.references(*cursor(text, "batch_size", 2))

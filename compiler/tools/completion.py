@@ -14,6 +14,7 @@ names in scope and the operations (detail: the signature).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -91,7 +92,7 @@ def completions(index: SpecIndex, line: int, column: int) -> list[Completion]:
         return found
     if not context.in_step:
         if before.strip():
-            return _in_expression(index, context, line)
+            return _in_expression(index, context)
         return _keywords(ITEM_KEYWORDS + STEP_KEYWORDS, "model item")
     after = _keyword_before(before)
     if after is not None:
@@ -199,17 +200,23 @@ def _keywords(words: tuple[str, ...], what: str) -> list[Completion]:
 
 
 def _operations() -> list[Completion]:
-    return [
+    return list(_every_operation())
+
+
+@functools.cache
+def _every_operation() -> tuple[Completion, ...]:
+    """The same for every spec: built once."""
+    return tuple(
         Completion(name, "operation", op.signature(), operation_hover(name))
         for name, op in sorted(OPS.items())
-    ]
+    )
 
 
 def _constants() -> list[Completion]:
     return [Completion(name, "value", "constant") for name in CONSTANTS]
 
 
-def _in_expression(index: SpecIndex, context: _Context, line: int) -> list[Completion]:
+def _in_expression(index: SpecIndex, context: _Context) -> list[Completion]:
     """An expression of a model item (a default, a constructor's argument): its names."""
     return _model_symbols(index, context.model) + _operations() + _constants()
 
@@ -234,6 +241,8 @@ def _symbol_completion(symbol: Symbol) -> Completion:
 def _symbols_of(index: SpecIndex, context: _Context, kind: str) -> list[Completion]:
     """The model's names of one kind (`update` wants metrics, `using` optimizers)."""
     found = [c for c in _model_symbols(index, context.model) if c.kind == kind]
+    if kind == "model" and found and not index.models[context.model].functional:
+        found = [c for c in found if c.label != "self"]  # it has no forward pass
     if kind == "metric" and all(c.label != LOSS_TRACKER_NAME for c in found):
         found.append(Completion(LOSS_TRACKER_NAME, "metric", "Keras's loss tracker"))
     return found
