@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from stepc.tools.step_facts import (
+from stepc.tools.step_records import (
     ASSIGN,
     DATA,
     GRADIENT,

@@ -20,11 +20,7 @@ from stepc.lower.plan import (
     BATCH_SIZE,
     COMPILED_METRICS,
     FULL_PRECISION,
-    GATHER,
     KERAS_LOSS_TRACKER,
-    LOOP_BLOCKS,
-    REPLICA_MEAN,
-    SCALE,
     UNSCALE,
     ApplyEdited,
     ApplyGradients,
@@ -40,76 +36,46 @@ from stepc.lower.plan import (
 from stepc.parse import ir
 from stepc.parse.sources import spec_text
 from stepc.pipeline import lower_source
-from stepc.tables.builtins import FROZEN_MODEL, KERAS_OPTIMIZER, MODEL_TYPES
-
-# The kinds of node a picture has (the renderers give each its shape).
-DATA, PASS, LOSS, GRADIENT, OPTIMIZER, WEIGHTS = (
-    "data",
-    "pass",
-    "loss",
-    "gradient",
-    "optimizer",
-    "weights",
+from stepc.tables.builtins import FROZEN_MODEL, MODEL_TYPES
+from stepc.tools.step_records import (
+    ASSIGN,
+    DATA,
+    FOR,
+    GRADIENT,
+    LOSS,
+    METRIC,
+    OPTIMIZER,
+    PASS,
+    RECORDING,
+    REPEAT,
+    REPORT,
+    STATE,
+    VALUE,
+    WEIGHTS,
+    Cluster,
+    Edge,
+    Node,
+    StepGraph,
 )
-METRIC, STATE, ASSIGN, VALUE, REPORT = "metric", "state", "assign", "value", "report"
-RECORDING, REPEAT, FOR = "recording", "repeat", "for"
-PSEUDO_CALLS = {SCALE, UNSCALE, FULL_PRECISION, BATCH_SIZE, GATHER, REPLICA_MEAN}
+from stepc.tools.step_words import (
+    PSEUDO_CALLS,
+    calls,
+    cut,
+    line_span,
+    lines_words,
+    moved_reason,
+    neighbouring_blocks,
+    optimizer_label,
+    passes_words,
+    recording_span,
+    scaling_words,
+    state_words,
+    stripped,
+    unique,
+)
+
 # Operations that read only their argument's shape: no data flows through them.
 SHAPE_ONLY = {"shape", "ones_like", "zeros_like", BATCH_SIZE}
-LABEL_WIDTH = 36  # longer spec text is cut in a node's label (explain prints it whole)
-
-
-@dataclass(frozen=True)
-class Node:
-    id: str  # unique within its graph, stable: kind and spec position
-    kind: str  # one of the kinds above
-    label: str  # short, for the picture; lines separated by "\n"
-    line: int  # the spec line it came from
-    explanation: str  # the decision in words, for `stepc explain`
-    cluster: str = ""  # the innermost recording or loop holding it; "" none
-    training: bool | None = None  # a forward pass: in training mode or not
-    moved: str = ""  # why the lowering placed it outside the recording it was written in
-
-
-@dataclass(frozen=True)
-class Edge:
-    source: str
-    target: str
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class Cluster:
-    id: str
-    kind: str  # recording, repeat or for
-    label: str
-    lines: tuple[int, ...]  # the spec lines of the statements inside, nested ones too
-    explanation: str
-    parent: str = ""  # the cluster it is nested in; "" none
-
-    @property
-    def first_line(self) -> int:
-        return self.lines[0]
-
-    @property
-    def last_line(self) -> int:
-        return self.lines[-1]
-
-
-@dataclass(frozen=True)
-class StepGraph:
-    spec: str  # the spec's file name
-    model: str
-    step: str  # train, test or predict
-    line: int  # the step's data line
-    derived: bool  # a test step the compiler derived from the train step
-    nodes: tuple[Node, ...]
-    edges: tuple[Edge, ...]
-    clusters: tuple[Cluster, ...]
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}.{self.step}_step"
 
 
 def step_graphs(text: str, path: str = "<spec>") -> tuple[StepGraph, ...]:
@@ -195,7 +161,7 @@ class _StepWalk:
         return " ".join(part.strip() for part in (first, *rest))
 
     def _add(self, kind: str, key: str, label: str, line: int, explanation: str, **extra) -> str:
-        node_id = _unique(f"{kind}_{key}", self.nodes)
+        node_id = unique(f"{kind}_{key}", self.nodes)
         cluster = self.open[-1].id if self.open else ""
         node = Node(node_id, kind, label, line, explanation, cluster, **extra)
         self.nodes[node_id] = node
@@ -282,9 +248,9 @@ class _StepWalk:
     # ---------------------------------------------------------------- items
 
     def _items(self, items) -> None:
-        before, after = _neighbouring_blocks(items)
+        before, after = neighbouring_blocks(items)
         for index, item in enumerate(items):
-            moved = self._moved(item, before[index], after[index])
+            moved = moved_reason(item, before[index], after[index])
             if isinstance(item, Compute):
                 self._compute(item, moved)
             elif isinstance(item, GradientRegion):
@@ -297,17 +263,6 @@ class _StepWalk:
                 self._apply_edited(item)
             else:
                 self._loop(item)
-
-    def _moved(self, item, earlier, later) -> str:
-        """Why the lowering placed `item` before or after the block it was written in."""
-        if not isinstance(item, (Compute, TakeGradient)):
-            return ""
-        line = item.statement.span.line
-        if later is not None and _first_line(later) < line <= _last_line(later):
-            return _moved_before(later)
-        if isinstance(earlier, GradientRegion) and line < _last_line(earlier):
-            return _moved_after(item, earlier)
-        return ""
 
     def _compute(self, item: Compute, moved: str) -> None:
         statement = item.statement
@@ -324,7 +279,7 @@ class _StepWalk:
         if moved:
             text = self._statement(statement.span)
             key = f"{line}_{statement.span.column}"
-            label = _cut(", ".join(t.id for t in statement.targets))
+            label = cut(", ".join(t.id for t in statement.targets))
             node = self._add(VALUE, key, label, line, f"`{text}` {moved}", moved=moved)
             self._link(nodes, node)
             nodes = frozenset({node})
@@ -355,7 +310,7 @@ class _StepWalk:
             words = f"the metric {update.metric.id} ({item.metric_class or 'a Metric parameter'})"
         if any(k.name == "sample_weight" and k.span == update.span for k in update.keywords):
             words += ", weighted by the batch size (a per-batch scalar, as Keras's loss is)"
-        if _calls(update, UNSCALE):
+        if calls(update, UNSCALE):
             words += ", given the whole batch's value (unscaled from this replica's share)"
         return f"updates {words}"
 
@@ -365,7 +320,7 @@ class _StepWalk:
         line, text = statement.span.line, self._statement(statement.span)
         key = f"{line}_{statement.span.column}"
         if item.state is not None:
-            sentence = f"`{text}`: {_state_words(item.state)}"
+            sentence = f"`{text}`: {state_words(item.state)}"
             label = f"state {statement.target.id}"
             node = self._add(STATE, key, label, line, sentence, moved=moved)
         else:
@@ -379,7 +334,7 @@ class _StepWalk:
 
     def _region(self, region: GradientRegion) -> None:
         key = f"{region.span.line}_{region.span.column}"
-        opened = _Open(_unique(f"{RECORDING}_{key}", {c.id for c in self.clusters}))
+        opened = _Open(unique(f"{RECORDING}_{key}", {c.id for c in self.clusters}))
         parent = self.open[-1].id if self.open else ""
         self.open.append(opened)
         self._items(region.body)
@@ -397,12 +352,12 @@ class _StepWalk:
         self.clusters.append(self._recording_cluster(region, opened, parent))
 
     def _loss(self, loss, nodes: frozenset[str]) -> str:
-        value = _stripped(loss.loss)
+        value = stripped(loss.loss)
         name = value.id if isinstance(value, ir.Name) else ""
         text = name or self._text(value.span)
         line = self.defined.get(name, loss.span.line)
-        sentence = f"`{text}` is differentiated: {_scaling_words(loss)}"
-        node = self._add(LOSS, f"{line}_{loss.span.column}", f"loss\n{_cut(text)}", line, sentence)
+        sentence = f"`{text}` is differentiated: {scaling_words(loss)}"
+        node = self._add(LOSS, f"{line}_{loss.span.column}", f"loss\n{cut(text)}", line, sentence)
         self._link(nodes, node)
         if name:
             self.values[name] = frozenset({node})
@@ -411,9 +366,9 @@ class _StepWalk:
     def _recording_cluster(self, region: GradientRegion, opened: _Open, parent: str) -> Cluster:
         lines = tuple(sorted(opened.lines))
         what = self._recording_purpose(region)
-        span = _line_span(lines)
+        span = line_span(lines)
         label = f"recording: {what}\n{span}"
-        sentence = f"a recording for {what} begins: it holds {_lines_words(lines)}"
+        sentence = f"a recording for {what} begins: it holds {lines_words(lines)}"
         if region.nested:
             sentence += "; nested: its gradient is itself recorded by the outer recording"
         if region.simultaneous:
@@ -421,16 +376,17 @@ class _StepWalk:
         return Cluster(opened.id, RECORDING, label, lines, sentence, parent)
 
     def _recording_purpose(self, region: GradientRegion) -> str:
-        minimized = [_stripped(loss.loss) for loss in region.losses]
+        minimized = [stripped(loss.loss) for loss in region.losses]
         if all(g.optimizer for g in region.gradients):
             names = ", ".join(self._text(value.span) for value in minimized)
-            return f"minimize {_cut(names)}"
+            return f"minimize {cut(names)}"
         sources = ", ".join(region.gradients[0].sources)
         return f"gradient w.r.t. {sources}"
 
     def _take_gradient(self, item: TakeGradient, moved: str) -> None:
         statement = item.statement
-        targets = ", ".join(t.id for t in statement.targets)
+        # As the spec names them (a gradient taken before a loop has a new name).
+        targets = self._statement(statement.span).split("=")[0].strip()
         sources = ", ".join(item.sources)
         what = f"{sources}'s trainable variables" if item.of_model else sources
         line = statement.span.line
@@ -459,7 +415,7 @@ class _StepWalk:
         for clip in item.clips:
             words = f"{clip.kind}={self._text(clip.threshold.span)}"
             sentence += f"; {clip.target.id}'s gradients clipped ({words})"
-        label = _optimizer_label(item.optimizer)
+        label = optimizer_label(item.optimizer)
         node = self._add(OPTIMIZER, f"{line}_{minimize.span.column}", label, line, sentence)
         self._link([self.losses[item.recorder]], node, f"∂/∂ {targets}")
         for target in item.targets:
@@ -467,7 +423,7 @@ class _StepWalk:
 
     def _recording_words(self, recorder: str) -> str:
         opened = self.recordings[recorder]
-        return "; ".join([_recording_span(opened.lines), *_passes_words(opened.passes)])
+        return "; ".join([recording_span(opened.lines), *passes_words(opened.passes)])
 
     def _apply_edited(self, item: ApplyEdited) -> None:
         statement = item.statement
@@ -480,7 +436,7 @@ class _StepWalk:
         )
         if item.maps:
             sentence += f"; the edit is applied to each tensor of {', '.join(item.maps)}"
-        label = _optimizer_label(item.optimizer)
+        label = optimizer_label(item.optimizer)
         node = self._add(OPTIMIZER, f"{line}_{statement.span.column}", label, line, sentence)
         self._link(nodes, node, "edited gradients")
         self._link([node], self._weights(item.model, line), "updates")
@@ -494,7 +450,7 @@ class _StepWalk:
             name = "the model's" if model == "self" else f"{model}'s"
             sentence = f"{name} trainable variables"
             if owners:
-                sentence += f", owned by {' and '.join(_optimizer_label(o) for o in owners)}"
+                sentence += f", owned by {' and '.join(optimizer_label(o) for o in owners)}"
             label = "the model's weights" if model == "self" else f"{model} weights"
             self.nodes[node_id] = Node(node_id, WEIGHTS, label, line, sentence)
         return node_id
@@ -505,7 +461,7 @@ class _StepWalk:
         statement = block.statement
         kind = REPEAT if isinstance(block, RepeatBlock) else FOR
         header = self.lines[statement.span.line - 1].strip().rstrip(":")
-        opened = _Open(_unique(f"{kind}_{statement.span.line}", {c.id for c in self.clusters}))
+        opened = _Open(unique(f"{kind}_{statement.span.line}", {c.id for c in self.clusters}))
         parent = self.open[-1].id if self.open else ""
         opened.lines.add(statement.span.line)
         self.open.append(opened)
@@ -514,8 +470,8 @@ class _StepWalk:
         for outer in self.open:
             outer.lines |= opened.lines
         lines = tuple(sorted(opened.lines))
-        sentence = f"`{header}`: its statements run once per pass, {_line_span(lines)}"
-        self.clusters.append(Cluster(opened.id, kind, _cut(header), lines, sentence, parent))
+        sentence = f"`{header}`: its statements run once per pass, {line_span(lines)}"
+        self.clusters.append(Cluster(opened.id, kind, cut(header), lines, sentence, parent))
 
     # ---------------------------------------------------------------- report
 
@@ -551,7 +507,7 @@ class _StepWalk:
         what = "every metric of the model" if reported is None else "the metrics it updates"
         if self.step.skips_compiled_metrics:
             what += " (not compile()'s metrics, which it never updates)"
-        sentence = f"no `return`: the step reports {what}"
+        sentence = f"with no return, the step reports {what}"
         keys = trackers or ["(no metric)"]
         self._report_node(keys, nodes, self.step.data.span.line, sentence)
 
@@ -559,148 +515,9 @@ class _StepWalk:
         return {d.name for d in self.model.metrics} | set(self.model.metric_params)
 
     def _report_node(self, keys, nodes, line: int, sentence: str) -> None:
-        label = "\n".join(["report", *map(_cut, keys)])
+        label = "\n".join(["report", *map(cut, keys)])
         node = self._add(REPORT, "step", label, line, sentence)
         self._link(nodes, node)
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _unique(base: str, taken) -> str:
-    name, counter = base, 2
-    while name in taken:
-        name, counter = f"{base}_{counter}", counter + 1
-    return name
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= LABEL_WIDTH else text[: LABEL_WIDTH - 1] + "…"
-
-
-def _line_span(lines) -> str:
-    first, last = min(lines), max(lines)
-    return f"line {first}" if first == last else f"lines {first}–{last}"
-
-
-def _recording_span(lines) -> str:
-    first, last = min(lines), max(lines)
-    return (
-        f"one recording of line {first}"
-        if first == last
-        else (f"one recording from line {first} to {last}")
-    )
-
-
-def _passes_words(passes) -> list[str]:
-    """`critic called in training mode at 20, 24`: the passes of a recording, by model."""
-    lines: dict[str, list[int]] = {}
-    for node in passes:
-        model, mode = node.label.split("\n")
-        lines.setdefault(f"{model} called in {mode}", []).append(node.line)
-    return [f"{what} at {', '.join(map(str, sorted(set(at))))}" for what, at in lines.items()]
-
-
-def _lines_words(lines) -> str:
-    if len(lines) == 1:
-        return f"line {lines[0]}"
-    return f"lines {', '.join(map(str, lines[:-1]))} and {lines[-1]}"
-
-
-def _optimizer_label(name: str) -> str:
-    return f"{name} (compile()'s)" if name == KERAS_OPTIMIZER else name
-
-
-def _stripped(expr: ir.Expr) -> ir.Expr:
-    """`expr` without the lowering's pseudo-calls around it."""
-    while isinstance(expr, ir.Call) and expr.func.id in PSEUDO_CALLS and expr.args:
-        expr = expr.args[0]
-    return expr
-
-
-def _calls(node, name: str) -> bool:
-    return any(isinstance(n, ir.Call) and n.func.id == name for n in ir.walk(node))
-
-
-def _scaling_words(loss) -> str:
-    if _calls(loss.loss, SCALE):
-        words = "divided among the replicas for its gradient (a hand-written value is the batch's)"
-    else:
-        words = "already this replica's share (a Keras loss object's value), not scaled again"
-    if loss.optimizer:
-        words += f"; times {_optimizer_label(loss.optimizer)}'s loss scale under mixed precision"
-    if loss.check_scalar:
-        words += "; its rank is unknown here, so it is checked to be a scalar when traced"
-    return words
-
-
-def _state_words(state) -> str:
-    words = f"writes the state {state.state}, which no recording holds"
-    if _calls(state.value, GATHER):
-        words += "; every replica's batch values gathered first, so the replicas agree"
-    if _calls(state.value, REPLICA_MEAN):
-        words += "; a batch value averaged over the replicas, so they agree"
-    if state.check_shape:
-        words += "; its shape is checked against the state's when traced"
-    return words
-
-
-def _neighbouring_blocks(items) -> tuple[list, list]:
-    """For each item, the nearest recording or loop before it and after it."""
-    blocks = (GradientRegion, *LOOP_BLOCKS)
-    before, after = [None] * len(items), [None] * len(items)
-    last = None
-    for index, item in enumerate(items):
-        before[index] = last
-        last = item if isinstance(item, blocks) else last
-    last = None
-    for index in reversed(range(len(items))):
-        after[index] = last
-        last = items[index] if isinstance(items[index], blocks) else last
-    return before, after
-
-
-def _item_lines(item) -> list[int]:
-    """The spec lines of a plan item and of every statement in it."""
-    if isinstance(item, GradientRegion):
-        own = [loss.loss.span.line for loss in item.losses] + [
-            loss.span.line for loss in item.losses
-        ]
-        return own + [line for inner in item.body for line in _item_lines(inner)]
-    if isinstance(item, LOOP_BLOCKS):
-        span = item.statement.span
-        return list(range(span.line, span.end_line + 1))
-    return [item.statement.span.line]
-
-
-def _first_line(block) -> int:
-    return min(_item_lines(block))
-
-
-def _last_line(block) -> int:
-    return max(_item_lines(block))
-
-
-def _moved_before(block) -> str:
-    span = _line_span(_item_lines(block))
-    if isinstance(block, LOOP_BLOCKS):
-        return (
-            f"moved before the loop ({span}): the value it differentiates is computed "
-            "before the block, so every pass would take the same gradient"
-        )
-    if all(g.optimizer for g in block.gradients):
-        reason = "it carries no gradient to the models updated and reads nothing recorded"
-    else:
-        reason = "it does not depend on what the gradient is taken with respect to"
-    return f"moved before the recording ({span}): {reason}"
-
-
-def _moved_after(item, region: GradientRegion) -> str:
-    span = _line_span(_item_lines(region))
-    if isinstance(item.statement, ir.Update):
-        reason = "a metric update of a recorded value needs no gradient"
-    elif isinstance(item, Compute) and item.state is not None:
-        reason = "a state write, which no recording holds"
-    else:
-        reason = "it reads recorded values but needs no gradient"
-    return f"moved after the recording ({span}): {reason}"
