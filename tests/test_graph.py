@@ -146,6 +146,15 @@ def test_adamatch_state_write_moved_values_and_a_pass_in_inference_mode_by_the_s
     assert report.label == "report\nloss_tracker"
 
 
+def test_stylegan_state_writes_feed_what_reads_them_later():
+    graph = _graph("stylegan")
+    step, alpha = _nodes(graph, "state")
+    assert (step.label, step.line, alpha.label, alpha.line) == ("state step", 26, "state alpha", 27)
+    assert _edge(graph, step, alpha)  # alpha is computed from the new step
+    assert any(_edge(graph, alpha, p) for p in _nodes(graph, "pass"))
+    assert all(node.cluster == "" for node in (step, alpha))  # no recording holds a write
+
+
 def test_textual_inversion_apply_of_edited_gradients_and_frozen_models():
     graph = _graph("textual_inversion")
     (grads,) = _nodes(graph, "gradient")
