@@ -11,7 +11,8 @@ encode is escaped. With `--format json` stdout is exactly one JSON document.
 It never imports TensorFlow. The tools' commands (`fmt`, `lsp`, `graph`,
 `explain`, `init`) are defined here but run by `run(args)` of their module in
 `stepc.tools`, imported only when that command runs: `stepc compile` never pays
-for pygls or IPython.
+for pygls or IPython. What `compile` and `check` are not given (SPECs, `-o`,
+`--backend`) comes from `[tool.stepc]` (`stepc.tools.config`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (compile_, check):
         sub.add_argument("--format", choices=("text", "json"), default="text")
         sub.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.commands = {"compile": compile_, "check": check}  # for their usage errors
     _tool_parsers(commands)
     return parser
 
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     _tolerant_streams()
     try:
         try:
-            return _run(_parser().parse_args(argv))
+            parser = _parser()
+            return _run(parser.parse_args(argv), parser)
         finally:
             _flush_streams()  # here, where a closed pipe can still be handled, not at exit
     except BrokenPipeError:  # `stepc ... | head`: stop quietly, as Unix tools do
@@ -132,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def _run(args) -> int:
+def _run(args, parser: argparse.ArgumentParser) -> int:
     if args.command in TOOL_COMMANDS:
         return importlib.import_module(f"stepc.tools.{args.command}").run(args)
     report = Report(args.format, _use_colour(args.color))
-    args = _configured(args, report)
-    if not isinstance(args, argparse.Namespace):
-        return args  # the exit code of a problem with the configuration
+    args = _configured(args, report, parser)
+    if args is None:  # [tool.stepc] has problems, reported
+        return EXIT_SPEC_ERROR
     specs = _unique(args.specs)
     clashes = _clashes(specs, Path(args.out)) if args.command == "compile" else []
     for problem in clashes:
@@ -151,8 +154,10 @@ def _run(args) -> int:
     return EXIT_SPEC_ERROR if failed else EXIT_OK
 
 
-def _configured(args, report: Report) -> argparse.Namespace | int:
-    """The arguments with what is missing taken from [tool.stepc], or the exit code why not."""
+def _configured(args, report: Report, parser) -> argparse.Namespace | None:
+    """The arguments with what is missing taken from [tool.stepc]; None if it has problems.
+
+    An argument neither given nor configured is a usage error, as argparse reports one."""
     from stepc.tools.config import ConfigError, UsageError, resolve_arguments
 
     try:
@@ -160,10 +165,9 @@ def _configured(args, report: Report) -> argparse.Namespace | int:
     except ConfigError as exc:
         report.spec(exc.path, exc.source, exc.diagnostics)
         report.finish()
-        return EXIT_SPEC_ERROR
+        return None
     except UsageError as exc:
-        _write("stderr", f"stepc {args.command}: error: {exc.message}\n  hint: {exc.hint}\n")
-        return EXIT_USAGE
+        parser.commands[args.command].error(f"{exc.message}\n  hint: {exc.hint}")
 
 
 def _unique(specs: list[str]) -> list[str]:

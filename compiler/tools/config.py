@@ -84,16 +84,29 @@ def _upwards(start: Path):
 def _read_candidate(path: Path) -> Config | None:
     """The config `path` holds, or None if it has no `[tool.stepc]`."""
     text = _read_text(path)
+    table = _stepc_table(path, text)
+    return None if table is _ABSENT else _checked(path, text, table)
+
+
+def has_stepc_table(path: Path) -> bool:
+    """Whether the pyproject.toml at `path` has `[tool.stepc]` (unchecked); ConfigError
+    when it cannot be read as TOML."""
+    return _stepc_table(path, _read_text(path)) is not _ABSENT
+
+
+_ABSENT = object()
+
+
+def _stepc_table(path: Path, text: str):
+    """`tool.stepc` of the document, whatever its type, or _ABSENT."""
     if "stepc" not in text:  # cannot hold the table: not even parsed
-        return None
+        return _ABSENT
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _problems(path, text, [_syntax_error(exc)]) from None
     tool = document.get("tool")
-    if not isinstance(tool, dict) or "stepc" not in tool:
-        return None
-    return _checked(path, text, tool["stepc"])
+    return tool.get("stepc", _ABSENT) if isinstance(tool, dict) else _ABSENT
 
 
 def _read_text(path: Path) -> str:
@@ -114,7 +127,7 @@ def _read_text(path: Path) -> str:
 
 
 def _problems(path: Path, text: str, diagnostics: list[Diagnostic]) -> ConfigError:
-    return ConfigError(shown_relative(path), text, diagnostics)
+    return ConfigError(shown_relative(path, path.parent.absolute()), text, diagnostics)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -199,7 +212,7 @@ def _expanded(checking: _Checking, pattern: str) -> set[str]:
     }
     if not matches:
         what = "matches no file" if glob.has_magic(pattern) else "is not a file"
-        where = f"the directory of {PYPROJECT} (`{shown_relative(root)}`)"
+        where = f"the directory of {PYPROJECT} (`{shown_relative(root, root)}`)"
         hint = f"paths and patterns are relative to {where}"
         checking.report("specs", f"`{pattern}` {what}", hint, value=pattern)
     return matches
@@ -305,12 +318,15 @@ def _value_after(lines: list[str], at, value: str):
 # ---------------------------------------------------------------- the commands' arguments
 
 
-def shown_relative(path: str | Path) -> str:
-    """A path as the commands show it: relative to the working directory when it can be."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive (Windows): no relative path exists
-        return str(path)
+def shown_relative(path: str | Path, root: Path | None = None) -> str:
+    """A path as the commands show it: relative to the working directory when it is
+    under it, or when both are in the project at `root` (`../specs/a.step` from a
+    subdirectory); absolute otherwise."""
+    absolute, here = Path(os.path.abspath(path)), Path.cwd()
+    bases = [here] + ([root] if root is not None and here.is_relative_to(root) else [])
+    if any(absolute.is_relative_to(base) for base in bases):
+        return os.path.relpath(absolute, here)
+    return str(absolute)
 
 
 def configured_specs(start: Path | None = None) -> list[str]:
@@ -352,18 +368,22 @@ def _specs_of(config: Config | None) -> list[str]:
         )
     if not config.specs:
         raise UsageError(
-            f"no SPEC given, and [tool.stepc] in `{shown_relative(config.root / PYPROJECT)}`"
-            " has no `specs`",
+            f"no SPEC given, and [tool.stepc] in `{_where(config)}` has no `specs`",
             'name the specs, or add `specs = ["specs/*.step"]` to [tool.stepc]',
         )
-    return [shown_relative(spec) for spec in config.specs]
+    return [shown_relative(spec, config.root) for spec in config.specs]
 
 
 def _out_of(config: Config | None) -> str:
     if config is None or config.out is None:
-        where = "pyproject.toml" if config is None else shown_relative(config.root / PYPROJECT)
+        where = PYPROJECT if config is None else _where(config)
         raise UsageError(
             "no output directory: give `-o OUTDIR`, or set `out` in [tool.stepc]",
             f'e.g. `out = "generated"` under [tool.stepc] in `{where}`',
         )
-    return shown_relative(config.out)
+    return shown_relative(config.out, config.root)
+
+
+def _where(config: Config) -> str:
+    """The pyproject.toml that holds the table, as the commands show it."""
+    return shown_relative(config.root / PYPROJECT, config.root)
