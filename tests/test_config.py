@@ -193,6 +193,18 @@ def test_each_problem_at_its_key(tmp_path, table: str, headline: str, hint: str)
     assert "^" in text and "hint: " in text and hint in text
 
 
+def test_control_characters_in_the_table_are_shown_escaped(tmp_path):
+    table = (
+        '[tool.stepc]\n"\\u001b[31m" = 1\nspecs = ["\\u0007*"]\n'
+        'backend = "\\u001b"\nout = "a\\u0000"\n'
+    )
+    problem = config_problems(project(tmp_path, table))
+    messages = [d.message for d in problem.diagnostics]
+    assert all(c.isprintable() for message in messages for c in message)
+    assert "`\\x1b[31m` is not a key of [tool.stepc]" in messages
+    assert "`out` must be a directory's path, not a string with a NUL character" in messages
+
+
 def test_every_problem_of_the_table_at_once(tmp_path):
     table = '[tool.stepc]\nspecs = ["none/*.step"]\nout = 1\nbackend = "jx"\ncolour = "x"\n'
     problem = config_problems(project(tmp_path, table))

@@ -27,7 +27,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepc.diagnostics import Diagnostic, SpecError, did_you_mean, error
+from stepc.diagnostics import Diagnostic, SpecError, did_you_mean, error, shown_path
 from stepc.emit.frameworks import FRAMEWORKS
 from stepc.parse.ir import Span
 
@@ -184,7 +184,7 @@ def _checked(path: Path, text: str, table) -> Config:
 
 def _unknown_key(checking: _Checking, key: str) -> None:
     hint = did_you_mean(key, KEYS) or f"the keys are {', '.join(f'`{k}`' for k in KEYS)}"
-    checking.report(key, f"`{key}` is not a key of [tool.stepc]", hint)
+    checking.report(key, f"`{shown_path(key)}` is not a key of [tool.stepc]", hint)
 
 
 def _specs(checking: _Checking, value) -> tuple[str, ...]:
@@ -214,19 +214,28 @@ def _expanded(checking: _Checking, pattern: str) -> set[str]:
         what = "matches no file" if glob.has_magic(pattern) else "is not a file"
         where = f"the directory of {PYPROJECT} (`{shown_relative(root, root)}`)"
         hint = f"paths and patterns are relative to {where}"
-        checking.report("specs", f"`{pattern}` {what}", hint, value=pattern)
+        checking.report("specs", f"`{shown_path(pattern)}` {what}", hint, value=pattern)
     return matches
 
 
 def _out(checking: _Checking, value) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        shown = "an empty string" if value == "" else _kind(value)
+    unusable = _not_a_path(value)
+    if unusable:
         hint = 'a directory relative to pyproject.toml, e.g. `out = "generated"`'
-        checking.report("out", f"`out` must be a directory's path, not {shown}", hint)
+        checking.report("out", f"`out` must be a directory's path, not {unusable}", hint)
         return None
     return os.path.join(checking.path.parent.absolute(), value)
+
+
+def _not_a_path(value) -> str | None:
+    """What `value` is, when it cannot be a path."""
+    if not isinstance(value, str):
+        return _kind(value)
+    if not value:
+        return "an empty string"
+    return "a string with a NUL character" if "\0" in value else None
 
 
 def _backend(checking: _Checking, value) -> str | None:
@@ -237,7 +246,7 @@ def _backend(checking: _Checking, value) -> str | None:
         checking.report("backend", f"`backend` must be a string, not {_kind(value)}", names)
         return None
     hint = did_you_mean(value, FRAMEWORKS) or f"one of {names}"
-    message = f'`backend` "{value}" is not a Keras backend stepc writes steps for'
+    message = f'`backend` "{shown_path(value)}" is not a Keras backend stepc writes steps for'
     checking.report("backend", message, hint, value=value)
     return None
 
