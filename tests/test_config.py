@@ -102,6 +102,28 @@ def test_a_pyproject_without_the_table_is_passed_over(tmp_path):
     assert find_config(tmp_path / "lib" / "sub").root == tmp_path
 
 
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[ tool . "stepc" ]\nout = "g"\n',
+        "[tool.'stepc']\nout = 'g'\n",
+        '[tool]\nstepc.out = "g"\n',
+        'tool = { stepc = { out = "g" } }\n',
+        '"tool".stepc.out = "g"\n',
+    ],
+)
+def test_every_spelling_of_the_table_is_read(tmp_path, table: str):
+    # A pyproject.toml is parsed only when its text might hold the table.
+    assert find_config(project(tmp_path, table)).out == str(tmp_path / "g")
+
+
+def test_a_pyproject_that_cannot_hold_the_table_is_not_parsed(tmp_path):
+    write(tmp_path / "pyproject.toml", '[project]\nname = "stepc"\n[tool.ruff\n')
+    assert find_config(tmp_path) is None  # the syntax error is not stepc's to report
+    write(tmp_path / "pyproject.toml", "[tool]\nruff = {\n")
+    assert "invalid TOML" in shown(config_problems(tmp_path))
+
+
 def test_the_nearest_table_wins(tmp_path):
     project(tmp_path, '[tool.stepc]\nout = "outer"\n')
     project(tmp_path / "inner", '[tool.stepc]\nout = "inner"\n')

@@ -11,19 +11,20 @@ wins over the table. A problem in the table is a diagnostic at the key's
 key in the text), raised as `ConfigError`; a missing SPEC or output directory
 that the table cannot supply is a `UsageError`.
 
-A `pyproject.toml` that never mentions `stepc` is passed over (the search goes
-on upwards, as ruff's does for `[tool.ruff]`): a package's own pyproject in a
-larger project does not hide the project's table. One that mentions `stepc` is
-read, and a syntax error in it is reported rather than skipped.
+A `pyproject.toml` without the table is passed over (the search goes on
+upwards, as ruff's does for `[tool.ruff]`): a package's own pyproject in a
+larger project does not hide the project's table. One whose text cannot hold
+the table (no `tool.stepc` however spaced or quoted, no `[tool]`, no `tool =`)
+is not even parsed, so that `stepc compile` in most projects never imports
+tomllib; one that might is parsed, and a syntax error in it is reported
+rather than skipped. tomllib and glob are imported only when needed.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,23 +85,31 @@ def _upwards(start: Path):
 def _read_candidate(path: Path) -> Config | None:
     """The config `path` holds, or None if it has no `[tool.stepc]`."""
     text = _read_text(path)
+    if not _MIGHT_HOLD_THE_TABLE.search(text):
+        return None
     table = _stepc_table(path, text)
     return None if table is _ABSENT else _checked(path, text, table)
 
 
 def has_stepc_table(path: Path) -> bool:
-    """Whether the pyproject.toml at `path` has `[tool.stepc]` (unchecked); ConfigError
-    when it cannot be read as TOML."""
+    """Whether the pyproject.toml at `path` has `[tool.stepc]` (unchecked). Parsed
+    whatever its text: ConfigError when it is not valid TOML."""
     return _stepc_table(path, _read_text(path)) is not _ABSENT
 
 
 _ABSENT = object()
+# Every way TOML can write the table, quoted or spaced: `[tool.stepc]`,
+# `tool.stepc.out = ...`, `[tool]` then `stepc = {...}`, `tool = {stepc = ...}`.
+_MIGHT_HOLD_THE_TABLE = re.compile(
+    r"""tool["']?\s*\.\s*["']?stepc|^\s*\[\s*["']?tool["']?\s*\]|^\s*["']?tool["']?\s*=""",
+    re.MULTILINE,
+)
 
 
 def _stepc_table(path: Path, text: str):
     """`tool.stepc` of the document, whatever its type, or _ABSENT."""
-    if "stepc" not in text:  # cannot hold the table: not even parsed
-        return _ABSENT
+    import tomllib  # here: most pyproject files are never parsed
+
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -133,7 +142,7 @@ def _problems(path: Path, text: str, diagnostics: list[Diagnostic]) -> ConfigErr
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
-def _syntax_error(exc: tomllib.TOMLDecodeError) -> Diagnostic:
+def _syntax_error(exc: ValueError) -> Diagnostic:
     """tomllib's message, at the line and column it names (in its text, on 3.11)."""
     message = str(exc)
     found = _TOML_POSITION.search(message)
@@ -204,6 +213,8 @@ def _specs(checking: _Checking, value) -> tuple[str, ...]:
 
 def _expanded(checking: _Checking, pattern: str) -> set[str]:
     """The files `pattern` matches, as absolute paths; a problem if there is none."""
+    import glob  # here: only a table that lists specs needs it
+
     root = checking.path.parent.absolute()
     matches = {
         os.path.join(root, match)
