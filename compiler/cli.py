@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, parser: argparse.ArgumentParser) -> int:
     if args.command in TOOL_COMMANDS:
         return importlib.import_module(f"stepc.tools.{args.command}").run(args)
-    report = Report(args.format, _use_colour(args.color))
+    report = Report(args.format, use_colour(args.color))
     args = _configured(args, report, parser)
     if args is None:  # [tool.stepc] has problems, reported
         return EXIT_SPEC_ERROR
@@ -272,7 +272,8 @@ def _stale(spec: str, target: Path, diff: str | None, report: Report) -> bool:
     return True
 
 
-def _use_colour(choice: str) -> bool:
+def use_colour(choice: str) -> bool:
+    """`--color auto|always|never`: auto is on for a terminal, off when piped or NO_COLOR."""
     if choice != "auto":
         return choice == "always"
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
