@@ -378,12 +378,19 @@ def test_init_writes_a_project_that_compiles_with_no_arguments(tmp_path, capsys,
 
 def test_init_into_a_directory_names_it_in_the_next_command(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "init", "new/project")
+    code, out, _ = run(capsys, "init", "new/my project")
     assert code == 0
-    assert out.splitlines()[-1] == "next: cd new/project && stepc compile"
-    assert find_config(tmp_path / "new" / "project").specs == (
-        str(tmp_path / "new/project/specs/model.step"),
+    assert out.splitlines()[-1] == "next: cd 'new/my project' && stepc compile"
+    assert find_config(tmp_path / "new" / "my project").specs == (
+        str(tmp_path / "new/my project/specs/model.step"),
     )
+
+
+def test_init_into_a_file_says_it_cannot_write(tmp_path, capsys):
+    write(tmp_path / "a_file", "")
+    code, out, err = run(capsys, "init", "a_file")
+    assert (code, out) == (1, "")
+    assert err == "stepc init: cannot write: Not a directory: a_file/specs\n"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ before anything is written. Afterwards `stepc compile` with no arguments works.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def _write_table(pyproject: Path) -> str:
 def _next_command(directory: Path) -> str:
     if directory.absolute() == Path.cwd():
         return "stepc compile"
-    return f"cd {_shown(directory)} && stepc compile"
+    return f"cd {shlex.quote(_shown(directory))} && stepc compile"
 
 
 def _shown(path: Path) -> str:
