@@ -124,6 +124,21 @@ def test_a_pyproject_that_cannot_hold_the_table_is_not_parsed(tmp_path):
     assert "invalid TOML" in shown(config_problems(tmp_path))
 
 
+def test_compile_without_a_table_imports_no_toml_parser(tmp_path):
+    # Cold start: a pyproject.toml that cannot hold the table is passed over unparsed.
+    write(tmp_path / "pyproject.toml", '[project]\nname = "stepc-user"\n[tool.ruff]\n')
+    write(tmp_path / "a.step", BASIC)
+    script = (
+        "import sys; from stepc.cli import main; "
+        "code = main(['compile', 'a.step', '-o', 'out']); "
+        "print(code, 'tomllib' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["0", "False"], result.stderr
+
+
 def test_the_nearest_table_wins(tmp_path):
     project(tmp_path, '[tool.stepc]\nout = "outer"\n')
     project(tmp_path / "inner", '[tool.stepc]\nout = "inner"\n')
