@@ -107,7 +107,8 @@ def _data_param(node: Tree) -> Doc:
 
 
 def _parenthesized(node: Tree) -> Doc:
-    return Group("(", (expr(parts(node)[1]),), ")")
+    """`(a + b)` as written; `((a + b))` once: the outer pair groups nothing."""
+    return Group("(", (whole(parts(node)[1]),), ")")
 
 
 def _tuple(node: Tree) -> Doc:

@@ -69,10 +69,10 @@ def _first_line(node: Tree) -> int:
 
 
 def _last_line(node: Tree) -> int:
-    """The line of a statement's last token (its `_NL` runs on past comments)."""
-    return max(
-        token.end_line for token in node.scan_values(lambda v: isinstance(v, Token)) if _code(token)
-    )
+    """The line of a statement's last token (its `_NL` runs on past comments); found
+    without recursion, as a sum of thousands of terms is a tree thousands deep."""
+    tokens = (c for tree in node.iter_subtrees() for c in tree.children if isinstance(c, Token))
+    return max(token.end_line for token in tokens if _code(token))
 
 
 def _code(token: Token) -> bool:
