@@ -110,6 +110,8 @@ def keywords() -> frozenset[str]:
 
 # A keyword terminal's pattern: a word, or a group of alternative words, then `\b`.
 _KEYWORD_PATTERN = re.compile(r"\(?(\w+(?:\|\w+)*)\)?\\b")
+
+
 def token_tree_parser() -> Lark:
     """The same grammar and indenter building a parse tree that keeps every token,
     with positions: the formatter's (`stepc.tools.fmt`), which needs the parentheses

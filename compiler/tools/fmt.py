@@ -81,7 +81,7 @@ def _configured_specs() -> list[str] | int:
         _say(render_text(exc.path, exc.source, exc.diagnostics) + "\n")
         return EXIT_FAILED
     except UsageError as exc:
-        return _usage(f"no SPEC given, and {exc.message}", exc.hint)
+        return _usage(exc.message, exc.hint)
 
 
 def _usage(message: str, hint: str) -> int:
