@@ -11,7 +11,8 @@ encode is escaped. With `--format json` stdout is exactly one JSON document.
 It never imports TensorFlow. The tools' commands (`fmt`, `lsp`, `graph`,
 `explain`, `init`) are defined here but run by `run(args)` of their module in
 `stepc.tools`, imported only when that command runs: `stepc compile` never pays
-for pygls or IPython.
+for pygls or IPython. What `compile` and `check` are not given (SPECs, `-o`,
+`--backend`) comes from `[tool.stepc]` (`stepc.tools.config`).
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stepc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compile_ = commands.add_parser("compile", help="compile specs to Python modules")
-    compile_.add_argument("specs", nargs="+", metavar="SPEC")
+    no_spec = "default: the `specs` of [tool.stepc] in pyproject.toml"
+    compile_.add_argument("specs", nargs="*", metavar="SPEC", help=no_spec)
     compile_.add_argument(
-        "-o", "--out", required=True, metavar="OUTDIR", help="where to write <spec stem>.py"
+        "-o",
+        "--out",
+        metavar="OUTDIR",
+        help="where to write <spec stem>.py (default: `out` of [tool.stepc])",
     )
     compile_.add_argument(
         "--force", action="store_true", help="overwrite files stepc did not generate"
@@ -67,14 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--backend",
         choices=tuple(FRAMEWORKS),
-        help="write the steps of this Keras backend only (default: every backend's, "
-        "the one Keras runs on chosen when the module is imported)",
+        help="write the steps of this Keras backend only (default: `backend` of "
+        "[tool.stepc], else every backend's, the one Keras runs on chosen on import)",
     )
     check = commands.add_parser("check", help="check specs without writing anything")
-    check.add_argument("specs", nargs="+", metavar="SPEC")
+    check.add_argument("specs", nargs="*", metavar="SPEC", help=no_spec)
     for sub in (compile_, check):
         sub.add_argument("--format", choices=("text", "json"), default="text")
         sub.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.commands = {"compile": compile_, "check": check}  # for their usage errors
     _tool_parsers(commands)
     return parser
 
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     _tolerant_streams()
     try:
         try:
-            return _run(_parser().parse_args(argv))
+            parser = _parser()
+            return _run(parser.parse_args(argv), parser)
         finally:
             _flush_streams()  # here, where a closed pipe can still be handled, not at exit
     except BrokenPipeError:  # `stepc ... | head`: stop quietly, as Unix tools do
@@ -128,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def _run(args) -> int:
+def _run(args, parser: argparse.ArgumentParser) -> int:
     if args.command in TOOL_COMMANDS:
         return importlib.import_module(f"stepc.tools.{args.command}").run(args)
-    report = Report(args.format, _use_colour(args.color))
+    report = Report(args.format, use_colour(args.color))
+    args = _configured(args, report, parser)
+    if args is None:  # [tool.stepc] has problems, reported
+        return EXIT_SPEC_ERROR
     specs = _unique(args.specs)
     clashes = _clashes(specs, Path(args.out)) if args.command == "compile" else []
     for problem in clashes:
@@ -142,6 +152,22 @@ def _run(args) -> int:
             failed |= _one_spec(spec, args, report)
     report.finish()
     return EXIT_SPEC_ERROR if failed else EXIT_OK
+
+
+def _configured(args, report: Report, parser) -> argparse.Namespace | None:
+    """The arguments with what is missing taken from [tool.stepc]; None if it has problems.
+
+    An argument neither given nor configured is a usage error, as argparse reports one."""
+    from stepc.tools.config import ConfigError, UsageError, resolve_arguments
+
+    try:
+        return resolve_arguments(args)
+    except ConfigError as exc:
+        report.spec(exc.path, exc.source, exc.diagnostics)
+        report.finish()
+        return None
+    except UsageError as exc:
+        parser.commands[args.command].error(f"{exc.message}\n  hint: {exc.hint}")
 
 
 def _unique(specs: list[str]) -> list[str]:
@@ -246,7 +272,8 @@ def _stale(spec: str, target: Path, diff: str | None, report: Report) -> bool:
     return True
 
 
-def _use_colour(choice: str) -> bool:
+def use_colour(choice: str) -> bool:
+    """`--color auto|always|never`: auto is on for a terminal, off when piped or NO_COLOR."""
     if choice != "auto":
         return choice == "always"
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":

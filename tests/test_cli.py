@@ -167,13 +167,14 @@ def test_success_in_a_subprocess(tmp_path: Path) -> None:
     [
         ((), "the following arguments are required: COMMAND"),
         (("frobnicate", "x.step"), "invalid choice: 'frobnicate'"),
-        (("compile", "specs/basic.step"), "the following arguments are required: -o/--out"),
-        (("check",), "the following arguments are required: SPEC"),
+        (("compile", "specs/basic.step"), "no output directory: give `-o OUTDIR`"),
+        (("check",), "no SPEC given, and no pyproject.toml with [tool.stepc]"),
         (("check", "--format", "xml", "specs/basic.step"), "invalid choice: 'xml'"),
         (("check", "--bogus", "specs/basic.step"), "unrecognized arguments: --bogus"),
     ],
 )
-def test_usage_errors_exit_2(capsys, argv: tuple[str, ...], says: str) -> None:
+def test_usage_errors_exit_2(capsys, monkeypatch, argv, says: str) -> None:
+    monkeypatch.chdir(REPO)  # its pyproject.toml has no [tool.stepc]: nothing is configured
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert out == ""

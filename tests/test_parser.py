@@ -815,3 +815,37 @@ def test_a_nul_byte_is_refused_before_parsing() -> None:
     spec, diagnostics = parse(train_step("a = 1\x00"), "t.step")
     assert spec is None
     assert [d.message for d in diagnostics] == ["the spec contains a NUL byte"]
+
+
+def _expression(text: str) -> ir.Expr:
+    spec, _ = parse(f"model M:\n    train(x):\n        v = {text}\n", "m.step")
+    return spec.models[0].steps[0].body[0].value
+
+
+def test_rebuilt_keeps_a_node_whose_children_did_not_change() -> None:
+    node = _expression("mean(x * 2, axis=0)[0]")
+    assert ir.rebuilt(node, lambda child: child) is node
+
+
+def test_rebuilt_changes_operands_and_keyword_values_but_not_callees_or_kept_fields() -> None:
+    def renamed(child):
+        if isinstance(child, ir.Name):
+            return ir.Name(child.id.upper(), child.span)
+        return ir.rebuilt(child, renamed, keep=("index",))
+
+    node = renamed(_expression("f(x, k=y)[i] + x[i]"))
+    names = [n.id for n in ir.walk(node) if isinstance(n, ir.Name)]
+    assert names == ["X", "Y", "i", "X", "i"]  # each `i` is an index: kept
+    assert node.left.value.func.id == "f"  # a callee stays
+
+
+def test_rebuilt_replaces_two_sub_nodes_found_by_identity_one_after_the_other() -> None:
+    node = _expression("global_norm(g) + global_norm(h)")
+    calls = [n for n in ir.walk(node) if isinstance(n, ir.Call)]
+
+    def replaced(current, old, new):
+        return new if current is old else ir.rebuilt(current, lambda c: replaced(c, old, new))
+
+    for number, call in enumerate(calls):
+        node = replaced(node, call, ir.Name(f"norm{number}", call.span))
+    assert [n.id for n in ir.walk(node) if isinstance(n, ir.Name)] == ["norm0", "norm1"]

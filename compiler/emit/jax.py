@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from stepc.emit.jax_helpers import HELPERS  # noqa: F401  (stepc.emit.frameworks reads it here)
 from stepc.emit.keras.gradient_edits import apply_lines, unscaled
-from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.keras.steps import StepWriter, _minimize_text, variables_of
 from stepc.emit.pyexpr import (
     INDENT,
     LINE_LENGTH,
@@ -57,6 +57,7 @@ class JaxStepWriter(StepWriter):
     """A step as Keras's JAX trainer calls one: `(state, data) -> (logs, state)`."""
 
     FRAMEWORK = "jax"
+    CLIP_HELPER = "_clipped_on_jax"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -236,7 +237,7 @@ class JaxStepWriter(StepWriter):
             self._clip_parts(apply, grads, optimizer, depth)
         else:
             for clip in apply.clips:
-                self._clip(clip, grads, optimizer, depth)
+                self.clip(clip, grads, optimizer, depth)
         self.used.add("apply")
         self.lines += layout(
             "", call("_apply_on_jax", [optimizer, grads, variables]).doc, INDENT * depth
@@ -257,16 +258,8 @@ class JaxStepWriter(StepWriter):
         rendered = call("_split_on_jax", [grads, *(variables_of(t) for t in apply.targets)])
         self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
         for clip in apply.clips:
-            self._clip(clip, parts[clip.target.id], optimizer, depth)
+            self.clip(clip, parts[clip.target.id], optimizer, depth)
         self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
-
-    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
-        self.used.add("clip")
-        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
-        self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
-        rendered = call("_clipped_on_jax", [grads, optimizer, threshold])
-        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 
 
 def _region_base(region: GradientRegion) -> str:

@@ -10,7 +10,7 @@ clipping sums the replicas' gradients first. Its helpers are `HELPERS`.
 from __future__ import annotations
 
 from stepc.emit.keras.gradient_edits import apply_lines
-from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.keras.steps import StepWriter, _minimize_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, assignment, call, layout, sequence
 from stepc.lower.plan import (
     GATHER,
@@ -38,6 +38,7 @@ class TensorFlowStepWriter(StepWriter):
     """A step as Keras's TensorFlow trainer writes one: a tape per recording."""
 
     FRAMEWORK = "tensorflow"
+    CLIP_HELPER = "_clipped"
     REPLICA_CALLS = ()  # spelled: a replica holds its share of the batch
 
     def pseudo_call(self, name: str, args: list):
@@ -114,7 +115,7 @@ class TensorFlowStepWriter(StepWriter):
             taken = call(f"{apply.recorder}.gradient", [apply.loss_name, variables])
             self.lines += layout(f"{grads} = ", taken.doc, INDENT * depth)
             for clip in apply.clips:
-                self._clip(clip, grads, optimizer, depth)
+                self.clip(clip, grads, optimizer, depth)
         self.emit(depth, f"{optimizer}.apply({grads}, {variables})")
 
     def apply_edited(self, apply: ApplyEdited, depth: int) -> None:
@@ -133,16 +134,8 @@ class TensorFlowStepWriter(StepWriter):
         self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
         optimizer = self.names.python(apply.optimizer)
         for clip in apply.clips:
-            self._clip(clip, parts[clip.target.id], optimizer, depth)
+            self.clip(clip, parts[clip.target.id], optimizer, depth)
         self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
-
-    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
-        self.used.add("clip")
-        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
-        self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
-        rendered = call("_clipped", [grads, optimizer, threshold])
-        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 
 
 HELPERS = {

@@ -18,7 +18,7 @@ trainer does not rescale for distribution). Its helpers are `HELPERS`.
 from __future__ import annotations
 
 from stepc.emit.keras.gradient_edits import apply_lines, unscaled
-from stepc.emit.keras.steps import StepWriter, _keyword, _minimize_text, _spec_text, variables_of
+from stepc.emit.keras.steps import StepWriter, _minimize_text, variables_of
 from stepc.emit.pyexpr import INDENT, Chain, Rendered, assignment, call, layout, sequence
 from stepc.emit.pyexpr import subscript as subscript_doc
 from stepc.lower.plan import (
@@ -41,6 +41,7 @@ class TorchStepWriter(StepWriter):
     """A step as Keras's torch trainer runs one: eager, recorded by autograd."""
 
     FRAMEWORK = "torch"
+    CLIP_HELPER = "_clipped_on_torch"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -195,7 +196,7 @@ class TorchStepWriter(StepWriter):
         taken = self._gradients(apply.recorder, apply.loss_name, variables)
         self.lines += layout(f"{grads} = ", taken.doc, INDENT * depth)
         for clip in apply.clips:
-            self._clip(clip, grads, optimizer, depth)
+            self.clip(clip, grads, optimizer, depth)
 
     def _clipped_parts(self, apply: ApplyGradients, variables, grads, depth: int) -> None:
         """Several targets, some clipped: one list of gradients per target, from
@@ -209,16 +210,8 @@ class TorchStepWriter(StepWriter):
         self.lines += layout(f"{', '.join(parts.values())} = ", rendered.doc, INDENT * depth)
         optimizer = self.names.python(apply.optimizer)
         for clip in apply.clips:
-            self._clip(clip, parts[clip.target.id], optimizer, depth)
+            self.clip(clip, parts[clip.target.id], optimizer, depth)
         self.lines += layout(f"{grads} = ", " + ".join(parts.values()), INDENT * depth)
-
-    def _clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
-        self.used.add("clip")
-        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
-        self.comment(depth, clip.span, written)
-        threshold = _keyword(clip.kind, self.expr(clip.threshold).doc)
-        rendered = call("_clipped_on_torch", [grads, optimizer, threshold])
-        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
 
 
 def _find_apply(items, recorder: str) -> ApplyGradients | None:

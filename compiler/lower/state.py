@@ -101,7 +101,8 @@ def _shared_across_replicas(expr, batch: BatchValues, lowering):
     if isinstance(expr, ir.Name):
         scalar = _known_scalar(expr, lowering, batch.scalars)
         return pseudo_call(REPLICA_MEAN if scalar else GATHER, expr)
-    return _rebuilt(expr, lambda e: _shared_across_replicas(e, batch, lowering))
+    # An index stays: it says which rows, and is no batch value of its own.
+    return ir.rebuilt(expr, lambda e: _shared_across_replicas(e, batch, lowering), keep=("index",))
 
 
 def _whole_reduction(expr) -> bool:
@@ -128,20 +129,3 @@ def _known_scalar(expr, lowering, scalars: set[str]) -> bool:
     elementwise = isinstance(expr, ir.Call) and expr.func.id in OPS
     elementwise = elementwise and OPS[expr.func.id].result is Result.SAME
     return elementwise and all(_known_scalar(e, lowering, scalars) for e in ir.children(expr))
-
-
-def _rebuilt(expr, inner):
-    """`expr` with `inner` applied to each direct operand."""
-    if isinstance(expr, ir.BinaryOp):
-        return ir.BinaryOp(expr.op, inner(expr.left), inner(expr.right), expr.span)
-    if isinstance(expr, ir.Negate | ir.Invert):
-        return type(expr)(inner(expr.operand), expr.span)
-    if isinstance(expr, ir.Call):
-        args = tuple(inner(a) for a in expr.args)
-        keywords = tuple(ir.Keyword(k.name, inner(k.value), k.span) for k in expr.keywords)
-        return ir.Call(expr.func, args, keywords, expr.span)
-    if isinstance(expr, ir.Subscript):
-        return ir.Subscript(inner(expr.value), expr.index, expr.span)
-    if isinstance(expr, ir.TupleExpr | ir.ListExpr):
-        return type(expr)(tuple(inner(i) for i in expr.items), expr.span)
-    return expr

@@ -34,10 +34,4 @@ def _rewritten(node, rewrite):
     """`node` with `rewrite` applied to every IR node below it, bottom up."""
     if isinstance(node, tuple):
         return tuple(_rewritten(item, rewrite) for item in node)
-    if not dataclasses.is_dataclass(node) or isinstance(node, ir.Span):
-        return node
-    fields = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
-    changed = {k: _rewritten(v, rewrite) for k, v in fields.items()}
-    if any(changed[k] is not fields[k] for k in fields):
-        node = dataclasses.replace(node, **changed)
-    return rewrite(node)
+    return rewrite(ir.rebuilt(node, lambda child: _rewritten(child, rewrite)))

@@ -8,6 +8,7 @@ here knows about TensorFlow, Keras or any backend.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
@@ -428,3 +429,32 @@ def walk(node):
         current = stack.pop()
         yield current
         stack.extend(reversed(children(current)))
+
+
+def rebuilt(node, change, keep: tuple[str, ...] = ()):
+    """`node` with `change` applied to each node directly inside it (a keyword's
+    value, each item of a tuple field); `node` itself when nothing changed, so
+    that identity still finds a sub-node. Spans, a call's callee (an operation's
+    or a model's name) and the fields named in `keep` stay as they are."""
+    if not dataclasses.is_dataclass(node) or isinstance(node, Span):
+        return node
+    changed = {}
+    for field in dataclasses.fields(node):
+        if field.name in keep or (field.name == "func" and isinstance(node, Call)):
+            continue
+        value = getattr(node, field.name)
+        new = _changed(value, change)
+        if new is not value:
+            changed[field.name] = new
+    return dataclasses.replace(node, **changed) if changed else node
+
+
+def _changed(value, change):
+    if isinstance(value, tuple):
+        items = tuple(_changed(item, change) for item in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, Keyword):  # not an expression itself: its value is
+        return rebuilt(value, change)
+    if dataclasses.is_dataclass(value) and not isinstance(value, Span):
+        return change(value)
+    return value

@@ -10,6 +10,7 @@ The IR is built during the parse by `stepc.parse.ir_builder`.
 from __future__ import annotations
 
 import functools
+import re
 
 import lark
 from lark import Lark, Token
@@ -97,6 +98,39 @@ def _parser() -> Lark:
         # the file's digest, and rebuilds on a mismatch or an unreadable file):
         # building them is most of a first `stepc compile`.
         cache=cache_file("grammar", grammar_text(), lark.__version__) or False,
+    )
+
+
+@functools.cache
+def keywords() -> frozenset[str]:
+    """The words the grammar reserves: its keyword terminals (`MODEL.2: /model\\b/`,
+    `STEP_KIND.2: /(train|test|predict)\\b/`), read from the parser, so that the
+    grammar file stays the one list (`stepc.tools.index` refuses them as new names)."""
+    words: set[str] = set()
+    for terminal in _parser().terminals:
+        found = _KEYWORD_PATTERN.fullmatch(terminal.pattern.value)
+        if terminal.pattern.type == "re" and found:
+            words.update(found.group(1).split("|"))
+    return frozenset(words)
+
+
+# A keyword terminal's pattern: a word, or a group of alternative words, then `\b`.
+_KEYWORD_PATTERN = re.compile(r"\(?(\w+(?:\|\w+)*)\)?\\b")
+
+
+def token_tree_parser() -> Lark:
+    """The same grammar and indenter building a parse tree that keeps every token,
+    with positions: the formatter's (`stepc.tools.fmt`), which needs the parentheses
+    and commas that the IR does without. Only for text that `parse` accepts."""
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        postlex=_StepIndenter(),
+        keep_all_tokens=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
     )
 
 

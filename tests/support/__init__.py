@@ -28,6 +28,9 @@
 - ``backend_runs``: every shipped spec trained on one Keras backend (cross-backend tests).
 - ``fit_backend_worker``: the subprocess of the fit() feature tests on JAX and PyTorch.
 - ``random_tables``: the same random numbers on every backend, for the cross-backend tests.
+- ``lexemes``: stepc's own keywords, strings, numbers and comments of a spec (from its
+  parser's lexer) and the comparison the highlighters' tests (TextMate, Pygments) make
+  with them, and ``CONTEXT_SPEC``, which holds every context-dependent keyword.
 - ``tracing``: building a generated spec's models and running one batch of each step
   (the property tests); ``trace_worker``: the same on JAX or PyTorch, in its own process.
 

@@ -69,24 +69,7 @@ def _replaced(node, old, new):
     """`node` with the sub-expression `old` (that very node) replaced by `new`."""
     if node is old:
         return new
-    return _rebuilt(node, lambda child: _replaced(child, old, new))
-
-
-def _rebuilt(node, change):
-    """`node` with `change` applied to each of its sub-expressions (a Call's callee
-    is an operation's name and stays)."""
-    if not dataclasses.is_dataclass(node) or isinstance(node, (ir.Span, ir.Name)):
-        return node
-    changes = {}
-    for field in dataclasses.fields(node):
-        value = getattr(node, field.name)
-        if isinstance(value, tuple):
-            changes[field.name] = tuple(change(item) for item in value)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, ir.Span):
-            changes[field.name] = change(value)
-    if isinstance(node, ir.Call):
-        changes.pop("func", None)
-    return dataclasses.replace(node, **changes)
+    return ir.rebuilt(node, lambda child: _replaced(child, old, new))
 
 
 def _each(node, elements: dict[str, str]):
@@ -98,7 +81,7 @@ def _each(node, elements: dict[str, str]):
         return node
     if isinstance(node, ir.Subscript) and isinstance(node.value, ir.Name):
         return dataclasses.replace(node, index=_each(node.index, elements))
-    return _rebuilt(node, lambda child: _each(child, elements))
+    return ir.rebuilt(node, lambda child: _each(child, elements))
 
 
 def unscaled(writer, grads, take: TakeGradient) -> Rendered:

@@ -21,7 +21,9 @@ _ZIP, _ENUMERATE = "zip", "enumerate"
 
 
 class LoopWriter:
-    """`for` loops and checked subscripts; the writer provides emit, expr, names, ..."""
+    """`for` loops and checked subscripts; the writer provides emit, expr, names, and
+    `index_checks_by_subscript` (`checks_by_subscript`) and `checked_before` (the
+    subscripts whose checks were written as lines before their statement)."""
 
     def loop_variable(self, block: RepeatBlock) -> str:
         """The name a repeat's `for` binds: its index, or `_` when it has none."""
@@ -72,13 +74,13 @@ class LoopWriter:
             for check in self._checks_of(node):
                 rendered = self._check_call(self.expr(node.value).doc, check)
                 self.lines += layout("", rendered.doc, INDENT * depth)
-            self._checked_before.add(node)
+            self.checked_before.add(node)
 
     def subscript(self, node: ir.Subscript) -> Rendered:
         """A subscript; a value not checked before its statement is checked in it
         (`_check_index(value, ...)[...]`) where a loop index reads an axis."""
         value = self.expr(node.value)
-        if node not in self._checked_before:
+        if node not in self.checked_before:
             for check in self._checks_of(node):
                 value = self._check_call(value.doc, check)
         return subscript_doc(value, index_text(node.index, self.expr))
@@ -89,21 +91,16 @@ class LoopWriter:
         index = self.expr(check.index).doc
         return call("_check_index", [value, str(check.axis), index, where])
 
-    @property
-    def _checked_before(self) -> set[ir.Subscript]:
-        """The subscripts whose checks were written as lines before their statement."""
-        if "_checked_subscripts" not in self.__dict__:
-            self._checked_subscripts: set[ir.Subscript] = set()
-        return self._checked_subscripts
-
     def _checks_of(self, node: ir.Subscript) -> list[IndexCheck]:
-        checks = getattr(self, "_index_checks", None)
-        if checks is None:
-            checks = {}
-            for check in self.step.index_checks:
-                checks.setdefault(check.subscript, []).append(check)
-            self._index_checks = checks
-        return checks.get(node, [])
+        return self.index_checks_by_subscript.get(node, [])
+
+
+def checks_by_subscript(step) -> dict[ir.Subscript, list[IndexCheck]]:
+    """The plan's index checks of a step (`StepPlan.index_checks`) by their subscript."""
+    checks: dict[ir.Subscript, list[IndexCheck]] = {}
+    for check in step.index_checks:
+        checks.setdefault(check.subscript, []).append(check)
+    return checks
 
 
 def _for_text(block: ForEachBlock) -> str:

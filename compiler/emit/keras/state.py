@@ -9,24 +9,19 @@ assign writes the step's StatelessScope, so fit() threads the new value.
 
 from __future__ import annotations
 
+from stepc.emit.keras.exprs import InitialValueWriter
 from stepc.emit.keras.lines import laid_out
 from stepc.emit.pyexpr import (
     INDENT,
     Concat,
-    Rendered,
     Text,
-    atom,
     call,
     layout,
-    negate,
-    operation,
     python_number,
-    sequence,
     string_literal,
 )
 from stepc.lower.plan import Compute, StateVariable
 from stepc.parse import ir
-from stepc.tables.builtins import OPS
 
 STATE_HELPERS = {
     "state_initializer": (
@@ -92,41 +87,8 @@ def _initializer(state: StateVariable, spec_name: str, python, used: set[str]) -
         return f"keras.initializers.Constant({python(initial.id)})"
     used.add("state_initializer")
     where = Text(f"{spec_name}:{state.span.line}")
-    return call("_state_initializer", [initial_expr(initial, python, used).doc, where]).doc
-
-
-def initial_expr(node, python, used: set[str]) -> Rendered:
-    """An initial value in __init__: literals, init numbers (`self.`), operations
-    (a random draw from the model's seed generator), as the steps spell them."""
-
-    def inner(child):
-        return initial_expr(child, python, used)
-
-    if isinstance(node, ir.Name):
-        return atom(python(node.id))
-    if isinstance(node, ir.Number):
-        return atom(python_number(node))
-    if isinstance(node, ir.String):
-        return atom(string_literal(node.value))
-    if isinstance(node, ir.Negate):
-        return negate(inner(node.operand))
-    if isinstance(node, ir.BinaryOp):
-        return operation(node.op, inner(node.left), inner(node.right))
-    if isinstance(node, ir.TupleExpr | ir.ListExpr):
-        opening, closing = ("(", ")") if isinstance(node, ir.TupleExpr) else ("[", "]")
-        return sequence(opening, [inner(i).doc for i in node.items], closing)
-    return _initial_call(node, inner, used)
-
-
-def _initial_call(node: ir.Call, inner, used: set[str]) -> Rendered:
-    op = OPS[node.func.id]  # the checker allows only operations here
-    args = [inner(a).doc for a in node.args]
-    args += [Concat((f"{k.name}=", inner(k.value).doc)) for k in node.keywords]
-    if op.random:
-        args.append("seed=self.seed_generator")
-    if op.helper:
-        used.add(op.helper)
-    return call(op.target, args)
+    value = InitialValueWriter(python, used).expr(initial)
+    return call("_state_initializer", [value.doc, where]).doc
 
 
 class StateWriting:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from stepc.check.constructs import MAX_REPEAT
 from stepc.emit.keras.data import positional_unpacking, structure_checks
+from stepc.emit.keras.exprs import ExpressionWriter, keyword
 from stepc.emit.keras.gradient_edits import mapped_lines
-from stepc.emit.keras.loops import LoopWriter
+from stepc.emit.keras.loops import LoopWriter, checks_by_subscript
 from stepc.emit.keras.state import StateWriting
 from stepc.emit.names import Names
 from stepc.emit.pyexpr import (
@@ -30,10 +31,7 @@ from stepc.emit.pyexpr import (
     call,
     comment_lines,
     flat,
-    invert,
     layout,
-    negate,
-    operation,
     python_number,
     sequence,
     string_literal,
@@ -57,7 +55,6 @@ from stepc.lower.plan import (
     TakeGradient,
 )
 from stepc.parse import ir
-from stepc.tables.builtins import OPS
 
 _METHODS = {ir.StepKind.TRAIN: "train_step", ir.StepKind.TEST: "test_step"}
 # The pseudo-calls every framework spells alike: the helper each needs (a HELPERS
@@ -72,13 +69,15 @@ REGION = "region"
 _KERAS_LOSS_NOTE = "Keras's loss tracker: `loss` in the logs"
 
 
-class StepWriter(LoopWriter, StateWriting):
+class StepWriter(LoopWriter, StateWriting, ExpressionWriter):
     """One step method; a framework's subclass spells its gradients and frame."""
 
     FRAMEWORK = ""  # keras.backend.backend() of the subclass
     # What replicas share in a state's new value: nothing to do where one step
     # sees the whole batch (JAX's DataParallel, PyTorch); TensorFlow spells them.
     REPLICA_CALLS = (GATHER, REPLICA_MEAN)
+    # The framework's module helper that clips a list of gradients (its "clip" HELPERS entry).
+    CLIP_HELPER = ""
 
     def __init__(self, spec_name: str, model: ModelPlan, step: StepPlan, names: Names, used):
         self.spec_name = spec_name
@@ -90,6 +89,8 @@ class StepWriter(LoopWriter, StateWriting):
         self.training = step.kind is ir.StepKind.TRAIN
         self.lines: list[str] = []
         self.substitute: dict[str, str] = {}  # spec name -> Python, inside an assign
+        self.index_checks_by_subscript = checks_by_subscript(step)
+        self.checked_before: set[ir.Subscript] = set()
 
     def run(self) -> list[str]:
         self.lines.append(INDENT + self.signature())
@@ -285,7 +286,7 @@ class StepWriter(LoopWriter, StateWriting):
     def _update(self, item: Compute, depth: int) -> None:
         statement = item.statement
         args = [self.expr(a).doc for a in statement.args]
-        args += [_keyword(k.name, self.expr(k.value).doc) for k in statement.keywords]
+        args += [keyword(k.name, self.expr(k.value).doc) for k in statement.keywords]
         if item.role == COMPILED_METRICS:
             self.emit(depth, "if self._compile_metrics is not None:  # compile(metrics=...)")
             rendered = call("self._compile_metrics.update_state", args)
@@ -405,67 +406,40 @@ class StepWriter(LoopWriter, StateWriting):
         found = call("_compiled_metric_result", ["self", string_literal(name), where])
         return _entry(string_literal(name), found.doc)
 
+    def clip(self, clip, grads: str, optimizer: str, depth: int) -> None:
+        """`grads = <CLIP_HELPER>(grads, optimizer, clip_norm=...)` under the clip's spec text."""
+        self.used.add("clip")
+        written = f"{clip.target.id} ({clip.kind}={_spec_text(clip.threshold)})"
+        self.comment(depth, clip.span, written)
+        threshold = keyword(clip.kind, self.expr(clip.threshold).doc)
+        rendered = call(self.CLIP_HELPER, [grads, optimizer, threshold])
+        self.lines += layout(f"{grads} = ", rendered.doc, INDENT * depth)
+
     # ---------------------------------------------------------------- expressions
 
     def expr(self, node) -> Rendered:
         if isinstance(node, ir.Call) and node.func.id in self.REPLICA_CALLS:
             return self.expr(node.args[0])
-        if isinstance(node, ir.Name):
-            if node.id in self.substitute:  # inside assign: a model's matching weight
-                return atom(self.substitute[node.id])
-            return atom(self.names.python(node.id))
-        if isinstance(node, ir.Number):
-            return atom(python_number(node))
-        if isinstance(node, ir.String):
-            return atom(string_literal(node.value))
-        if isinstance(node, ir.BinaryOp | ir.Negate | ir.Invert):
-            return self._operator(node)
-        if isinstance(node, ir.Subscript):
-            return self.subscript(node)  # stepc.emit.keras.loops: its index checked
-        if isinstance(node, ir.TupleExpr):
-            return sequence("(", [self.expr(i).doc for i in node.items], ")")
-        if isinstance(node, ir.ListExpr):
-            return sequence("[", [self.expr(i).doc for i in node.items], "]")
-        return self._call(node)
+        if isinstance(node, ir.Name) and node.id in self.substitute:
+            return atom(self.substitute[node.id])  # inside assign: a model's matching weight
+        return super().expr(node)
 
-    def _operator(self, node) -> Rendered:
-        if isinstance(node, ir.Negate):
-            return negate(self.expr(node.operand))
-        if isinstance(node, ir.Invert):
-            return invert(self.expr(node.operand))
-        return operation(node.op, self.expr(node.left), self.expr(node.right))
+    def name_text(self, name: str) -> str:
+        return self.names.python(name)
 
-    def _call(self, node: ir.Call) -> Rendered:
-        name = node.func.id
-        args = [self.expr(a).doc for a in node.args]
-        keywords = {k.name: self.expr(k.value).doc for k in node.keywords}
+    def call_of(self, name: str, args: list, keywords: dict) -> Rendered:
         if name.startswith("@"):
             return self.pseudo_call(name, args)
-        if name in OPS:
-            return self._op(name, args, keywords)
-        func = "self" if name == "self" else self.names.python(name)
-        return call(func, args + [_keyword(k, v) for k, v in keywords.items()])
-
-    def _op(self, name: str, args: list, keywords: dict) -> Rendered:
-        op = OPS[name]
-        if op.random:
-            keywords["seed"] = "self.seed_generator"
-        if op.helper:
-            self.used.add(op.helper)
-        return call(op.target, args + [_keyword(k, v) for k, v in keywords.items()])
+        return super().call_of(name, args, keywords)
 
     def _compiled_loss(self, node: ir.Call) -> Rendered:
         params = ("y", "y_pred", "sample_weight")
         given = dict(zip(params, node.args, strict=False))
         given.update({k.name: k.value for k in node.keywords})
         args = [f"x={self.step.data.roles[0]}"]
-        args += [_keyword(p, self.expr(given[p]).doc) for p in params if p in given]
+        args += [keyword(p, self.expr(given[p]).doc) for p in params if p in given]
         args.append(f"training={self.training}")
         return call("self.compute_loss", args)
-
-
-def _keyword(name: str, doc) -> Concat:
-    return Concat((f"{name}=", doc))
 
 
 def _entry(key: str, doc) -> Concat:
