@@ -130,7 +130,8 @@ def token_tree_parser() -> Lark:
         keep_all_tokens=True,
         propagate_positions=True,
         maybe_placeholders=True,
-        cache=True,
+        _plugins={"ContextualLexer": DeferredContextualLexer},  # as in _parser()
+        cache=cache_file("token-tree-grammar", grammar_text(), lark.__version__) or False,
     )
 
 
