@@ -18,9 +18,9 @@ import sys
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-
 import stepc
 from stepc.diagnostics import render_text
+
 from tests.support.models import SPECS_DIR
 
 BASIC = (SPECS_DIR / "basic.step").read_text(encoding="utf-8")

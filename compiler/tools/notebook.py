@@ -23,7 +23,6 @@ from types import ModuleType
 
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-
 from stepc.diagnostics import SpecError, render_text
 from stepc.pipeline import LoadedSpec, load_source
 
