@@ -103,6 +103,7 @@ def test_a_cell_with_errors_shows_each_as_the_terminal_does_and_fails(shell):
     result, output = run(shell, "%%stepc\n" + BROKEN)
     assert not result.success
     assert isinstance(result.error_in_exec, stepc.SpecError)
+    assert sys.last_value is result.error_in_exec  # where the README says to look
     cell = f"<cell {result.execution_count}>"
     assert output.startswith(f"{cell}:9:16: error: `compiled_los` is not an allowed operation\n")
     assert f"{cell}:10:28: error: unknown model `selfx`" in output
