@@ -121,11 +121,16 @@ def compile_source(text: str, filename: str = "<spec>", backend: str | None = No
     """The generated module's text; raises SpecError listing every diagnostic.
 
     `backend`: the steps of that Keras backend only (default: every backend's)."""
-    module, diagnostics = analyze(text, filename, (backend,) if backend else ALL)
+    return _compiled(text, filename, (backend,) if backend else ALL)[0]
+
+
+def _compiled(text: str, filename: str, frameworks=ALL) -> tuple[str, list[Diagnostic]]:
+    """The module's text and the spec's warnings; raises SpecError on errors."""
+    module, diagnostics = analyze(text, filename, frameworks)
     if module is None:
         # The diagnostics' positions are those of the normalized text.
         raise SpecError(filename, spec_text(text), diagnostics)
-    return module
+    return module, diagnostics
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class LoadedSpec:
 
     name: str  # the file name its diagnostics show
     text: str  # the spec's text, as every stage reads it (`spec_text`)
+    warnings: tuple[Diagnostic, ...] = ()  # what a compile prints, though it succeeded
 
 
 def load(path: str | Path, module_name: str | None = None) -> ModuleType:
@@ -159,10 +165,10 @@ def load_source(text: str, name: str = "<cell>", module_name: str | None = None)
 def _import(source: str, filename: str, module_name: str, code_name: str) -> ModuleType:
     """Compile `source`, run it as the module `module_name` (in ``sys.modules``, so
     Keras finds its registered classes when it loads a saved model) and return it."""
-    text = compile_source(source, filename)
+    text, warnings = _compiled(source, filename)
     module = ModuleType(module_name)
     module.__file__ = _register_source(code_name, text)
-    module.__stepc_spec__ = LoadedSpec(filename, spec_text(source))
+    module.__stepc_spec__ = LoadedSpec(filename, spec_text(source), tuple(warnings))
     sys.modules[module_name] = module
     exec(compile(text, module.__file__, "exec"), module.__dict__)
     return module

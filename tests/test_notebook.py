@@ -49,13 +49,16 @@ def shell():
     ipython.run_cell("%reset -f")
 
 
-def run(shell, cell: str):
-    """Run `cell` as a notebook does (counted in the history); its result and output."""
+def run(shell, cell: str, stream: str = "both"):
+    """Run `cell` as a notebook does (counted in the history); its result and its
+    output on `stream` ("stdout", "stderr" or "both")."""
     from IPython.utils.capture import capture_output
 
     with capture_output() as captured:
         result = shell.run_cell(cell, store_history=True)
-    return result, captured.stdout + captured.stderr
+    if stream == "both":
+        return result, captured.stdout + captured.stderr
+    return result, getattr(captured, stream)
 
 
 # ---------------------------------------------------------------- load_source
@@ -112,6 +115,14 @@ def test_a_cell_with_errors_shows_each_as_the_terminal_does_and_fails(shell):
     assert "  hint: did you mean `compiled_loss`?" in output
     assert "  hint: did you mean `self`?" in output
     assert "Traceback" not in output and "SpecCellError" not in output
+
+
+def test_a_cell_with_warnings_shows_them_on_stderr_and_defines_its_model(shell):
+    unused = BASIC.replace("        loss =", "        twice = y_pred * 2\n        loss =")
+    result, errors = run(shell, "%%stepc\n" + unused, stream="stderr")
+    assert result.success
+    assert errors.startswith(f"<cell {result.execution_count}>:9:9: warning: `twice` is computed")
+    assert "  hint: remove it\n" in errors
 
 
 def test_a_named_cell_is_named_in_its_diagnostics_and_module(shell):

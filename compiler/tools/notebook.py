@@ -52,12 +52,13 @@ class StepcMagics(Magics):
     def stepc(self, line: str, cell: str) -> None:
         """Compile the cell's spec and define its model classes in the notebook."""
         name = parse_argstring(self.stepc, line).name or f"<cell {self._cell_number()}>"
+        colour = self.shell.colors != "nocolor"  # a notebook shows ANSI colours, as a terminal
         try:
             # The `%%stepc` line stays as a blank line 1: diagnostics give the cell's lines.
             module = load_source("\n" + cell, name)
         except SpecError as exc:
-            colour = self.shell.colors != "nocolor"
             raise SpecCellError(exc.path, exc.source, exc.diagnostics, colour) from None
+        _show_warnings(module.__stepc_spec__, colour)
         classes = model_classes(module)
         self.shell.push(classes)
         print(f"{name}: defined {', '.join(classes)}")
@@ -66,6 +67,12 @@ class StepcMagics(Magics):
         """The running cell's number (`In [N]`): IPython counts a cell it keeps in its
         history before running it."""
         return self.shell.execution_count - 1
+
+
+def _show_warnings(spec: LoadedSpec, colour: bool) -> None:
+    """A compiled cell's warnings, on stderr as `stepc compile` prints them."""
+    if spec.warnings:
+        print(render_text(spec.name, spec.text, spec.warnings, colour), file=sys.stderr)
 
 
 class SpecCellError(SpecError):
