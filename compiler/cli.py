@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.command in TOOL_COMMANDS:
         return importlib.import_module(f"stepc.tools.{args.command}").run(args)
-    report = Report(args.format, _use_colour(args.color))
+    report = Report(args.format, use_colour(args.color))
     specs = _unique(args.specs)
     clashes = _clashes(specs, Path(args.out)) if args.command == "compile" else []
     for problem in clashes:
@@ -246,7 +246,7 @@ def _stale(spec: str, target: Path, diff: str | None, report: Report) -> bool:
     return True
 
 
-def _use_colour(choice: str) -> bool:
+def use_colour(choice: str) -> bool:
     if choice != "auto":
         return choice == "always"
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":

@@ -23,6 +23,7 @@ from stepc.diagnostics import Diagnostic, SpecError, error, has_errors
 from stepc.emit.frameworks import ALL
 from stepc.emit.render import emit
 from stepc.lower.module import lower
+from stepc.lower.plan import ModulePlan
 from stepc.parse import ir
 from stepc.parse.ir import Span
 from stepc.parse.parser import parse
@@ -69,7 +70,20 @@ def _too_deep(source: str) -> Diagnostic:
     )
 
 
-def _stages(source: str, path: str, frameworks) -> tuple[str | None, list[Diagnostic]]:
+def lower_source(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
+    """The lowered plan of `source` (None on errors) and all diagnostics, as `analyze`
+    finds them: what the tools that show the compiler's decisions (`stepc graph`) read."""
+    source = spec_text(source)
+    problems = content_problems(source)
+    if problems:
+        return None, problems
+    try:
+        return _plan(source, path)
+    except RecursionError:
+        return None, [_too_deep(source)]
+
+
+def _plan(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
     spec, diagnostics = parse(source, path)
     if spec is None:
         return None, diagnostics
@@ -80,6 +94,13 @@ def _stages(source: str, path: str, frameworks) -> tuple[str | None, list[Diagno
     plan, found = lower(checked, source)
     diagnostics += found
     if has_errors(diagnostics):
+        return None, diagnostics
+    return plan, diagnostics
+
+
+def _stages(source: str, path: str, frameworks) -> tuple[str | None, list[Diagnostic]]:
+    plan, diagnostics = _plan(source, path)
+    if plan is None:
         return None, diagnostics
     module = emit(plan, frameworks)
     broken = _not_python(module, path)
@@ -183,4 +204,4 @@ def _register_source(filename: str, text: str) -> str:
     return filename
 
 
-__all__ = ["LoadedSpec", "analyze", "compile_source", "load", "load_source"]
+__all__ = ["LoadedSpec", "analyze", "compile_source", "load", "load_source", "lower_source"]
