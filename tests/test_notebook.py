@@ -164,6 +164,7 @@ def test_a_model_class_shows_its_step_picture_as_svg(shell):
     run(shell, "%%stepc pictured\n" + BASIC)
     data = shown(shell, "CustomModel")
     assert ElementTree.fromstring(data["image/svg+xml"]).tag.endswith("svg")
+    assert "CustomModel.train_step (pictured:" in data["image/svg+xml"]
     assert "text/markdown" not in data  # JupyterLab would prefer it to the SVG
 
 
@@ -172,7 +173,9 @@ def test_without_graphviz_a_model_class_shows_its_mermaid_source(shell, monkeypa
     run(shell, "%%stepc unpictured\n" + BASIC)
     data = shown(shell, "CustomModel")
     assert "image/svg+xml" not in data
-    assert data["text/markdown"].startswith("```mermaid\n")
+    assert data["text/markdown"].startswith("```mermaid\nflowchart")
+    assert data["text/markdown"].endswith("\n```")
+    assert "CustomModel.train_step (unpictured:" in data["text/markdown"]
     assert data["text/plain"] == "stepc_generated.unpictured.CustomModel"
 
 
