@@ -43,8 +43,7 @@ def expected_graphs() -> dict[str, str]:
     from stepc.tools.graph import step_graphs, to_dot
 
     return {
-        f"{stem}.dot": to_dot(step_graphs(_spec_text(stem), f"{stem}.step"))
-        for stem in GRAPH_SPECS
+        f"{stem}.dot": to_dot(step_graphs(_spec_text(stem), f"{stem}.step")) for stem in GRAPH_SPECS
     }
 
 

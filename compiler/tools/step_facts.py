@@ -323,6 +323,7 @@ class _StepWalk:
             sentence = f"`{text}`: {state_words(item.state)}"
             label = f"state {statement.target.id}"
             node = self._add(STATE, key, label, line, sentence, moved=moved)
+            self._bind((statement.target,), frozenset({node}), line)  # later reads see it
         else:
             reads = ", ".join(item.weights_of[1:]) or "no model"
             sentence = f"`{text}`: new weights for {statement.target.id}, reading {reads}'s"
@@ -451,6 +452,8 @@ class _StepWalk:
             sentence = f"{name} trainable variables"
             if owners:
                 sentence += f", owned by {' and '.join(optimizer_label(o) for o in owners)}"
+            else:  # only an `assign` writes them
+                sentence = f"{name} weights, which no optimizer owns: set by `assign`"
             label = "the model's weights" if model == "self" else f"{model} weights"
             self.nodes[node_id] = Node(node_id, WEIGHTS, label, line, sentence)
         return node_id
