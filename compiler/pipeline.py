@@ -27,11 +27,12 @@ from stepc.parse.sources import content_problems, read_spec, spec_text
 
 
 def analyze(
-    source: str, path: str, frameworks: tuple[str, ...] = ALL
+    source: str, path: str, frameworks: tuple[str, ...] | None = ALL
 ) -> tuple[str | None, list[Diagnostic]]:
     """Compile `source`; return the module text (None on errors) and all diagnostics.
 
-    The module holds the steps of each of `frameworks` (Keras backend names).
+    The module holds the steps of each of `frameworks` (Keras backend names);
+    with `frameworks=None` no module is written (see `diagnose`).
 
     Positions are those of `spec_text(source)`: a byte order mark dropped and every
     line break (`\r\n`, a lone `\r`) read as `\n`, which is how an editor shows it.
@@ -53,6 +54,16 @@ def analyze(
     finally:
         if collecting:
             gc.enable()
+
+
+def diagnose(source: str, path: str) -> list[Diagnostic]:
+    """Every diagnostic of `analyze(source, path)`, without writing the module.
+
+    Emitting reports nothing about the spec (only the defence that the module is
+    valid Python, a bug of stepc's), and it is half of a compile's time: the
+    language server runs this on every change.
+    """
+    return analyze(source, path, None)[1]
 
 
 def _too_deep(source: str) -> Diagnostic:
@@ -77,6 +88,8 @@ def _stages(source: str, path: str, frameworks) -> tuple[str | None, list[Diagno
     plan, found = lower(checked, source)
     diagnostics += found
     if has_errors(diagnostics):
+        return None, diagnostics
+    if frameworks is None:
         return None, diagnostics
     module = emit(plan, frameworks)
     broken = _not_python(module, path)
@@ -150,4 +163,4 @@ def _register_source(path: Path, text: str) -> str:
     return filename
 
 
-__all__ = ["analyze", "compile_source", "load"]
+__all__ = ["analyze", "compile_source", "diagnose", "load"]
