@@ -33,6 +33,9 @@ class Diagnostic:
     message: str
     span: Span
     hint: str | None = None
+    # A mechanical fix: the text that would replace `span` (a misspelt name's
+    # suggestion), which an editor offers as a code action (`stepc.tools.index`).
+    replacement: str | None = None
 
 
 class SpecError(Exception):
@@ -45,8 +48,10 @@ class SpecError(Exception):
         super().__init__(render_text(path, source, self.diagnostics))
 
 
-def error(message: str, span: Span, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.ERROR, message, span, hint)
+def error(
+    message: str, span: Span, hint: str | None = None, replacement: str | None = None
+) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, message, span, hint, replacement)
 
 
 def warning(message: str, span: Span, hint: str | None = None) -> Diagnostic:
@@ -207,19 +212,26 @@ def _escaped(char: str) -> str:
 
 
 def render_json(path: str, diagnostics: Iterable[Diagnostic]) -> list[dict]:
+    """One record per diagnostic; `replacement` only on those with a mechanical fix."""
     return [
-        {
-            "severity": d.severity.value,
-            "path": path,
-            "line": d.span.line,
-            "column": d.span.column,
-            "end_line": d.span.end_line,
-            "end_column": d.span.end_column,
-            "message": d.message,
-            "hint": d.hint,
-        }
-        for d in sorted(diagnostics, key=lambda d: (d.span.line, d.span.column))
+        _record(path, d) for d in sorted(diagnostics, key=lambda d: (d.span.line, d.span.column))
     ]
+
+
+def _record(path: str, d: Diagnostic) -> dict:
+    record = {
+        "severity": d.severity.value,
+        "path": path,
+        "line": d.span.line,
+        "column": d.span.column,
+        "end_line": d.span.end_line,
+        "end_column": d.span.end_column,
+        "message": d.message,
+        "hint": d.hint,
+    }
+    if d.replacement is not None:
+        record["replacement"] = d.replacement
+    return record
 
 
 def dumps_json(records: list[dict], ascii_only: bool = False) -> str:

@@ -43,6 +43,7 @@ from stepc.tables.keras_names import (
     KERAS_FUNCTIONS,
     SUBCLASS_ATTRIBUTES,
 )
+from stepc.tables.keras_summaries import SUMMARIES
 from stepc.tables.ops_signatures import SIGNATURES
 from stepc.tables.ops_table import (
     ANY_RANK,
@@ -203,6 +204,8 @@ def _check_backend(backend: str) -> None:
     assert found.pop("constructors") == constructors, "run `python scripts/keras_names.py`"
     # The operation table's signatures are the same on every backend.
     assert found.pop("signatures") == SIGNATURES, "run `python scripts/keras_names.py`"
+    # What the hover says each function and class does is Keras's own first sentence.
+    assert found.pop("summaries") == SUMMARIES, "run `python scripts/keras_names.py`"
     data = {
         "subclass": SUBCLASS_ATTRIBUTES,
         "functional": FUNCTIONAL_ATTRIBUTES,

@@ -15,7 +15,7 @@ import math
 
 from stepc.check.depends import TENSORS, Reach
 from stepc.check.exprs import ExprChecker, Value, article
-from stepc.check.hints import suggest
+from stepc.check.hints import misspelt, suggest
 from stepc.check.symbols import Kind
 from stepc.diagnostics import error
 from stepc.parse import ir
@@ -190,13 +190,8 @@ class ConstructChecks(ExprChecker):
             self.usage.names.add(target.id)
             return
         models = [n for n, s in self.symbols.items() if s.type is Type.MODEL]
-        self.out.append(
-            error(
-                f"`{target.id}` is not a model: assign sets the weights of a model",
-                target.span,
-                suggest(target.id, models) or "the models: " + ", ".join(models),
-            )
-        )
+        message = f"`{target.id}` is not a model: assign sets the weights of a model"
+        self.out.append(misspelt(message, target, models, "the models: " + ", ".join(models)))
 
     def _check_per_weight(self, expr: ir.Expr, value: Value) -> None:
         """One weight at a time: the expression may mix models' weights with

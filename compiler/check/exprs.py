@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from stepc.check.binding import STRING_KINDS, bind, kind_problem, parameter_names
 from stepc.check.depends import ANY, TENSORS
 from stepc.check.gradient_edits import GradientMapping, maps_over_gradients, refused_hint
-from stepc.check.hints import suggest, unknown_operation
+from stepc.check.hints import suggestion, unknown_operation
 from stepc.check.operators import OperatorChecks
 from stepc.check.symbols import Kind, Symbol
 from stepc.check.values import CHAIN_NAMES, Value, article, chain, reported
@@ -116,14 +116,15 @@ class ExprChecker(GradientMapping, OperatorChecks):
         return Value(Type.UNKNOWN)  # reported: nothing follows from it
 
     def _unknown_name(self, node: ir.Name) -> None:
-        hint = suggest(node.id, [*self.locals, *self.symbols])
+        best = suggestion(node.id, [*self.locals, *self.symbols])
+        hint = f"did you mean `{best}`?" if best else None
         if node.id in _DATA_ROLES and hint is None:
             hint = f"declare it in the step's data: `{self.step.kind.value}(x, y, sample_weight?)`"
         if node.id in OPS:
             message = f"`{node.id}` is an operation; call it: `{OPS[node.id].signature()}`"
         else:
             message = f"undefined name `{node.id}`"
-        self.out.append(error(message, node.span, hint))
+        self.out.append(error(message, node.span, hint, replacement=best))
 
     def _expr_TupleExpr(self, node) -> Value:
         return self._sequence(node)
@@ -157,8 +158,7 @@ class ExprChecker(GradientMapping, OperatorChecks):
         if name in OPS:
             return self._call_op(node, OPS[name])
         callables = [*OPS, COMPILED_LOSS, *(n for n, s in self.symbols.items() if _callable(s))]
-        message, hint = unknown_operation(name, callables)
-        self.out.append(error(message, node.func.span, hint))
+        self.out.append(unknown_operation(node.func, callables))
         # Of unknown type, through its arguments' models: nothing false follows.
         return _merge(Type.UNKNOWN, self._values(node.args, node.keywords))
 

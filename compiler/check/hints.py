@@ -14,7 +14,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from stepc.diagnostics import closest
+from stepc.diagnostics import Diagnostic, closest, error
+from stepc.parse import ir
 from stepc.tables.builtins import OP_ALIASES, OPS
 from stepc.tables.keras_names import KERAS_OPERATIONS
 from stepc.tables.ops_table import EXCLUDED
@@ -26,10 +27,25 @@ NOT_OFFERED = "not an operation stepc offers"
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """`did you mean ...?` for a close spelling neighbour, or None."""
+    best = suggestion(name, candidates)
+    return f"did you mean `{best}`?" if best else None
+
+
+def suggestion(name: str, candidates: Iterable[str]) -> str | None:
+    """The close spelling neighbour `suggest` names, or None."""
     best = closest(name, set(candidates))
-    if best is None or not _close(name, best):
-        return None
-    return f"did you mean `{best}`?"
+    return best if best is not None and _close(name, best) else None
+
+
+def misspelt(
+    message: str, name: ir.Name, candidates: Iterable[str], otherwise: str | None = None
+) -> Diagnostic:
+    """An error on `name` whose hint names a close candidate, which is then also the
+    diagnostic's `replacement` (an editor's code action), or else says `otherwise`."""
+    best = suggestion(name.id, candidates)
+    if best is None:
+        return error(message, name.span, otherwise)
+    return error(message, name.span, f"did you mean `{best}`?", replacement=best)
 
 
 def _close(name: str, candidate: str) -> bool:
@@ -52,14 +68,16 @@ def _one_typo(a: str, b: str) -> bool:
     return shorter[start:] == longer[start + 1 :]
 
 
-def unknown_operation(name: str, callables: Iterable[str]) -> tuple[str, str]:
-    """The message and hint for a call to a name that is not an operation."""
+def unknown_operation(func: ir.Name, callables: Iterable[str]) -> Diagnostic:
+    """The error for a call to a name that is not an operation (on the callee's name)."""
+    name = func.id
+    message = f"`{name}` is not an allowed operation"
     meant = OP_ALIASES.get(name)
     if meant in OPS:
-        return f"`{name}` is not an allowed operation", f"did you mean `{meant}`?"
+        return error(message, func.span, f"did you mean `{meant}`?", replacement=meant)
     if name in KERAS_OPERATIONS:
         qualified = f"{KERAS_OPERATIONS[name]}.{name}"
         reason = EXCLUDED.get(qualified, "which stepc does not offer yet")
-        return f"`{name}` is {NOT_OFFERED}", f"it is {qualified}, left out: {reason}"
-    hint = suggest(name, callables) or "see the operation list in docs/language.md"
-    return f"`{name}` is not an allowed operation", hint
+        hint = f"it is {qualified}, left out: {reason}"
+        return error(f"`{name}` is {NOT_OFFERED}", func.span, hint)
+    return misspelt(message, func, callables, "see the operation list in docs/language.md")

@@ -10,10 +10,10 @@ plus each model's symbol table, which the lowering reads.
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stepc.check.binding import repeated_keywords
-from stepc.check.hints import suggest
+from stepc.check.hints import misspelt
 from stepc.check.loss_report import is_loss_tracker_update
 from stepc.check.lowering import lowering_findings
 from stepc.check.objects import (
@@ -39,6 +39,7 @@ from stepc.check.shared import data_line_problems, merge_step_findings, shared_b
 from stepc.check.state import declaration_names, init_numbers, state_symbol
 from stepc.check.steps import StepChecker, Usage
 from stepc.check.symbols import Kind, Symbol, base_symbols
+from stepc.check.values import Value
 from stepc.diagnostics import Diagnostic, error, has_errors, warning
 from stepc.parse import ir
 from stepc.tables.builtins import (
@@ -63,6 +64,10 @@ class CheckedModel:
     model: ir.Model
     functional: bool
     symbols: dict[str, Symbol]
+    # What the checker inferred for each value of its steps, by the span of the
+    # name defining it (an assignment's target, a data part, a loop variable):
+    # a read-only record for the language tools (`stepc.tools.index`).
+    values: dict[ir.Span, Value] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ class _ModelChecker:
         self.functional = self._check_base()
         self.symbols = base_symbols(self.functional, model.compile is not None)
         self.usage = Usage()
+        self.values: dict[ir.Span, Value] = {}
 
     def run(self) -> CheckedModel:
         check_identifier(self.model.name, self.out)
@@ -174,7 +180,7 @@ class _ModelChecker:
         self._declare_recovered()
         self._check_steps()
         self._warn_unused()
-        return CheckedModel(self.model, self.functional, dict(self.symbols))
+        return CheckedModel(self.model, self.functional, dict(self.symbols), self.values)
 
     def _declare_recovered(self) -> None:
         """A model item with a syntax error (already reported): the names it would have
@@ -209,8 +215,8 @@ class _ModelChecker:
                 )
             return False
         if base.id != "Functional":
-            hint = suggest(base.id, ["Functional"]) or "the only base is `Functional`"
-            self.out.append(error(f"unknown model base `{base.id}`", base.span, hint))
+            hint = "the only base is `Functional`"
+            self.out.append(misspelt(f"unknown model base `{base.id}`", base, ["Functional"], hint))
         elif self.model.init is not None:
             self.out.append(
                 error(
@@ -264,11 +270,9 @@ class _ModelChecker:
     def _declare_optimizer(self, decl: ir.ObjectDecl) -> None:
         """`optimizer NAME = Class(...)`: built in compile() from its numbers."""
         if decl.class_name.id not in OPTIMIZER_CONSTRUCTORS:
-            hint = suggest(decl.class_name.id, OPTIMIZER_CONSTRUCTORS) or (
-                "the optimizer classes are " + ", ".join(OPTIMIZER_CONSTRUCTORS)
-            )
+            hint = "the optimizer classes are " + ", ".join(OPTIMIZER_CONSTRUCTORS)
             message = f"unknown optimizer class `{decl.class_name.id}`"
-            self.out.append(error(message, decl.class_name.span, hint))
+            self.out.append(misspelt(message, decl.class_name, OPTIMIZER_CONSTRUCTORS, hint))
         if self.model.compile is None:
             self.out.append(
                 error(
@@ -297,12 +301,9 @@ class _ModelChecker:
         classes = METRIC_CLASSES if kind is Kind.METRIC else LOSS_CLASSES
         what = "metric" if kind is Kind.METRIC else "loss"
         if decl.class_name.id not in classes:
-            hint = suggest(decl.class_name.id, classes) or (
-                f"the {what} classes include " + ", ".join(sorted(classes)[:6]) + ", ..."
-            )
-            self.out.append(
-                error(f"unknown {what} class `{decl.class_name.id}`", decl.class_name.span, hint)
-            )
+            hint = f"the {what} classes include " + ", ".join(sorted(classes)[:6]) + ", ..."
+            message = f"unknown {what} class `{decl.class_name.id}`"
+            self.out.append(misspelt(message, decl.class_name, classes, hint))
         self._check_constructor_args(decl, kind)
         type_ = Type.METRIC if kind is Kind.METRIC else Type.LOSS
         self._declare(
@@ -382,7 +383,10 @@ class _ModelChecker:
             name = ir.Name(step.kind.value, step.span)
             if _check_unique(name, seen, "step", self.out):
                 per_step.append(found := data_line_problems(self.model, step))
-                StepChecker(step, self.symbols, self.functional, self.usage, found).run()
+                checker = StepChecker(
+                    step, self.symbols, self.functional, self.usage, found, self.values
+                )
+                checker.run()
                 if not has_errors(found):
                     self.clean_steps.append(step)
         self.out += shared_block_problems(self.model) + merge_step_findings(self.model, per_step)

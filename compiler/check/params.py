@@ -12,7 +12,7 @@ model builds from its numbers (`optimizer NAME = Adam(learning_rate=lr)`,
 
 from __future__ import annotations
 
-from stepc.check.hints import suggest
+from stepc.check.hints import misspelt
 from stepc.diagnostics import Diagnostic, error
 from stepc.parse import ir
 from stepc.tables.builtins import PARAM_TYPES, Type
@@ -84,8 +84,8 @@ def type_problems(param: ir.Param, in_compile: bool) -> list[Diagnostic]:
         return [error(message, param.type_name.span, hint)]
     if type_name in PARAM_TYPES:
         return []
-    hint = suggest(type_name, ALL_TYPES) or "the types are " + ", ".join(PARAM_TYPES)
-    return [error(f"unknown type `{type_name}`", param.type_name.span, hint)]
+    hint = "the types are " + ", ".join(PARAM_TYPES)
+    return [misspelt(f"unknown type `{type_name}`", param.type_name, ALL_TYPES, hint)]
 
 
 def _either(names: list[str]) -> str:
@@ -195,7 +195,7 @@ def argument_problem(value: ir.Expr, numbers: dict[str, str], reads_numbers: boo
         message = "constructor arguments must be literals (numbers, strings, True, False, None)"
         return error(message, value.span)
     hint = "a literal, or the name of an int or float parameter of init(...) or compile(...)"
-    if isinstance(value, ir.Name):
-        hint = suggest(value.id, numbers) or f"`{value.id}` is not one: {hint}"
     message = "constructor arguments must be literals or int/float parameters"
+    if isinstance(value, ir.Name):
+        return misspelt(message, value, numbers, f"`{value.id}` is not one: {hint}")
     return error(message, value.span, hint)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from stepc.check.depends import DependencyGraph
 from stepc.check.exprs import Local, Usage, Value, article, chain, reported, returns_tuple
 from stepc.check.gradient_edits import ApplyChecks
-from stepc.check.hints import suggest
+from stepc.check.hints import misspelt
 from stepc.check.loops import LoopChecks, loop_variables
 from stepc.check.loss_report import LOSS_TRACKER
 from stepc.check.reports import ReportChecks
@@ -43,14 +43,29 @@ __all__ = ["StepChecker", "Usage"]
 DISCARD = "_"
 
 
+class _RecordingLocals(dict):
+    """The step's values by name, which also records each definition's `Value` by
+    the span that defines it (read-only, for the language tools: `CheckedModel.values`)."""
+
+    def __init__(self, defined: dict[ir.Span, Value]):
+        super().__init__()
+        self.defined = defined
+
+    def __setitem__(self, name: str, local: Local) -> None:
+        super().__setitem__(name, local)
+        self.defined[local.span] = local.value
+
+
 class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
-    def __init__(self, step, symbols, functional, usage, out):
+    def __init__(self, step, symbols, functional, usage, out, defined=None):
         self.step: ir.Step = step
         self.symbols: dict[str, Symbol] = symbols
         self.functional: bool = functional
         self.usage: Usage = usage
         self.out: list[Diagnostic] = out
-        self.locals: dict[str, Local] = {}
+        # Each definition's value, by its span (kept after loops forget their names).
+        self.defined: dict[ir.Span, Value] = {} if defined is None else defined
+        self.locals: dict[str, Local] = _RecordingLocals(self.defined)
         self.optimizer_targets: dict[str, tuple[tuple[str, ...], ir.Span]] = {}
         self.compiled_loss_span: ir.Span | None = None
         self.reports = False
@@ -317,9 +332,8 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
         else:
             message = f"unknown model `{target.id}`"
         models = [n for n in self.symbols if self._is_model(n)]
-        hint = suggest(target.id, models) if target.id != "self" else None
-        hint = hint or "the models it can update: " + ", ".join(models)
-        self.out.append(error(message, target.span, hint))
+        otherwise = "the models it can update: " + ", ".join(models)
+        self.out.append(misspelt(message, target, models if target.id != "self" else (), otherwise))
         return False
 
     def _check_depends(self, expr: ir.Expr, loss: Value, target: ir.Name) -> None:
@@ -355,8 +369,8 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
             return  # its declaration's error was reported
         if symbol is None or symbol.type is not Type.OPTIMIZER:
             optimizers = [n for n, s in self.symbols.items() if s.type is Type.OPTIMIZER]
-            hint = suggest(name.id, optimizers) or self._declare_optimizer_hint(name)
-            self.out.append(error(f"`{name.id}` is not a declared optimizer", name.span, hint))
+            message = f"`{name.id}` is not a declared optimizer"
+            self.out.append(misspelt(message, name, optimizers, self._declare_optimizer_hint(name)))
             return
         self._check_optimizer_reuse(name, targets)
 
@@ -401,8 +415,8 @@ class StepChecker(ApplyChecks, ReportChecks, LoopChecks, StateChecks):
             return
         if symbol is None or symbol.type is not Type.METRIC:
             metrics = [n for n, s in self.symbols.items() if s.type is Type.METRIC]
-            hint = suggest(name, metrics) or "declare it: `metric name = Mean()`"
-            self.out.append(error(f"`{name}` is not a metric", statement.metric.span, hint))
+            hint = "declare it: `metric name = Mean()`"
+            self.out.append(misspelt(f"`{name}` is not a metric", statement.metric, metrics, hint))
             self._values(statement.args, statement.keywords)
             return
         self.usage.names.add(name)

@@ -10,6 +10,7 @@ The IR is built during the parse by `stepc.parse.ir_builder`.
 from __future__ import annotations
 
 import functools
+import re
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -92,6 +93,23 @@ def _parser() -> Lark:
         # unreadable file): building them is most of a cold `stepc compile`.
         cache=True,
     )
+
+
+@functools.cache
+def keywords() -> frozenset[str]:
+    """The words the grammar reserves: its keyword terminals (`MODEL.2: /model\\b/`,
+    `STEP_KIND.2: /(train|test|predict)\\b/`), read from the parser, so that the
+    grammar file stays the one list (`stepc.tools.index` refuses them as new names)."""
+    words: set[str] = set()
+    for terminal in _parser().terminals:
+        found = _KEYWORD_PATTERN.fullmatch(terminal.pattern.value)
+        if terminal.pattern.type == "re" and found:
+            words.update(found.group(1).split("|"))
+    return frozenset(words)
+
+
+# A keyword terminal's pattern: a word, or a group of alternative words, then `\b`.
+_KEYWORD_PATTERN = re.compile(r"\(?(\w+(?:\|\w+)*)\)?\\b")
 
 
 def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
