@@ -52,9 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stepc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compile_ = commands.add_parser("compile", help="compile specs to Python modules")
-    compile_.add_argument("specs", nargs="+", metavar="SPEC")
+    no_spec = "default: the `specs` of [tool.stepc] in pyproject.toml"
+    compile_.add_argument("specs", nargs="*", metavar="SPEC", help=no_spec)
     compile_.add_argument(
-        "-o", "--out", required=True, metavar="OUTDIR", help="where to write <spec stem>.py"
+        "-o",
+        "--out",
+        metavar="OUTDIR",
+        help="where to write <spec stem>.py (default: `out` of [tool.stepc])",
     )
     compile_.add_argument(
         "--force", action="store_true", help="overwrite files stepc did not generate"
@@ -67,11 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--backend",
         choices=tuple(FRAMEWORKS),
-        help="write the steps of this Keras backend only (default: every backend's, "
-        "the one Keras runs on chosen when the module is imported)",
+        help="write the steps of this Keras backend only (default: `backend` of "
+        "[tool.stepc], else every backend's, the one Keras runs on chosen on import)",
     )
     check = commands.add_parser("check", help="check specs without writing anything")
-    check.add_argument("specs", nargs="+", metavar="SPEC")
+    check.add_argument("specs", nargs="*", metavar="SPEC", help=no_spec)
     for sub in (compile_, check):
         sub.add_argument("--format", choices=("text", "json"), default="text")
         sub.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -131,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.command in TOOL_COMMANDS:
         return importlib.import_module(f"stepc.tools.{args.command}").run(args)
-    report = Report(args.format, _use_colour(args.color))
+    report = Report(args.format, use_colour(args.color))
+    args = _configured(args, report)
+    if not isinstance(args, argparse.Namespace):
+        return args  # the exit code of a problem with the configuration
     specs = _unique(args.specs)
     clashes = _clashes(specs, Path(args.out)) if args.command == "compile" else []
     for problem in clashes:
@@ -142,6 +149,21 @@ def _run(args) -> int:
             failed |= _one_spec(spec, args, report)
     report.finish()
     return EXIT_SPEC_ERROR if failed else EXIT_OK
+
+
+def _configured(args, report: Report) -> argparse.Namespace | int:
+    """The arguments with what is missing taken from [tool.stepc], or the exit code why not."""
+    from stepc.tools.config import ConfigError, UsageError, resolve_arguments
+
+    try:
+        return resolve_arguments(args)
+    except ConfigError as exc:
+        report.spec(exc.path, exc.source, exc.diagnostics)
+        report.finish()
+        return EXIT_SPEC_ERROR
+    except UsageError as exc:
+        _write("stderr", f"stepc {args.command}: error: {exc.message}\n  hint: {exc.hint}\n")
+        return EXIT_USAGE
 
 
 def _unique(specs: list[str]) -> list[str]:
@@ -246,7 +268,8 @@ def _stale(spec: str, target: Path, diff: str | None, report: Report) -> bool:
     return True
 
 
-def _use_colour(choice: str) -> bool:
+def use_colour(choice: str) -> bool:
+    """`--color auto|always|never`: auto is on for a terminal, off when piped or NO_COLOR."""
     if choice != "auto":
         return choice == "always"
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":

@@ -63,7 +63,7 @@ def write_module(path: Path, text: str, force: bool = False) -> bool:
             return False
     _make_directory(path.parent)
     try:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     return True
@@ -162,7 +162,9 @@ def _make_directory(directory: Path) -> None:
         raise _with_reason(directory, message, exc) from exc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` by `data` through a temporary file renamed over it (a module, or
+    a spec `stepc fmt` rewrote); the file keeps its mode. Raises OSError."""
     # A short prefix: the temporary name must fit wherever the module's name fits.
     prefix = f".{path.stem[:32]}."
     descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from stepc.parse.sources import code_positions
 
 from tests.update_golden import GOLDEN, ROOT, SPECS, expected_modules
 
@@ -90,10 +91,14 @@ STEP_HEADER = re.compile(r"    (train|test|predict|shared)\b")
 
 
 def _step_lines(lines: list[str]):
-    """(number, line) of each statement line inside a step or shared block (not a
-    model item's continuation lines, such as an init(...) broken over lines)."""
-    in_step = False
+    """(number, line) of each statement's first line inside a step or shared block (not
+    a continuation line in brackets, as `stepc fmt` breaks a long statement)."""
+    in_step, depth = False, 0
     for number, line in enumerate(lines, start=1):
+        starts_statement = depth == 0
+        depth += sum((c in "([") - (c in ")]") for _, c in code_positions(line))
+        if not starts_statement:
+            continue
         if line.startswith("    ") and not line.startswith("     "):
             in_step = bool(STEP_HEADER.match(line))
         elif in_step and line.startswith("        ") and not line.strip().startswith("#"):

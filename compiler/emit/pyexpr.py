@@ -126,24 +126,28 @@ def flat(doc: Doc) -> str:
     return f"{doc.open}{body}{',' if doc.tuple_of_one else ''}{doc.close}"
 
 
-def layout(prefix: str, doc: Doc, indent: str, reserve: int = 0) -> list[str]:
-    """Lines for `prefix + doc` at `indent`, within LINE_LENGTH less `reserve`
-    (room for a comma that follows)."""
+def layout(
+    prefix: str, doc: Doc, indent: str, reserve: int = 0, width: int = LINE_LENGTH
+) -> list[str]:
+    """Lines for `prefix + doc` at `indent`, within `width` less `reserve`
+    (room for a comma that follows). The width is Python's line length unless
+    told (the spec formatter, `stepc.tools.fmt`, lays specs out at its own)."""
     text = indent + prefix + flat(doc)
-    if len(text) + reserve <= LINE_LENGTH:
+    if len(text) + reserve <= width:
         return [text]
     if isinstance(doc, Text) and not prefix:
-        return _split_text(doc.value, indent, LINE_LENGTH - reserve)
+        return _split_text(doc.value, indent, width - reserve)
     if isinstance(doc, Chain):
-        return _break_chain(prefix, doc, indent, reserve)
+        return _break_chain(prefix, doc, indent, reserve, width)
     head, group, tail = _last_group(doc)
     if group is None:
         return [text]
-    head, group, tail = _passing_over_trailers(indent + prefix, doc, (head, group, tail))
-    if prefix.endswith(" = ") and len(indent + prefix + head + group.open) > LINE_LENGTH:
+    head, group, tail = _passing_over_trailers(indent + prefix, doc, (head, group, tail), width)
+    if prefix.endswith(" = ") and len(indent + prefix + head + group.open) > width:
         # `name = f(` alone is too long: ruff parenthesizes the right-hand side.
-        return [indent + prefix + "(", *layout("", doc, indent + INDENT), indent + ")"]
-    return _break_group(indent + prefix + head, group, tail, indent)
+        inner = layout("", doc, indent + INDENT, width=width)
+        return [indent + prefix + "(", *inner, indent + ")"]
+    return _break_group(indent + prefix + head, group, tail, indent, width)
 
 
 def assignment(targets: list[str], doc: Doc, indent: str) -> list[str]:
@@ -174,11 +178,11 @@ def _last_group(doc: Doc) -> tuple[str, Group | None, str]:
     return flat(doc), None, ""
 
 
-def _passing_over_trailers(start: str, doc: Doc, split: tuple) -> tuple:
+def _passing_over_trailers(start: str, doc: Doc, split: tuple, width: int) -> tuple:
     """The split ruff makes: the last bracket pair, unless it is a subscript whose
     `[` would end a line too long; then the pair before it (when there is one)."""
     head, group, tail = split
-    while group is not None and group.trailer and len(start + head + group.open) > LINE_LENGTH:
+    while group is not None and group.trailer and len(start + head + group.open) > width:
         doc = _frozen_last_group(doc)
         head, group, tail = _last_group(doc)
     return (head, group, tail) if group is not None else split
@@ -199,26 +203,28 @@ def _frozen_last_group(doc: Doc) -> Doc:
     return doc
 
 
-def _break_group(head: str, group: Group, tail: str, indent: str) -> list[str]:
+def _break_group(
+    head: str, group: Group, tail: str, indent: str, width: int = LINE_LENGTH
+) -> list[str]:
     inner = indent + INDENT
     body = ", ".join(flat(i) for i in group.items)
     if group.tuple_of_one:
         body += ","
     closing = indent + group.close + tail
-    if len(inner + body) <= LINE_LENGTH:
+    if len(inner + body) <= width:
         return [head + group.open, inner + body, closing]
     if len(group.items) == 1 and not group.tuple_of_one:
         # One item gets no trailing comma: the formatter would keep it as "magic".
-        return [head + group.open, *layout("", group.items[0], inner), closing]
+        return [head + group.open, *layout("", group.items[0], inner, width=width), closing]
     lines = [head + group.open]
     for item in group.items:
-        item_lines = layout("", item, inner, reserve=1)
+        item_lines = layout("", item, inner, reserve=1, width=width)
         item_lines[-1] += ","
         lines += item_lines
     return lines + [closing]
 
 
-def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int) -> list[str]:
+def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int, width: int) -> list[str]:
     """One operand a line; a statement's chain gets parentheses to hold it,
     and stays on one line inside them if it fits there.
 
@@ -228,16 +234,16 @@ def _break_chain(prefix: str, chain: Chain, indent: str, reserve: int) -> list[s
     parenthesized."""
     if prefix and len(chain.rest) == 1 and _may_omit_parentheses(chain):
         for attempt in (_break_last_operand, _break_first_operand, _break_both_operands):
-            lines = attempt(prefix, chain, indent, reserve)
+            lines = attempt(prefix, chain, indent, reserve, width)
             if lines is not None:
                 return lines
     inner = indent + INDENT if prefix else indent
-    if prefix and len(inner + flat(chain)) <= LINE_LENGTH:
+    if prefix and len(inner + flat(chain)) <= width:
         return [indent + prefix + "(", inner + flat(chain), indent + ")"]
     lines = [indent + prefix + "("] if prefix else []
-    lines += layout("", chain.first, inner)
+    lines += layout("", chain.first, inner, width=width)
     for op, operand in chain.rest:
-        lines += layout(f"{op} ", operand, inner)
+        lines += layout(f"{op} ", operand, inner, width=width)
     if prefix:
         lines.append(indent + ")")
     return lines
@@ -250,33 +256,31 @@ def _may_omit_parentheses(chain: Chain) -> bool:
     return text.startswith(("(", "[")) or text.endswith((")", "]"))
 
 
-def _break_last_operand(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
+def _break_last_operand(prefix, chain: Chain, indent: str, reserve: int, width: int):
     op, operand = chain.rest[0]
     head, group, tail = _last_group(operand)
     if group is None:
         return None
     head = f"{indent}{prefix}{flat(chain.first)} {op} {head}"
-    lines = _break_group(head, group, tail, indent)
-    return lines if _fits(lines, reserve) else None
+    lines = _break_group(head, group, tail, indent, width)
+    return lines if _fits(lines, reserve, width) else None
 
 
-def _fits(lines: list[str], reserve: int) -> bool:
-    return all(len(line) <= LINE_LENGTH for line in lines[:-1]) and (
-        len(lines[-1]) + reserve <= LINE_LENGTH
-    )
+def _fits(lines: list[str], reserve: int, width: int) -> bool:
+    return all(len(line) <= width for line in lines[:-1]) and (len(lines[-1]) + reserve <= width)
 
 
-def _break_first_operand(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
+def _break_first_operand(prefix, chain: Chain, indent: str, reserve: int, width: int):
     head, group, tail = _last_group(chain.first)
     if group is None:
         return None
     op, operand = chain.rest[0]
-    lines = _break_group(indent + prefix + head, group, tail, indent)
+    lines = _break_group(indent + prefix + head, group, tail, indent, width)
     lines[-1] += f" {op} {flat(operand)}"
-    return lines if _fits(lines, reserve) else None
+    return lines if _fits(lines, reserve, width) else None
 
 
-def _break_both_operands(prefix, chain: Chain, indent: str, reserve: int) -> list[str] | None:
+def _break_both_operands(prefix, chain: Chain, indent: str, reserve: int, width: int):
     """`f(` .. `) - g(` .. `)`: each operand breaks inside its own call, as the
     formatter fits one bracket after the other when neither operand fits flat."""
     head, group, tail = _last_group(chain.first)
@@ -284,10 +288,10 @@ def _break_both_operands(prefix, chain: Chain, indent: str, reserve: int) -> lis
     last_head, last_group, last_tail = _last_group(operand)
     if group is None or last_group is None:
         return None
-    lines = _break_group(indent + prefix + head, group, tail, indent)
+    lines = _break_group(indent + prefix + head, group, tail, indent, width)
     joint = f"{lines.pop()} {op} {last_head}"
-    lines += _break_group(joint, last_group, last_tail, indent)
-    return lines if _fits(lines, reserve) else None
+    lines += _break_group(joint, last_group, last_tail, indent, width)
+    return lines if _fits(lines, reserve, width) else None
 
 
 def _split_text(value: str, indent: str, limit: int) -> list[str]:
@@ -371,7 +375,11 @@ def _axis_text(item, render) -> str:
     if not isinstance(item, ir.Slice):
         return flat(render(item).doc)
     bounds = [item.start, item.stop] + ([item.step] if item.step is not None else [])
-    parts = [flat(render(b).doc) if b is not None else "" for b in bounds]
+    return slice_text([flat(render(b).doc) if b is not None else "" for b in bounds])
+
+
+def slice_text(parts: list[str]) -> str:
+    """A slice from its bounds' text (`""`: left out), spaced as ruff spaces it."""
     if all(not p or _SIMPLE_BOUND.fullmatch(p) for p in parts):
         return ":".join(parts)
     # Complex bounds: the colon spaced like a binary operator, but not toward a

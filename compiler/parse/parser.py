@@ -112,6 +112,23 @@ def keywords() -> frozenset[str]:
 _KEYWORD_PATTERN = re.compile(r"\(?(\w+(?:\|\w+)*)\)?\\b")
 
 
+@functools.cache
+def token_tree_parser() -> Lark:
+    """The same grammar and indenter building a parse tree that keeps every token,
+    with positions: the formatter's (`stepc.tools.fmt`), which needs the parentheses
+    and commas that the IR does without. Only for text that `parse` accepts."""
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        postlex=_StepIndenter(),
+        keep_all_tokens=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+    )
+
+
 def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:
     """Parse a spec: its IR and one diagnostic per syntax error.
 
