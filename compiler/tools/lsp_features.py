@@ -177,7 +177,7 @@ def register(server: StepServer) -> None:
     server.feature(types.TEXT_DOCUMENT_DEFINITION)(definition)
     server.feature(types.TEXT_DOCUMENT_REFERENCES)(references)
     server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)(prepare_rename)
-    server.feature(types.TEXT_DOCUMENT_RENAME, types.RenameOptions(prepare_provider=True))(rename)
+    server.feature(types.TEXT_DOCUMENT_RENAME)(rename)  # pygls announces prepareRename
     server.feature(types.TEXT_DOCUMENT_COMPLETION, _COMPLETION_TRIGGERS)(completion)
     server.feature(types.TEXT_DOCUMENT_FORMATTING)(formatting)
     quick_fixes = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])

@@ -33,10 +33,13 @@ def server_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def initialize_params(**capabilities) -> types.InitializeParams:
+def initialize_params() -> types.InitializeParams:
+    """An editor's: UTF-16 positions (LSP's default), and rename with prepareRename."""
     general = types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16])
+    rename = types.RenameClientCapabilities(prepare_support=True)
+    text_document = types.TextDocumentClientCapabilities(rename=rename)
     return types.InitializeParams(
-        capabilities=types.ClientCapabilities(general=general, **capabilities)
+        capabilities=types.ClientCapabilities(general=general, text_document=text_document)
     )
 
 
