@@ -1,4 +1,4 @@
-"""The pipeline: parse, check, lower, emit; and loading a compiled spec.
+"""The pipeline: parse, check, lower, emit (or only diagnose); and loading a compiled spec.
 
 Owns running the stages in order, stopping after the first stage that reports
 errors (warnings never stop it; a syntax error stops after the checker, which

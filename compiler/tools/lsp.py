@@ -13,6 +13,8 @@ that TensorFlow and Keras are not among them). It never imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -128,5 +130,12 @@ def _register_sync(server: StepServer) -> None:
 
 def run(args) -> int:
     """`stepc lsp [--stdio]`: serve over stdin and stdout until the client says exit."""
-    build_server().start_io()
-    return 0
+    server = build_server()
+    server.start_io()
+    # pygls reads stdin in a pool thread, blocked in read() until the client closes the
+    # pipe, and the interpreter's exit would wait for that thread: leave at once, as
+    # LSP's `exit` asks (its code: 0 after a `shutdown` request, else 1).
+    code = 0 if server.protocol._shutdown else 1
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)

@@ -34,10 +34,15 @@ def server_env() -> dict[str, str]:
 
 
 def initialize_params() -> types.InitializeParams:
-    """An editor's: UTF-16 positions (LSP's default), and rename with prepareRename."""
+    """An editor's: UTF-16 positions (LSP's default), Markdown, rename with prepareRename."""
     general = types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16])
-    rename = types.RenameClientCapabilities(prepare_support=True)
-    text_document = types.TextDocumentClientCapabilities(rename=rename)
+    markdown = [types.MarkupKind.Markdown]
+    item = types.ClientCompletionItemOptions(documentation_format=markdown)
+    text_document = types.TextDocumentClientCapabilities(
+        rename=types.RenameClientCapabilities(prepare_support=True),
+        hover=types.HoverClientCapabilities(content_format=markdown),
+        completion=types.CompletionClientCapabilities(completion_item=item),
+    )
     return types.InitializeParams(
         capabilities=types.ClientCapabilities(general=general, text_document=text_document)
     )
