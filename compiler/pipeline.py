@@ -1,4 +1,4 @@
-"""The pipeline: parse, check, lower, emit; and loading a compiled spec.
+"""The pipeline: parse, check, lower, emit (or only diagnose); and loading a compiled spec.
 
 Owns running the stages in order, stopping after the first stage that reports
 errors (warnings never stop it; a syntax error stops after the checker, which
@@ -42,6 +42,11 @@ def analyze(
     """
     if not isinstance(source, str):
         raise TypeError(f"a spec is text (str), not {type(source).__name__}")
+    return _run_stages(source, lambda text: _stages(text, path, frameworks))
+
+
+def _run_stages(source: str, stages):
+    """`stages(text)` of the spec's text as an editor shows it, or its content problems."""
     source = spec_text(source)
     problems = content_problems(source)
     if problems:
@@ -51,12 +56,22 @@ def analyze(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _stages(source, path, frameworks)
+        return stages(source)
     except RecursionError:
         return None, [_too_deep(source)]
     finally:
         if collecting:
             gc.enable()
+
+
+def diagnose(source: str, path: str) -> list[Diagnostic]:
+    """Every diagnostic of `analyze(source, path)`, without writing the module.
+
+    Emitting reports nothing about the spec (only the defence that the module is
+    valid Python, a bug of stepc's), and it is half of a compile's time: the
+    language server runs this on every change.
+    """
+    return lower_source(source, path)[1]
 
 
 def _too_deep(source: str) -> Diagnostic:
@@ -73,14 +88,7 @@ def _too_deep(source: str) -> Diagnostic:
 def lower_source(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
     """The lowered plan of `source` (None on errors) and all diagnostics, as `analyze`
     finds them: what the tools that show the compiler's decisions (`stepc graph`) read."""
-    source = spec_text(source)
-    problems = content_problems(source)
-    if problems:
-        return None, problems
-    try:
-        return _plan(source, path)
-    except RecursionError:
-        return None, [_too_deep(source)]
+    return _run_stages(source, lambda text: _plan(text, path))
 
 
 def _plan(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
@@ -204,4 +212,12 @@ def _register_source(filename: str, text: str) -> str:
     return filename
 
 
-__all__ = ["LoadedSpec", "analyze", "compile_source", "load", "load_source", "lower_source"]
+__all__ = [
+    "LoadedSpec",
+    "analyze",
+    "compile_source",
+    "diagnose",
+    "load",
+    "load_source",
+    "lower_source",
+]
