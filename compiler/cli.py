@@ -363,7 +363,8 @@ def _flush_streams() -> None:
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         try:
-            if stream is not None:
+            # `stepc lsp` ends with its streams closed (pygls closes them on `exit`).
+            if stream is not None and not stream.closed:
                 stream.flush()
         except BrokenPipeError:
             raise

@@ -1,18 +1,21 @@
-"""The pipeline: parse, check, lower, emit; and loading a compiled spec.
+"""The pipeline: parse, check, lower, emit (or only diagnose); and loading a compiled spec.
 
 Owns running the stages in order, stopping after the first stage that reports
 errors (warnings never stop it; a syntax error stops after the checker, which
 still reports what it finds in the statements that parsed), the safety net
-that every module returned is valid Python, and `load`, which imports a
-compiled spec as a module so Keras finds its registered classes.
+that every module returned is valid Python, and `load` (a file) and
+`load_source` (text), which import a compiled spec as a module so Keras finds
+its registered classes.
 """
 
 from __future__ import annotations
 
 import gc
 import linecache
+import re
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from types import ModuleType
 
 from stepc.check.models import check
@@ -39,6 +42,11 @@ def analyze(
     """
     if not isinstance(source, str):
         raise TypeError(f"a spec is text (str), not {type(source).__name__}")
+    return _run_stages(source, lambda text: _stages(text, path, frameworks))
+
+
+def _run_stages(source: str, stages):
+    """`stages(text)` of the spec's text as an editor shows it, or its content problems."""
     source = spec_text(source)
     problems = content_problems(source)
     if problems:
@@ -48,12 +56,22 @@ def analyze(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _stages(source, path, frameworks)
+        return stages(source)
     except RecursionError:
         return None, [_too_deep(source)]
     finally:
         if collecting:
             gc.enable()
+
+
+def diagnose(source: str, path: str) -> list[Diagnostic]:
+    """Every diagnostic of `analyze(source, path)`, without writing the module.
+
+    Emitting reports nothing about the spec (only the defence that the module is
+    valid Python, a bug of stepc's), and it is half of a compile's time: the
+    language server runs this on every change.
+    """
+    return lower_source(source, path)[1]
 
 
 def _too_deep(source: str) -> Diagnostic:
@@ -70,14 +88,7 @@ def _too_deep(source: str) -> Diagnostic:
 def lower_source(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
     """The lowered plan of `source` (None on errors) and all diagnostics, as `analyze`
     finds them: what the tools that show the compiler's decisions (`stepc graph`) read."""
-    source = spec_text(source)
-    problems = content_problems(source)
-    if problems:
-        return None, problems
-    try:
-        return _plan(source, path)
-    except RecursionError:
-        return None, [_too_deep(source)]
+    return _run_stages(source, lambda text: _plan(text, path))
 
 
 def _plan(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
@@ -139,11 +150,26 @@ def compile_source(text: str, filename: str = "<spec>", backend: str | None = No
     """The generated module's text; raises SpecError listing every diagnostic.
 
     `backend`: the steps of that Keras backend only (default: every backend's)."""
-    module, diagnostics = analyze(text, filename, (backend,) if backend else ALL)
+    return _compiled(text, filename, (backend,) if backend else ALL)[0]
+
+
+def _compiled(text: str, filename: str, frameworks=ALL) -> tuple[str, list[Diagnostic]]:
+    """The module's text and the spec's warnings; raises SpecError on errors."""
+    module, diagnostics = analyze(text, filename, frameworks)
     if module is None:
         # The diagnostics' positions are those of the normalized text.
         raise SpecError(filename, spec_text(text), diagnostics)
-    return module
+    return module, diagnostics
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """What a module compiled by `load` or `load_source` came from, kept on the module
+    as `__stepc_spec__`: the tools (a notebook's step picture) read the spec again."""
+
+    name: str  # the file name its diagnostics show
+    text: str  # the spec's text, as every stage reads it (`spec_text`)
+    warnings: tuple[Diagnostic, ...] = ()  # what a compile prints, though it succeeded
 
 
 def load(path: str | Path, module_name: str | None = None) -> ModuleType:
@@ -152,23 +178,46 @@ def load(path: str | Path, module_name: str | None = None) -> ModuleType:
     source, problems = read_spec(str(path))  # decoded as the CLI decodes it
     if source is None:
         raise SpecError(path.name, "", problems)
-    text = compile_source(source, path.name)
     name = module_name or f"stepc_generated.{path.stem}"
-    module = ModuleType(name)
-    module.__file__ = _register_source(path, text)
-    sys.modules[name] = module
+    return _import(source, path.name, name, f"<stepc {path}>")
+
+
+def load_source(text: str, name: str = "<cell>", module_name: str | None = None) -> ModuleType:
+    """Compile spec `text` and import the result as a module, as `load` does for a file.
+
+    `name` is the file name its diagnostics show (SpecError's text is the terminal
+    rendering with that name); the module is `stepc_generated.<name, as an identifier>`."""
+    stem = re.sub(r"\W", "_", PurePath(name).stem, flags=re.ASCII) or "spec"
+    return _import(text, name, module_name or f"stepc_generated.{stem}", f"<stepc {name}>")
+
+
+def _import(source: str, filename: str, module_name: str, code_name: str) -> ModuleType:
+    """Compile `source`, run it as the module `module_name` (in ``sys.modules``, so
+    Keras finds its registered classes when it loads a saved model) and return it."""
+    text, warnings = _compiled(source, filename)
+    module = ModuleType(module_name)
+    module.__file__ = _register_source(code_name, text)
+    module.__stepc_spec__ = LoadedSpec(filename, spec_text(source), tuple(warnings))
+    sys.modules[module_name] = module
     exec(compile(text, module.__file__, "exec"), module.__dict__)
     return module
 
 
-def _register_source(path: Path, text: str) -> str:
-    """A name for the generated text that no file has, with the text in ``linecache``:
-    tracebacks and ``inspect.getsource`` then show the generated lines (and their spec
-    line comments), never the lines of a stale ``.py`` file beside the spec."""
-    filename = f"<stepc {path}>"
+def _register_source(filename: str, text: str) -> str:
+    """`filename` (a name no file has: ``<stepc PATH>``), with the generated text in
+    ``linecache``: tracebacks and ``inspect.getsource`` then show the generated lines
+    (and their spec line comments), never the lines of a stale ``.py`` file beside the spec."""
     # mtime None: linecache.checkcache() keeps the entry (there is no file to compare).
     linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
     return filename
 
 
-__all__ = ["analyze", "compile_source", "load", "lower_source"]
+__all__ = [
+    "LoadedSpec",
+    "analyze",
+    "compile_source",
+    "diagnose",
+    "load",
+    "load_source",
+    "lower_source",
+]

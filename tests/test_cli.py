@@ -213,6 +213,8 @@ def test_json_has_one_object_per_diagnostic(capsys, tmp_path: Path) -> None:
             "end_column": 48,
             "message": "`optimiser` is not a declared optimizer",
             "hint": "did you mean `optimizer`?",
+            # The text that would replace the span: an editor's quick fix.
+            "replacement": "optimizer",
         }
     ]
 

@@ -229,11 +229,11 @@ def test_nul_right_after_a_byte_order_mark(tmp_path: Path) -> None:
 def test_load_reads_a_spec_with_a_byte_order_mark_and_cr_lines(monkeypatch, tmp_path) -> None:
     seen: list[str] = []
 
-    def compile_source(text: str, filename: str) -> str:  # no TensorFlow needed
+    def analyze(text: str, filename: str, frameworks) -> tuple[str, list]:  # no TensorFlow
         seen.append(text)
-        return "VALUE = 1\n"
+        return "VALUE = 1\n", []
 
-    monkeypatch.setattr(pipeline, "compile_source", compile_source)
+    monkeypatch.setattr(pipeline, "analyze", analyze)
     path = tmp_path / "bom.step"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r").encode())
     module = stepc.load(path, module_name="stepc_front_end_bom")

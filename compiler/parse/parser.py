@@ -118,6 +118,7 @@ def keywords() -> frozenset[str]:
 _KEYWORD_PATTERN = re.compile(r"\(?(\w+(?:\|\w+)*)\)?\\b")
 
 
+@functools.cache
 def token_tree_parser() -> Lark:
     """The same grammar and indenter building a parse tree that keeps every token,
     with positions: the formatter's (`stepc.tools.fmt`), which needs the parentheses
