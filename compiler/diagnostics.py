@@ -28,6 +28,8 @@ class Severity(Enum):
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One error or warning: where in the spec, what, and how to fix it."""
+
     severity: Severity
     message: str
     span: Span

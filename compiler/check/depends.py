@@ -28,6 +28,8 @@ TENSORS = -2
 
 @dataclass
 class _Definition:
+    """A definition's models, and the definitions it reads."""
+
     models: frozenset[str]
     reads: set[int] = field(default_factory=set)
 

@@ -62,6 +62,8 @@ class Usage:
 
 @dataclass
 class Local:
+    """A name a step defines: its value, where, and how it is used."""
+
     value: Value
     span: ir.Span
     is_data: bool

@@ -41,6 +41,8 @@ class Source(Enum):
 
 @dataclass(frozen=True)
 class LossReport:
+    """How a train step reports its loss, and the statement that decides it."""
+
     source: Source
     # EXPLICIT: the update; COMPILED: the call; MINIMIZED: the minimize;
     # AMBIGUOUS: the second compiled_loss call (what the error points at).

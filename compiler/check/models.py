@@ -61,6 +61,8 @@ from stepc.tables.keras_optimizers import OPTIMIZER_CONSTRUCTORS
 
 @dataclass(frozen=True)
 class CheckedModel:
+    """A model that passed the checks, with its symbols and inferred values."""
+
     model: ir.Model
     functional: bool
     symbols: dict[str, Symbol]
@@ -72,6 +74,8 @@ class CheckedModel:
 
 @dataclass(frozen=True)
 class CheckedSpec:
+    """A spec whose models all passed the checks."""
+
     spec: ir.Spec
     models: tuple[CheckedModel, ...]
 

@@ -43,6 +43,8 @@ class StateShape:
 
 @dataclass(frozen=True)
 class Symbol:
+    """A name a model declares: a parameter, metric, loss, optimizer or state."""
+
     name: str
     kind: Kind
     type: Type

@@ -22,6 +22,8 @@ CHAIN_NAMES = 6
 
 @dataclass(frozen=True)
 class Value:
+    """What the checker knows of a value: its type and what it is computed from."""
+
     type: Type
     # The models its own expression calls and the definitions (`Local.key`) it
     # reads, outside what no gradient flows through; the rest is in the step's

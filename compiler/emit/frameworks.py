@@ -17,6 +17,8 @@ from stepc.lower.plan import ModelPlan
 
 @dataclass(frozen=True)
 class Framework:
+    """A Keras backend the steps are written for, and how to write them."""
+
     name: str  # keras.backend.backend()
     title: str  # in class names: "_GANTensorFlowSteps"
     label: str  # in docstrings and comments: "TensorFlow", "JAX", "PyTorch"

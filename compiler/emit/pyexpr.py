@@ -91,6 +91,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Concat:
+    """Documents laid out one after another."""
+
     parts: tuple[Doc, ...]
 
 
@@ -314,6 +316,8 @@ def _split_text(value: str, indent: str, limit: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Rendered:
+    """An expression's document and how tightly it binds."""
+
     doc: Doc
     precedence: int
 

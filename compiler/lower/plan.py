@@ -228,6 +228,8 @@ class IndexCheck:
 
 @dataclass(frozen=True)
 class ApplyGradients:
+    """A `minimize`'s update: the recorded loss's gradients, clipped, applied by an optimizer."""
+
     recorder: str
     loss_name: str
     targets: tuple[str, ...]  # model names; "self" for the whole model
@@ -264,6 +266,8 @@ PlanItem = (
 
 @dataclass(frozen=True)
 class ReturnValue:
+    """One entry of a step's logs."""
+
     key: str
     metric: str | None  # a tracker whose result() is returned
     value: ir.Expr | None  # otherwise, this value
@@ -273,6 +277,8 @@ class ReturnValue:
 
 @dataclass(frozen=True)
 class ReturnPlan:
+    """What a step returns: its logs, or (predict) a value."""
+
     values: tuple[ReturnValue, ...]
     span: ir.Span
     bare: bool  # predict: return the value itself, not a dict
@@ -280,6 +286,8 @@ class ReturnPlan:
 
 @dataclass(frozen=True)
 class StepPlan:
+    """One step method: its data, its items in order and what it returns."""
+
     kind: ir.StepKind
     data: DataPlan
     items: tuple[PlanItem, ...]
@@ -298,6 +306,8 @@ class StepPlan:
 
 @dataclass(frozen=True)
 class Parameter:
+    """A parameter of the generated __init__ or compile()."""
+
     name: str
     type_name: str  # Model, Layer, Optimizer, Loss, Callable, int, float, Metrics, ...
     default: ir.Expr | None = None  # a literal
@@ -308,6 +318,8 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Declaration:
+    """A metric, loss or optimizer object the model builds."""
+
     name: str
     class_name: str
     args: tuple[ir.Expr, ...]
@@ -320,6 +332,8 @@ class Declaration:
 
 @dataclass(frozen=True)
 class ModelPlan:
+    """Everything the emitters need to write one model class."""
+
     name: str
     functional: bool
     span: ir.Span
@@ -354,6 +368,8 @@ class ModelPlan:
 
 @dataclass(frozen=True)
 class ModulePlan:
+    """The plan of a whole generated module."""
+
     spec_name: str  # the spec's file name, for the header and messages
     spec_digest: str  # sha256 of the spec text
     package: str  # Keras serialization package

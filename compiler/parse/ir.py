@@ -28,12 +28,16 @@ class Span:
 
 @dataclass(frozen=True)
 class Name:
+    """A name as written: a value, model, parameter, metric or operation."""
+
     id: str
     span: Span
 
 
 @dataclass(frozen=True)
 class Number:
+    """A number literal."""
+
     text: str  # as written, so the generated literal is the user's
     is_int: bool
     span: Span
@@ -41,12 +45,16 @@ class Number:
 
 @dataclass(frozen=True)
 class String:
+    """A string literal."""
+
     value: str  # already unescaped; emitted with repr(), never as raw text
     span: Span
 
 
 @dataclass(frozen=True)
 class Keyword:
+    """`name=value` in a call's arguments."""
+
     name: str
     value: Expr
     span: Span
@@ -54,6 +62,8 @@ class Keyword:
 
 @dataclass(frozen=True)
 class Call:
+    """`func(args, keywords)`: an operation, a model's forward pass or a loss."""
+
     func: Name
     args: tuple[Expr, ...]
     keywords: tuple[Keyword, ...]
@@ -62,6 +72,8 @@ class Call:
 
 @dataclass(frozen=True)
 class BinaryOp:
+    """`left op right`: arithmetic, matrix product, comparison or logic."""
+
     op: str  # one of + - * / // % ** @ & | == != < <= > >= (stepc.tables.operators)
     left: Expr
     right: Expr
@@ -80,6 +92,8 @@ class ChainedComparison:
 
 @dataclass(frozen=True)
 class Negate:
+    """`-operand`."""
+
     operand: Expr
     span: Span
 
@@ -94,6 +108,8 @@ class Invert:
 
 @dataclass(frozen=True)
 class Slice:
+    """`start:stop:step` in a subscript, each part optional."""
+
     start: Expr | None
     stop: Expr | None
     span: Span
@@ -117,6 +133,8 @@ class Indices:
 
 @dataclass(frozen=True)
 class Subscript:
+    """`value[index]`."""
+
     value: Expr
     index: Index | Indices  # one axis (`None`: a new one), or several
     span: Span
@@ -124,12 +142,16 @@ class Subscript:
 
 @dataclass(frozen=True)
 class TupleExpr:
+    """`(a, b)`: a tuple written in the spec."""
+
     items: tuple[Expr, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class ListExpr:
+    """`[a, b]`: a list written in the spec."""
+
     items: tuple[Expr, ...]
     span: Span
 
@@ -156,6 +178,8 @@ Index = Expr | Slice | EllipsisIndex
 
 @dataclass(frozen=True)
 class Assign:
+    """`targets = value` in a step."""
+
     targets: tuple[Name, ...]  # more than one: tuple unpacking
     value: Expr
     span: Span
@@ -173,6 +197,8 @@ class Clip:
 
 @dataclass(frozen=True)
 class Minimize:
+    """`minimize LOSS over TARGETS using OPTIMIZER`: one gradient step."""
+
     loss: Expr
     targets: tuple[Name, ...]
     optimizer: Name | None  # None: the optimizer given to Keras's compile()
@@ -184,6 +210,8 @@ class Minimize:
 
 @dataclass(frozen=True)
 class Update:
+    """`update METRIC(args)`: a metric's update_state."""
+
     metric: Name
     args: tuple[Expr, ...]
     keywords: tuple[Keyword, ...]
@@ -192,6 +220,8 @@ class Update:
 
 @dataclass(frozen=True)
 class ReturnItem:
+    """One `name=value` (or a bare tracker) of a step's `return`."""
+
     name: Name
     value: Expr | None  # None: `return tracker` reports the tracker's result
     span: Span
@@ -201,6 +231,8 @@ class ReturnItem:
 
 @dataclass(frozen=True)
 class Return:
+    """A step's `return`: what its logs report."""
+
     items: tuple[ReturnItem, ...]
     span: Span
 
@@ -313,6 +345,8 @@ class SharedBlock:
 
 @dataclass(frozen=True)
 class Param:
+    """`name: Type = default` of a model's init(...) or compile(...)."""
+
     name: Name
     type_name: Name
     span: Span
@@ -350,6 +384,8 @@ class ModelBase(Enum):
 
 @dataclass(frozen=True)
 class Model:
+    """`model NAME(Base):` and everything declared in its block."""
+
     name: Name
     base: Name | None  # as written; the checker maps it to a ModelBase
     init: tuple[Param, ...] | None
@@ -371,6 +407,8 @@ class Model:
 
 @dataclass(frozen=True)
 class Spec:
+    """A whole spec file: its models, and what syntax recovery replaced."""
+
     path: str  # as given by the user, for diagnostics and the module header
     models: tuple[Model, ...]
     # Every statement the parser replaced after a syntax error, in line order.

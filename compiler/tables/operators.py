@@ -27,6 +27,8 @@ class Kind(Enum):
 
 @dataclass(frozen=True)
 class Operator:
+    """An operator a spec may write, and what it compiles to."""
+
     symbol: str
     kind: Kind
     target: str = ""  # the `keras.ops` function spelling it; "": Python's operator

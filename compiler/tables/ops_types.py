@@ -74,6 +74,8 @@ ARG_HINTS: dict[Arg, str] = {
 
 @dataclass(frozen=True)
 class Op:
+    """An operation a spec may call: its parameters, result and target."""
+
     name: str  # as written in a spec
     target: str  # backend-neutral Keras name, e.g. "ops.mean"
     params: tuple[str, ...]  # positional parameters, in order

@@ -44,6 +44,8 @@ class StepsModel:
 
 @dataclass(frozen=True)
 class ClassModel:
+    """A model's class as the template writes it: its methods and step mixins."""
+
     name: str
     package: str
     docstring: str
@@ -54,6 +56,8 @@ class ClassModel:
 
 @dataclass(frozen=True)
 class ModuleModel:
+    """The whole module as the template writes it."""
+
     spec_name: str
     spec_digest: str
     imports: tuple[str, ...]

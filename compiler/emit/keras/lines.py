@@ -26,6 +26,8 @@ from stepc.parse import ir
 
 @dataclass(frozen=True)
 class Method:
+    """A method of a generated class, as finished lines."""
+
     lines: tuple[str, ...]  # complete, indented source lines
 
 
