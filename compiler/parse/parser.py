@@ -51,7 +51,7 @@ def _leading_space(text: str) -> str:
     return text[: len(text) - len(text.lstrip(" \t\f"))]
 
 
-class _StepIndenter(Indenter):
+class StepIndenter(Indenter):
     NL_type = "_NL"
     OPEN_PAREN_types = ["LPAR", "LSQB"]
     CLOSE_PAREN_types = ["RPAR", "RSQB"]
@@ -86,7 +86,7 @@ def _parser() -> Lark:
         grammar_text(),
         parser="lalr",
         lexer="contextual",
-        postlex=_StepIndenter(),
+        postlex=StepIndenter(),
         # The IR is built while parsing: no parse tree, no position propagation
         # (spans come from tokens), which halves the time of a parse.
         transformer=ToIR(),
@@ -127,7 +127,7 @@ def token_tree_parser() -> Lark:
         grammar_text(),
         parser="lalr",
         lexer="contextual",
-        postlex=_StepIndenter(),
+        postlex=StepIndenter(),
         keep_all_tokens=True,
         propagate_positions=True,
         maybe_placeholders=True,

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lark import Lark, Token
-from stepc.parse.parser import _StepIndenter  # the indenter stepc parses with
+from stepc.parse.parser import StepIndenter
 from stepc.resources import grammar_text
 
 KEYWORD = "keyword"
@@ -170,7 +170,7 @@ class _Recorder:
             grammar_text(),
             parser="lalr",
             lexer="contextual",
-            postlex=_StepIndenter(),
+            postlex=StepIndenter(),
             lexer_callbacks=dict.fromkeys(names, cls.record),
         )
 
