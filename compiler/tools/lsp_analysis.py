@@ -173,7 +173,8 @@ def model_chunks(text: str) -> list[tuple[int, str]] | None:
     if any(lines[n - 1].rstrip(" \t\f").endswith("\\") for n in starts if n > 0):
         return None
     ends = [*starts[1:], len(lines)]
-    return [(start + 1, "\n".join(lines[start:end])) for start, end in zip(starts, ends)]
+    spans = zip(starts, ends, strict=True)
+    return [(start + 1, "\n".join(lines[start:end])) for start, end in spans]
 
 
 def _blank_or_comment(line: str) -> bool:
