@@ -69,6 +69,8 @@ def variants() -> dict[str, str]:
     found["comments only"] = "# a spec\n\n# to come\n"
     found["code before the model"] = "x = 1\n" + GAN
     found["continued into a header"] = GAN.rstrip("\n") + " \\\n" + BASIC
+    # Each chunk alone parses; the file does not (the `\\` puts the header on an indented line).
+    found["a lone continuation before a header"] = GAN + "    \\\n" + BASIC
     return found
 
 
