@@ -3,7 +3,8 @@
 Owns the server: text synchronisation (whole documents: pygls applies an
 incremental edit to lines split as `str.splitlines` splits them, at U+2028 or a
 form feed too, where LSP and stepc see no line break), the diagnostics published
-on every open and change, which are `stepc check`'s (`stepc.pipeline.diagnose`:
+on every open and change, which are `stepc check`'s (`stepc.pipeline.diagnose`,
+computed by `stepc.tools.lsp_analysis` re-analysing only the models that changed:
 the same messages, spans and hints, every error at once, the hint on a line of
 its own under the message), and the analysis of each open document, kept for the
 requests of `stepc.tools.lsp_features` until the next change. A custom command,
@@ -23,7 +24,7 @@ from pygls.lsp.server import LanguageServer
 from stepc import __version__
 from stepc.diagnostics import Diagnostic, Severity, error
 from stepc.parse.ir import Span
-from stepc.pipeline import diagnose
+from stepc.tools.lsp_analysis import IncrementalDiagnostics
 from stepc.tools.positions import SpecPositions
 
 SOURCE = "stepc"
@@ -68,6 +69,7 @@ class StepServer(LanguageServer):
         whole_documents = types.TextDocumentSyncKind.Full
         super().__init__(SOURCE, __version__, text_document_sync_kind=whole_documents)
         self.analyses: dict[str, Analysis] = {}
+        self.diagnosers: dict[str, IncrementalDiagnostics] = {}  # each open document's
 
     def analysis(self, uri: str) -> Analysis:
         """The analysis of the document's current version (made now if it changed)."""
@@ -77,7 +79,8 @@ class StepServer(LanguageServer):
             return known
         path = document.path or uri
         positions = SpecPositions.of(document.source, self.workspace.position_codec)
-        found = tuple(_diagnostics(document.source, path))
+        diagnoser = self.diagnosers.setdefault(uri, IncrementalDiagnostics())
+        found = tuple(_diagnostics(diagnoser, document.source, path))
         self.analyses[uri] = Analysis(document.version, document.source, path, positions, found)
         return self.analyses[uri]
 
@@ -89,12 +92,13 @@ class StepServer(LanguageServer):
     def forget(self, uri: str) -> None:
         """A closed document: its diagnostics are withdrawn."""
         self.analyses.pop(uri, None)
+        self.diagnosers.pop(uri, None)
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri, []))
 
 
-def _diagnostics(text: str, path: str) -> list[Diagnostic]:
+def _diagnostics(diagnoser: IncrementalDiagnostics, text: str, path: str) -> list[Diagnostic]:
     try:
-        return diagnose(text, path)
+        return diagnoser.diagnose(text, path)
     except Exception as exc:  # a bug of stepc's must not end the session of the editor
         message = f"stepc: internal error ({type(exc).__name__}: {exc}); please report it"
         return [error(message, Span(1, 1, 1, 2))]
