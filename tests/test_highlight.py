@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from pygments.token import Comment, Error, Keyword, Number, String
+from stepc.parse.parser import keywords
 from stepc.tools.highlight import KEYWORDS, StepLexer
 
 from tests.support.lexemes import (
@@ -27,7 +28,6 @@ from tests.support.lexemes import (
     STRING,
     categories_by_character,
     disagreements,
-    keyword_words,
     spec_lexemes,
 )
 
@@ -81,7 +81,7 @@ def test_the_step_blocks_of_the_language_guide_lex_without_errors() -> None:
 
 
 def test_pygments_keywords_are_the_grammars() -> None:
-    assert keyword_words() == KEYWORDS
+    assert keywords() == KEYWORDS
 
 
 def test_a_bad_string_is_an_error_token_and_lexing_goes_on() -> None:

@@ -30,6 +30,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from stepc.parse.parser import keywords
 
 from tests.support.lexemes import (
     COMMENT,
@@ -39,7 +40,6 @@ from tests.support.lexemes import (
     STRING,
     categories_by_character,
     disagreements,
-    keyword_words,
     spec_lexemes,
 )
 
@@ -120,7 +120,7 @@ def test_textmate_tokens_are_stepcs(name: str, tokens) -> None:
 def test_the_context_spec_holds_every_keyword_and_category() -> None:
     """So that the comparison above sees each keyword and each category at least once."""
     lexemes = spec_lexemes(CONTEXT_SPEC)
-    assert {lexeme.text for lexeme in lexemes if lexeme.category == KEYWORD} == keyword_words()
+    assert {lexeme.text for lexeme in lexemes if lexeme.category == KEYWORD} == keywords()
     assert {lexeme.category for lexeme in lexemes} == {KEYWORD, STRING, NUMBER, COMMENT}
 
 
@@ -148,7 +148,7 @@ def test_textmate_keywords_are_the_grammars() -> None:
         if any(_category([scope]) == KEYWORD for scope in scopes):
             for group, bounded in _KEYWORD_GROUP.findall(regex):
                 words.update((group or bounded).split("|"))
-    assert words == keyword_words()
+    assert words == keywords()
 
 
 def _json(name: str) -> dict:

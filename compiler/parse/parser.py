@@ -82,14 +82,18 @@ class StepIndenter(Indenter):
 
 @functools.cache
 def _parser() -> Lark:
+    # The IR is built while parsing: no parse tree, no position propagation (spans
+    # come from tokens), which halves the time of a parse.
+    return _lark("grammar", transformer=ToIR())
+
+
+def _lark(cache_kind: str, **options) -> Lark:
+    """A parser of the grammar with stepc's lexer and indenter, and `options`."""
     return Lark(
         grammar_text(),
         parser="lalr",
         lexer="contextual",
         postlex=StepIndenter(),
-        # The IR is built while parsing: no parse tree, no position propagation
-        # (spans come from tokens), which halves the time of a parse.
-        transformer=ToIR(),
         maybe_placeholders=True,
         # The same tokens as Lark's contextual lexer, without compiling a regular
         # expression for every parser state a small spec reaches (stepc.parse.lexing).
@@ -97,21 +101,29 @@ def _parser() -> Lark:
         # The LALR tables, pickled in stepc's cache directory (stepc.cache; Lark checks
         # the file's digest, and rebuilds on a mismatch or an unreadable file):
         # building them is most of a first `stepc compile`.
-        cache=cache_file("grammar", grammar_text(), lark.__version__) or False,
+        cache=cache_file(cache_kind, grammar_text(), lark.__version__) or False,
+        **options,
     )
 
 
 @functools.cache
-def keywords() -> frozenset[str]:
-    """The words the grammar reserves: its keyword terminals (`MODEL.2: /model\\b/`,
-    `STEP_KIND.2: /(train|test|predict)\\b/`), read from the parser, so that the
-    grammar file stays the one list (`stepc.tools.index` refuses them as new names)."""
-    words: set[str] = set()
+def keyword_terminals() -> dict[str, frozenset[str]]:
+    """The grammar's keyword terminals and the words each reserves (`MODEL.2: /model\\b/`,
+    `STEP_KIND.2: /(train|test|predict)\\b/`), read from the parser, so that the grammar
+    file stays the one list (the index refuses them as new names; the highlighters'
+    tests compare their keywords with them)."""
+    found = {}
     for terminal in _parser().terminals:
-        found = _KEYWORD_PATTERN.fullmatch(terminal.pattern.value)
-        if terminal.pattern.type == "re" and found:
-            words.update(found.group(1).split("|"))
-    return frozenset(words)
+        words = _KEYWORD_PATTERN.fullmatch(terminal.pattern.value)
+        if terminal.pattern.type == "re" and words:
+            found[terminal.name] = frozenset(words.group(1).split("|"))
+    return found
+
+
+@functools.cache
+def keywords() -> frozenset[str]:
+    """Every word the grammar reserves (`keyword_terminals`)."""
+    return frozenset().union(*keyword_terminals().values())
 
 
 # A keyword terminal's pattern: a word, or a group of alternative words, then `\b`.
@@ -123,17 +135,7 @@ def token_tree_parser() -> Lark:
     """The same grammar and indenter building a parse tree that keeps every token,
     with positions: the formatter's (`stepc.tools.fmt`), which needs the parentheses
     and commas that the IR does without. Only for text that `parse` accepts."""
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer="contextual",
-        postlex=StepIndenter(),
-        keep_all_tokens=True,
-        propagate_positions=True,
-        maybe_placeholders=True,
-        _plugins={"ContextualLexer": DeferredContextualLexer},  # as in _parser()
-        cache=cache_file("token-tree-grammar", grammar_text(), lark.__version__) or False,
-    )
+    return _lark("token-tree-grammar", keep_all_tokens=True, propagate_positions=True)
 
 
 def parse(source: str, path: str) -> tuple[ir.Spec | None, list[Diagnostic]]:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lark import Lark, Token
-from stepc.parse.parser import StepIndenter
+from stepc.parse.parser import StepIndenter, keyword_terminals
 from stepc.resources import grammar_text
 
 KEYWORD = "keyword"
@@ -27,7 +27,6 @@ NUMBER = "number"
 COMMENT = "comment"
 CATEGORIES = (KEYWORD, STRING, NUMBER, COMMENT)
 
-_KEYWORD_PATTERN = re.compile(r"\(?([a-z_|]+)\)?\\b")
 _COMMENT_IN_TOKEN = re.compile(r"#[^\r\n]*")
 
 # The context-dependent keywords, each where stepc reads it as one and where it reads
@@ -94,23 +93,11 @@ class Lexeme:
     text: str
 
 
-@functools.cache
-def keyword_words() -> frozenset[str]:
-    """The words of the grammar's keyword terminals (`MODEL.2: /model\\b/`,
-    `STEP_KIND.2: /(train|test|predict)\\b/`)."""
-    words: set[str] = set()
-    for terminal in _Recorder.parser().terminals:
-        match = _KEYWORD_PATTERN.fullmatch(terminal.pattern.value)
-        if terminal.pattern.type == "re" and match:
-            words.update(match.group(1).split("|"))
-    return frozenset(words)
-
-
 def spec_lexemes(text: str) -> list[Lexeme]:
     """Every keyword, string, number and comment of `text`, as stepc's parser reads it
     (the text must parse)."""
     tokens = _Recorder.tokens_of(text if text.endswith("\n") else text + "\n")
-    keyword_types = _keyword_types()
+    keyword_types = keyword_terminals().keys()
     lexemes: list[Lexeme] = []
     for token in tokens:
         if token.type in ("_NL", "COMMENT"):
@@ -134,15 +121,6 @@ def _comments(token: Token) -> Iterable[Lexeme]:
         for match in _COMMENT_IN_TOKEN.finditer(line_text):
             column = start + match.start()
             yield Lexeme(COMMENT, token.line + offset, column, column + len(match[0]), match[0])
-
-
-@functools.cache
-def _keyword_types() -> frozenset[str]:
-    return frozenset(
-        t.name
-        for t in _Recorder.parser().terminals
-        if t.pattern.type == "re" and _KEYWORD_PATTERN.fullmatch(t.pattern.value)
-    )
 
 
 class _Recorder:
