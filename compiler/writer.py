@@ -142,15 +142,22 @@ def _diff(path: Path, current: bytes | None, text: str) -> str | None:
     if before == text:
         return None
     shown = shown_path(str(path))
-    import difflib  # here, not at the top: only a stale module is shown as a diff
+    diff = unified_diff(before, text, f"{shown} (on disk)", f"{shown} (from the spec)")
+    return diff or f"{shown} is missing\n"
 
-    diff = difflib.unified_diff(
+
+def unified_diff(before: str, after: str, fromfile: str, tofile: str) -> str:
+    """The change from `before` to `after`, each line ending in a line break (a last
+    line without one would otherwise run into the next line of the diff)."""
+    import difflib  # here, not at the top: only a stale or unformatted file is shown so
+
+    lines = difflib.unified_diff(
         before.splitlines(keepends=True),
-        text.splitlines(keepends=True),
-        fromfile=f"{shown} (on disk)",
-        tofile=f"{shown} (from the spec)",
+        after.splitlines(keepends=True),
+        fromfile=fromfile,
+        tofile=tofile,
     )
-    return "".join(diff) or f"{shown} is missing\n"
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 def _make_directory(directory: Path) -> None:

@@ -17,7 +17,6 @@ module (tests/test_fmt.py checks that on every shipped spec and fuzzed ones).
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from stepc.parse.ir import Span
 from stepc.parse.parser import parse, token_tree_parser
 from stepc.parse.sources import content_problems, decode_spec, read_spec, spec_text
 from stepc.tools.spec_layout import print_spec
-from stepc.writer import atomic_write
+from stepc.writer import atomic_write, unified_diff
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -123,22 +122,11 @@ def _formatted(path: str, source: str, colour: bool) -> str | None:
 def _report_unformatted(spec: str, source: str, formatted: str) -> bool:
     if formatted == source:
         return False
-    sys.stdout.write(unified_diff(spec, source, formatted))
+    shown = shown_path(spec)
+    diff = unified_diff(source, formatted, f"{shown} (original)", f"{shown} (formatted)")
+    sys.stdout.write(diff)
     _say(f"would reformat {shown_path(spec)}\n")
     return True
-
-
-def unified_diff(path: str, before: str, after: str) -> str:
-    """The change formatting makes, as `ruff format --diff` prints it."""
-    shown = shown_path(path)
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        fromfile=f"{shown} (original)",
-        tofile=f"{shown} (formatted)",
-    )
-    text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-    return text
 
 
 def _rewrite(spec: str, formatted: str, colour: bool) -> bool:
