@@ -10,6 +10,7 @@ its registered classes.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import linecache
 import re
@@ -51,14 +52,22 @@ def _run_stages(source: str, stages):
     problems = content_problems(source)
     if problems:
         return None, problems
-    # A compile builds many small objects and no long-lived cycles: the cyclic
-    # collector would only re-scan them (about 15% of a large spec's time).
+    with collector_paused():
+        try:
+            return stages(source)
+        except RecursionError:
+            return None, [_too_deep(source)]
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """The cyclic garbage collector off, as it was after: a compile builds many small
+    objects and no long-lived cycles, which it would only re-scan (about 15% of a
+    large spec's time)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return stages(source)
-    except RecursionError:
-        return None, [_too_deep(source)]
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -98,7 +107,7 @@ def _plan(source: str, path: str) -> tuple[ModulePlan | None, list[Diagnostic]]:
     checked, found = check(spec)
     diagnostics += _outside(spec.recovered, found)
     if has_errors(diagnostics):  # a syntax error always stops here
-        return None, sorted(diagnostics, key=_position)
+        return None, sorted(diagnostics, key=by_position)
     plan, found = lower(checked, source)
     diagnostics += found
     if has_errors(diagnostics):
@@ -126,7 +135,7 @@ def _outside(recovered: tuple[ir.Recovered, ...], found: list[Diagnostic]) -> li
     return [d for d in found if d.span.line not in lines]
 
 
-def _position(diagnostic: Diagnostic) -> tuple[int, int]:
+def by_position(diagnostic: Diagnostic) -> tuple[int, int]:
     return diagnostic.span.line, diagnostic.span.column
 
 
@@ -215,6 +224,8 @@ def _register_source(filename: str, text: str) -> str:
 __all__ = [
     "LoadedSpec",
     "analyze",
+    "by_position",
+    "collector_paused",
     "compile_source",
     "diagnose",
     "load",

@@ -35,7 +35,6 @@ mention one that is not a line number); otherwise it is analysed again.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import re
 from dataclasses import dataclass
 
@@ -45,7 +44,7 @@ from stepc.lower.module import lower
 from stepc.parse.ir import Span
 from stepc.parse.parser import parse
 from stepc.parse.sources import content_problems, spec_text
-from stepc.pipeline import diagnose
+from stepc.pipeline import by_position, collector_paused, diagnose
 
 _MODEL_START = re.compile(r"model\b")
 _LINE_MENTION = re.compile(r"\bline (\d+)")
@@ -118,14 +117,8 @@ class IncrementalDiagnostics:
         chunks = model_chunks(text)
         if chunks is None:
             return diagnose(text, path)
-        # As the pipeline: a compile makes no long-lived cycles for the collector to find.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             findings = self._findings_of(chunks, path)
-        finally:
-            if collecting:
-                gc.enable()
         return diagnose(text, path) if findings is None else combined(findings)
 
     def _findings_of(self, chunks, path: str) -> list[ChunkFindings] | None:
@@ -228,10 +221,6 @@ def combined(findings: list[ChunkFindings]) -> list[Diagnostic]:
             for d in f.lowered
             if d.severity is Severity.ERROR
         ]
-        return sorted(front + list(dict.fromkeys(preview)), key=_position)
+        return sorted(front + list(dict.fromkeys(preview)), key=by_position)
     lowered = [d for f in findings for d in f.lowered or ()]
     return front + list(dict.fromkeys(lowered))
-
-
-def _position(diagnostic: Diagnostic) -> tuple[int, int]:
-    return diagnostic.span.line, diagnostic.span.column
